@@ -1,0 +1,208 @@
+"""Causal-LM pretraining from scratch (a preset) or continued pretraining (a path), with `transformers.Trainer`.
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/text/pretrain.py \
+        --config recipes/text/configs/pretrain_tiny.yaml [--output_dir runs/pretrain_tiny] [--key value ...]
+
+Without a tokenizer (none given and no `model_name_or_path`), a tokenizer is trained on the training split
+first. Re-running the same command resumes from the last complete checkpoint in `output_dir`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import TrainingArguments, default_data_collator, set_seed
+from trl import TrlParser
+
+from hfrecipes.args import DataArguments, ModelArguments, TokenizerArguments
+from hfrecipes.data import prepare_text_splits, tokenize_and_pack
+from hfrecipes.errors import RecipeInputError, run_main
+from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
+from hfrecipes.io import atomic_write_json, publish_staged, staging_dir
+from hfrecipes.models import context_length, get_causal_lm
+from hfrecipes.reports import plot_loss_curves
+from hfrecipes.tokenization import fertility, load_or_train_tokenizer
+from hfrecipes.training import (
+    CausalLMTrainer,
+    check_distributed_state,
+    cpu_only_defaults,
+    ranks_in_sync,
+    resume_checkpoint,
+    take_push_request,
+    tokens_seen,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PretrainArguments:
+    block_size: int = field(default=256, metadata={"help": "Tokens per training sequence (packed)."})
+    sample_prompts: list[str] = field(
+        default_factory=lambda: ["def ", "The "], metadata={"help": "Prompts sampled at each eval."}
+    )
+    sample_max_new_tokens: int = field(default=48, metadata={"help": "Tokens generated per sample prompt."})
+
+
+def main() -> None:
+    # --- args -------------------------------------------------------------------------------------------
+    parser = TrlParser(
+        (DataArguments, ModelArguments, TokenizerArguments, PretrainArguments, TrainingArguments)
+    )
+    parser.set_defaults(**cpu_only_defaults(), output_dir="runs/pretrain", eval_strategy="steps")
+    data_args, model_args, tok_args, script_args, training_args = parser.parse_args_and_config()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    set_seed(training_args.seed)
+    push_repo = take_push_request(training_args)
+    check_distributed_state(training_args)
+    max_context = context_length(
+        model_args.model_name_or_path, model_args.model_preset, model_args.model_overrides
+    )
+    if script_args.block_size > max_context:
+        raise RecipeInputError(
+            f"block_size={script_args.block_size} exceeds the model's context of {max_context} tokens. "
+            f"Lower block_size or raise max_position_embeddings in model_overrides."
+        )
+    output_dir = Path(training_args.output_dir)
+
+    # --- data and tokenizer -------------------------------------------------------------------------------
+    with training_args.main_process_first(desc="data preparation"):
+        train_text, validation_text, report = prepare_text_splits(data_args, seed=training_args.seed)
+        tokenizer, tokenizer_source = load_or_train_tokenizer(
+            tokenizer_name_or_path=model_args.tokenizer_name_or_path,
+            model_name_or_path=model_args.model_name_or_path,
+            trained_dir=output_dir / "tokenizer",
+            texts=train_text["text"],
+            tokenizer_type=tok_args.tokenizer_type,
+            vocab_size=tok_args.vocab_size,
+            min_frequency=tok_args.min_frequency,
+            trust_remote_code=model_args.trust_remote_code,
+        )
+        num_proc = data_args.preprocessing_num_proc
+        train_blocks, train_stats = tokenize_and_pack(
+            train_text, tokenizer, script_args.block_size, report, "train", num_proc
+        )
+        eval_blocks, eval_stats = tokenize_and_pack(
+            validation_text, tokenizer, script_args.block_size, report, "validation", num_proc
+        )
+    report.summary.update(train=train_stats, validation=eval_stats)
+
+    # --- model --------------------------------------------------------------------------------------------
+    built = get_causal_lm(
+        model_name_or_path=model_args.model_name_or_path,
+        preset=model_args.model_preset,
+        vocab_size=len(tokenizer),
+        overrides=model_args.model_overrides,
+        special_ids={
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        trust_remote_code=model_args.trust_remote_code,
+    )
+    model = built.model
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    logger.warning(
+        "Model %s: %.2f M parameters; %d training blocks of %d tokens",
+        built.source,
+        built.num_parameters / 1e6,
+        len(train_blocks),
+        script_args.block_size,
+    )
+
+    # --- trainer and training -----------------------------------------------------------------------------
+    trainer = CausalLMTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_blocks,
+        eval_dataset=eval_blocks,
+        processing_class=tokenizer,
+        data_collator=default_data_collator,
+        tokens_per_char=eval_stats["tokens_per_char"],
+        sample_prompts=script_args.sample_prompts,
+        sample_max_new_tokens=script_args.sample_max_new_tokens,
+    )
+    resumed_from = resume_checkpoint(training_args)
+    train_result = trainer.train(resume_from_checkpoint=resumed_from)
+    train_seconds = trainer.training_seconds()
+
+    # --- evaluate -----------------------------------------------------------------------------------------
+    eval_metrics = trainer.final_metrics()
+    sync = ranks_in_sync(model)
+    seen = tokens_seen(training_args, trainer.state.global_step, script_args.block_size)
+    metrics = {
+        "parameters": built.num_parameters,
+        "global_step": trainer.state.global_step,
+        "tokens_seen": seen,
+        "train_loss": train_result.training_loss,
+        "train_runtime_s": train_result.metrics.get("train_runtime"),
+        "tokens_per_second": seen / train_seconds if train_seconds else None,
+        **{
+            k: v
+            for k, v in eval_metrics.items()
+            if k in ("eval_loss", "eval_perplexity", "eval_nats_per_char")
+        },
+    }
+    if tokenizer_source is None:
+        metrics.update(
+            {f"tokenizer_{k}": v for k, v in fertility(tokenizer, validation_text[:200]["text"]).items()}
+        )
+
+    # --- save (atomically), model card, push --------------------------------------------------------------
+    with training_args.main_process_first(desc="staging"):
+        staging = (
+            staging_dir(output_dir)
+            if trainer.is_world_process_zero()
+            else output_dir.parent / f".{output_dir.name}.staging"
+        )
+    trainer.save_model(str(staging))  # every rank: FSDP / ZeRO-3 gather their shards here
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(staging)
+        plot_loss_curves(trainer.state.log_history, staging / "loss_curve.png", title="pretraining loss")
+        atomic_write_json(staging / "samples.json", trainer.samples)
+        atomic_write_json(staging / "log_history.json", trainer.state.log_history)
+        report.save(staging / "data_report.json")
+        lineage = build_lineage(
+            recipe="text/pretrain",
+            config={
+                "data": data_args,
+                "model": model_args,
+                "tokenizer": tok_args,
+                "script": script_args,
+                "training": training_args,
+            },
+            inputs=[
+                describe_input("model", model_args.model_name_or_path),
+                describe_input("tokenizer", tokenizer_source),
+            ],
+            data_report=report.to_dict(),
+            metrics=metrics,
+            extra={"distributed": sync, "resumed_from": resumed_from},
+        )
+        card = render_model_card(
+            lineage,
+            title=f"{output_dir.name}: a causal LM pretrained with hfrecipes",
+            description=f"A {built.num_parameters / 1e6:.2f} M-parameter decoder-only LM ({built.source}) trained on "
+            f"`{data_args.dataset_name}` for {trainer.state.global_step} steps ({seen:,} tokens).",
+            usage=f'from transformers import pipeline\n\ngenerator = pipeline("text-generation", model="{output_dir}")\n'
+            f'print(generator("{script_args.sample_prompts[0] if script_args.sample_prompts else "The "}", max_new_tokens=40)[0]["generated_text"])',
+            base_model=model_args.model_name_or_path,
+            datasets=[data_args.dataset_name],
+        )
+        write_stage_files(staging, lineage, card)
+        publish_staged(staging, output_dir)
+        if push_repo:
+            push_output_dir(output_dir, push_repo)
+        if trainer.samples:
+            sample = trainer.samples[-len(script_args.sample_prompts)]
+            print(f"\nSample at step {sample['step']}: {sample['prompt']}{sample['completion']}")
+        print(
+            f"Final validation loss: {metrics['eval_loss']:.4f} nats/token, {metrics.get('eval_nats_per_char', float('nan')):.4f} "
+            f"nats/char (perplexity {metrics['eval_perplexity']:.2f}); outputs in {output_dir}"
+        )
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,55 @@
+"""The data report: rows (and tokens) in and out of every preparation step, written as data_report.json."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hfrecipes.io import atomic_write_text
+
+
+@dataclass
+class StepRecord:
+    step: str
+    rows_in: int
+    rows_out: int
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    removed: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DataReport:
+    """Accumulates one record per step; the JSON is what model cards and lineage files quote."""
+
+    source: str = ""
+    steps: list[StepRecord] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def add(
+        self, step: str, rows_in: int, rows_out: int, removed: int | None = None, **kwargs: Any
+    ) -> StepRecord:
+        """`removed` defaults to rows_in - rows_out (filters); transforms that change the row unit (documents
+        to packed blocks) pass 0 and say what they dropped in `details`."""
+        removed = rows_in - rows_out if removed is None else removed
+        record = StepRecord(step=step, rows_in=rows_in, rows_out=rows_out, removed=removed, **kwargs)
+        self.steps.append(record)
+        return record
+
+    def to_dict(self) -> dict[str, Any]:
+        steps = [asdict(s) for s in self.steps]
+        return {"source": self.source, "steps": steps, "summary": self.summary}
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+
+    def markdown_table(self) -> str:
+        lines = ["| step | rows in | rows out | removed | tokens out |", "|---|---:|---:|---:|---:|"]
+        for s in self.steps:
+            tokens = "" if s.tokens_out is None else f"{s.tokens_out:,}"
+            lines.append(f"| {s.step} | {s.rows_in:,} | {s.rows_out:,} | {s.removed:,} | {tokens} |")
+        return "\n".join(lines)

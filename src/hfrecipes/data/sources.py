@@ -1,0 +1,184 @@
+"""Load a data source into a `datasets.Dataset`.
+
+A source is one of
+- `builtin:<name>` (optionally `builtin:<name>?key=value&key=value`): a generator shipped in the package,
+  so every recipe runs offline on a fresh machine (see `hfrecipes.data.builtins`);
+- a local file (jsonl/json/parquet/csv/txt) or a directory of such files;
+- a Hugging Face Hub dataset id (`org/name`), loaded with `datasets.load_dataset`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import datasets
+
+from hfrecipes.errors import RecipeInputError
+
+BUILTIN_PREFIX = "builtin:"
+FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
+
+_BUILTINS: dict[str, Callable[..., datasets.Dataset]] = {}
+
+
+def register_builtin(name: str) -> Callable:
+    """Register a generator `fn(**options) -> Dataset` under `builtin:<name>`."""
+
+    def decorator(fn: Callable[..., datasets.Dataset]) -> Callable[..., datasets.Dataset]:
+        _BUILTINS[name] = fn
+        return fn
+
+    return decorator
+
+
+def list_builtins() -> list[str]:
+    from hfrecipes.data import builtins  # noqa: F401  (registers the generators)
+
+    return sorted(_BUILTINS)
+
+
+def parse_source(spec: str) -> tuple[str, dict[str, str]]:
+    """Split `builtin:name?k=v&k=v` into ("builtin:name", {k: v}); other specs have no options."""
+    if spec.startswith(BUILTIN_PREFIX) and "?" in spec:
+        base, query = spec.split("?", 1)
+        return base, dict(parse_qsl(query, keep_blank_values=True, strict_parsing=False))
+    return spec, {}
+
+
+def load_source(
+    spec: str,
+    *,
+    split: str = "train",
+    hub_config: str | None = None,
+    options: dict | None = None,
+    text_file_unit: str = "paragraph",
+) -> datasets.Dataset:
+    """Return the source as a Dataset, or raise RecipeInputError saying what is wrong and how to fix it.
+
+    `text_file_unit` decides what one row of a .txt file is: "line", "paragraph" (blank-line separated,
+    the natural document unit of prose and plays) or "document" (the whole file).
+    """
+    if not spec or not str(spec).strip():
+        raise RecipeInputError(
+            "No data source given: set `dataset_name` to a builtin:<name>, a local path or a Hub id."
+        )
+    spec = str(spec).strip()
+    base, query_options = parse_source(spec)
+    options = {**query_options, **(options or {})}
+
+    if base.startswith(BUILTIN_PREFIX):
+        dataset = _load_builtin(base[len(BUILTIN_PREFIX) :], options)
+    elif os.path.exists(base):
+        dataset = load_local(Path(base), text_file_unit=text_file_unit)
+    elif _looks_like_path(base):
+        raise RecipeInputError(
+            f"Data source {base!r} does not exist. Check the path (relative paths start from {os.getcwd()})."
+        )
+    else:
+        dataset = _load_hub(base, split=split, hub_config=hub_config)
+
+    if len(dataset) == 0:
+        raise RecipeInputError(
+            f"Data source {spec!r} is empty (0 rows). Point `dataset_name` at data with rows in it."
+        )
+    return dataset
+
+
+def _looks_like_path(spec: str) -> bool:
+    return (
+        spec.startswith((".", "/", "~")) or Path(spec).suffix.lower() in FILE_BUILDERS or spec.count("/") > 1
+    )
+
+
+def _load_builtin(name: str, options: dict) -> datasets.Dataset:
+    available = list_builtins()
+    if name not in _BUILTINS:
+        raise RecipeInputError(
+            f"Unknown built-in dataset 'builtin:{name}'. Available: {', '.join('builtin:' + n for n in available)}."
+        )
+    try:
+        return _BUILTINS[name](**options)
+    except TypeError as err:
+        raise RecipeInputError(
+            f"builtin:{name} does not accept these options {sorted(options)}: {err}"
+        ) from err
+
+
+def _load_hub(repo_id: str, *, split: str, hub_config: str | None) -> datasets.Dataset:
+    try:
+        return datasets.load_dataset(repo_id, hub_config, split=split)
+    except Exception as err:  # the Hub client raises many types; all mean "cannot get it"
+        raise RecipeInputError(
+            f"Could not load {repo_id!r} from the Hugging Face Hub ({type(err).__name__}: {err}). "
+            "Offline? Use a local path or a builtin: source instead."
+        ) from err
+
+
+def load_local(path: Path, *, text_file_unit: str = "paragraph") -> datasets.Dataset:
+    """Load one file or every supported file in a directory (all files must share one format)."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FILE_BUILDERS)
+        if not files:
+            raise RecipeInputError(f"Directory {path} has no data files ({', '.join(FILE_BUILDERS)}).")
+    else:
+        files = [path]
+    suffixes = {p.suffix.lower() for p in files}
+    unknown = suffixes - set(FILE_BUILDERS)
+    if unknown:
+        raise RecipeInputError(
+            f"Unsupported file type {sorted(unknown)} in {path}; use one of {', '.join(FILE_BUILDERS)}."
+        )
+    builders = {FILE_BUILDERS[s] for s in suffixes}
+    if len(builders) > 1:
+        raise RecipeInputError(f"{path} mixes file formats {sorted(suffixes)}; keep one format per source.")
+    builder = builders.pop()
+
+    if builder == "text":
+        return _load_text_files(files, text_file_unit)
+    if builder == "json":
+        for file in files:
+            if file.suffix.lower() == ".jsonl":
+                check_jsonl(file)
+    try:
+        return datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
+    except Exception as err:
+        raise RecipeInputError(f"Could not read {path} as {builder}: {err}") from err
+
+
+def check_jsonl(path: Path) -> None:
+    """Raise with file and line number at the first line that is not a JSON object."""
+    with open(path, encoding="utf-8", errors="strict") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise RecipeInputError(
+                    f"{path}:{line_number}: malformed JSON line ({err.msg} at column {err.colno}). "
+                    "Fix or delete that line; every line must be one JSON object."
+                ) from err
+            if not isinstance(record, dict):
+                raise RecipeInputError(
+                    f"{path}:{line_number}: expected a JSON object per line, got {type(record).__name__}."
+                )
+
+
+def _load_text_files(files: list[Path], unit: str) -> datasets.Dataset:
+    if unit not in {"line", "paragraph", "document"}:
+        raise RecipeInputError(f"text_file_unit must be line, paragraph or document, not {unit!r}.")
+    rows: list[dict[str, str]] = []
+    for file in files:
+        text = file.read_text(encoding="utf-8", errors="replace")
+        if unit == "document":
+            pieces = [text]
+        elif unit == "line":
+            pieces = text.splitlines()
+        else:
+            pieces = text.split("\n\n")
+        rows.extend({"text": piece, "source_file": file.name} for piece in pieces)
+    return datasets.Dataset.from_list(rows)

@@ -1,0 +1,120 @@
+"""Text cleaning shared by every text recipe: column selection, normalisation, exact dedup, splitting."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+import datasets
+
+from hfrecipes.data.report import DataReport
+from hfrecipes.errors import RecipeInputError
+
+# C0/C1 control characters except tab and newline; \r is folded into \n first.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def select_text_column(
+    dataset: datasets.Dataset, column: str, report: DataReport | None = None
+) -> datasets.Dataset:
+    """Keep `column` renamed to `text` (plus `domain` when present)."""
+    if column not in dataset.column_names:
+        raise RecipeInputError(
+            f"Text column {column!r} not found; the dataset has columns {dataset.column_names}. "
+            "Set `text_column` to one of them."
+        )
+    keep = [c for c in (column, "domain") if c in dataset.column_names]
+    dataset = dataset.select_columns(keep)
+    if column != "text":
+        dataset = dataset.rename_column(column, "text")
+    if report is not None:
+        report.add("load", rows_in=len(dataset), rows_out=len(dataset), details={"text_column": column})
+    return dataset
+
+
+def normalize_text(text: str) -> str:
+    """Unicode NFC, Windows/Mac newlines to \\n, control characters removed, outer whitespace stripped."""
+    text = unicodedata.normalize("NFC", text or "").replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL_CHARS.sub("", text).strip()
+
+
+def normalize_and_drop_empty(
+    dataset: datasets.Dataset, report: DataReport, num_proc: int | None = None
+) -> datasets.Dataset:
+    rows_in = len(dataset)
+    dataset = dataset.map(
+        lambda batch: {"text": [normalize_text(t) for t in batch["text"]]},
+        batched=True,
+        num_proc=num_proc,
+        desc="normalise",
+    )
+    dataset = dataset.filter(
+        lambda batch: [bool(t) for t in batch["text"]], batched=True, num_proc=num_proc, desc="drop empty"
+    )
+    report.add("normalize_drop_empty", rows_in=rows_in, rows_out=len(dataset))
+    return dataset
+
+
+def dedup_key(text: str) -> str:
+    """Hash of the case-folded, whitespace-collapsed text: copies differing only in spacing/case collide."""
+    return hashlib.sha1(_WHITESPACE.sub(" ", text.casefold()).strip().encode("utf-8")).hexdigest()
+
+
+def exact_dedup(
+    dataset: datasets.Dataset, report: DataReport, num_proc: int | None = None
+) -> datasets.Dataset:
+    """Keep the first occurrence of every normalised text (hashing runs in parallel, selection is ordered)."""
+    rows_in = len(dataset)
+    keys = dataset.map(
+        lambda b: {"_key": [dedup_key(t) for t in b["text"]]}, batched=True, num_proc=num_proc, desc="hash"
+    )["_key"]
+    seen: set[str] = set()
+    keep, examples = [], []
+    for index, key in enumerate(keys):
+        if key in seen:
+            if len(examples) < 3:
+                examples.append(dataset[index]["text"][:200])
+            continue
+        seen.add(key)
+        keep.append(index)
+    if len(keep) < rows_in:
+        dataset = dataset.select(keep)
+    report.add("exact_dedup", rows_in=rows_in, rows_out=len(dataset), examples=examples)
+    return dataset
+
+
+def train_validation_split(
+    dataset: datasets.Dataset, validation_fraction: float, mode: str, seed: int, report: DataReport
+) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """Deterministic split. `random`: shuffled with `seed`. `tail`: the last `validation_fraction` of the
+    characters, in source order (nanoGPT's split of one long text)."""
+    if not 0 < validation_fraction < 1:
+        raise RecipeInputError(f"validation_fraction must be between 0 and 1, got {validation_fraction}.")
+    if len(dataset) < 2:
+        raise RecipeInputError(
+            f"Need at least 2 rows to split into train and validation, got {len(dataset)}."
+        )
+    if mode == "random":
+        parts = dataset.train_test_split(test_size=validation_fraction, seed=seed, shuffle=True)
+        train, validation = parts["train"], parts["test"]
+    elif mode == "tail":
+        lengths = [len(t) for t in dataset["text"]]
+        budget, cut = sum(lengths) * (1 - validation_fraction), 0
+        running = 0
+        for cut, length in enumerate(lengths):  # noqa: B007  (cut is the first validation row)
+            if running + length > budget:
+                break
+            running += length
+        cut = min(max(cut, 1), len(dataset) - 1)
+        train, validation = dataset.select(range(cut)), dataset.select(range(cut, len(dataset)))
+    else:
+        raise RecipeInputError(f"split_mode must be 'random' or 'tail', not {mode!r}.")
+    report.add(
+        "split",
+        rows_in=len(dataset),
+        rows_out=len(train) + len(validation),
+        details={"mode": mode, "train_rows": len(train), "validation_rows": len(validation)},
+    )
+    return train, validation

@@ -1,0 +1,74 @@
+"""Atomic writes: a reader sees either the old file/directory or the complete new one, never half of it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be shared and uploaded
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+# Written last when a stage publishes its outputs: its presence means the directory is complete.
+COMPLETION_MARKER = "lineage.json"
+
+
+def staging_dir(output_dir: str | Path) -> Path:
+    """A fresh, empty directory beside `output_dir` (same filesystem, so publishing is a rename). Its name is
+    fixed so that every process of a distributed run writes its share (e.g. gathered FSDP weights) there."""
+    output_dir = Path(output_dir)
+    staging = output_dir.parent / f".{output_dir.name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def publish_staged(staging: Path, output_dir: str | Path) -> None:
+    """Move every staged entry into `output_dir`, the completion marker last.
+
+    Checkpoints may already live in `output_dir` (that is what resume reads), so the directory itself cannot
+    be swapped. Instead the old marker is removed first, each entry goes in with an atomic rename, and the
+    marker goes in last: a directory without it is never mistaken for a finished stage.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / COMPLETION_MARKER).unlink(missing_ok=True)
+    for entry in sorted(staging.iterdir(), key=lambda p: p.name == COMPLETION_MARKER):
+        target = output_dir / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def staged_output(output_dir: str | Path) -> Iterator[Path]:
+    """Single-process form: yield a staging directory, publish it on success, delete it on failure."""
+    staging = staging_dir(output_dir)
+    try:
+        yield staging
+        publish_staged(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

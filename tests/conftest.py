@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+
+# Two cores: one torch thread per process keeps parallel work (datasets num_proc, DDP ranks) from thrashing.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def load_recipe(relative_path: str):
+    """Import a recipe script as a module so tests call its main() in-process (imports paid once)."""
+    path = ROOT / "recipes" / relative_path
+    name = "recipe_" + relative_path.replace("/", "_").removesuffix(".py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_recipe(relative_path: str, *args: str, monkeypatch: pytest.MonkeyPatch | None = None) -> None:
+    module = load_recipe(relative_path)
+    argv = [str(ROOT / "recipes" / relative_path), *map(str, args)]
+    old = sys.argv
+    sys.argv = argv
+    try:
+        module.main()
+    finally:
+        sys.argv = old
+
+
+# Small enough for seconds on 2 cores, big enough that the loss clearly falls.
+TINY_PRETRAIN = [
+    "--config",
+    str(ROOT / "recipes/text/configs/pretrain_tiny.yaml"),
+    "--max_documents",
+    "60",
+    "--vocab_size",
+    "512",
+    "--block_size",
+    "64",
+    "--per_device_train_batch_size",
+    "8",
+    "--max_steps",
+    "40",
+    "--eval_steps",
+    "20",
+    "--save_steps",
+    "20",
+    "--logging_steps",
+    "5",
+    "--warmup_steps",
+    "5",
+    "--sample_max_new_tokens",
+    "8",
+    "--validation_fraction",
+    "0.1",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrain_run(tmp_path_factory) -> Path:
+    """One tiny pretraining run shared by the tests that only read its outputs."""
+    output_dir = tmp_path_factory.mktemp("pretrain") / "out"
+    run_recipe("text/pretrain.py", *TINY_PRETRAIN, "--output_dir", output_dir)
+    return output_dir
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,114 @@
+import datasets
+import pytest
+
+from hfrecipes.data import (
+    DataReport,
+    exact_dedup,
+    normalize_and_drop_empty,
+    normalize_text,
+    pack_blocks,
+    select_text_column,
+    tokenize_and_pack,
+    tokenize_documents,
+    train_validation_split,
+)
+from hfrecipes.errors import RecipeInputError
+from hfrecipes.tokenization import train_tokenizer
+
+
+def test_normalize_text_nfc_controls_and_newlines():
+    decomposed = "cafe\u0301"
+    assert normalize_text(f"  {decomposed}\x00\x1b\r\nline\x7f two\t ") == "caf\u00e9\nline two"
+
+
+def test_normalize_and_drop_empty_reports_removed_rows():
+    report = DataReport()
+    ds = datasets.Dataset.from_dict({"text": ["keep", "   ", "\x00\x01", "also keep"]})
+    out = normalize_and_drop_empty(ds, report)
+    assert out["text"] == ["keep", "also keep"]
+    step = report.steps[-1]
+    assert (step.rows_in, step.rows_out, step.removed) == (4, 2, 2)
+
+
+def test_exact_dedup_keeps_first_occurrence_and_ignores_case_and_spacing():
+    report = DataReport()
+    ds = datasets.Dataset.from_dict(
+        {"text": ["Hello  world", "other", "hello world", "HELLO WORLD", "other "]}
+    )
+    out = exact_dedup(ds, report)
+    assert out["text"] == ["Hello  world", "other"]
+    assert report.steps[-1].removed == 3 and report.steps[-1].examples
+
+
+def test_select_text_column_renames_and_reports_missing_column():
+    ds = datasets.Dataset.from_dict({"content": ["a"], "domain": ["x"], "other": [1]})
+    assert select_text_column(ds, "content").column_names == ["text", "domain"]
+    with pytest.raises(
+        RecipeInputError, match=r"Text column 'body' not found.*\['content', 'domain', 'other'\]"
+    ):
+        select_text_column(ds, "body")
+
+
+def test_random_split_is_deterministic_given_seed():
+    ds = datasets.Dataset.from_dict({"text": [f"doc {i}" for i in range(100)]})
+    a = train_validation_split(ds, 0.2, "random", 7, DataReport())
+    b = train_validation_split(ds, 0.2, "random", 7, DataReport())
+    c = train_validation_split(ds, 0.2, "random", 8, DataReport())
+    assert a[1]["text"] == b[1]["text"] != c[1]["text"]
+    assert len(a[0]) + len(a[1]) == 100 and set(a[0]["text"]).isdisjoint(a[1]["text"])
+
+
+def test_tail_split_takes_the_last_characters_in_order():
+    texts = [f"{i:03d}" * 10 for i in range(50)]
+    train, validation = train_validation_split(
+        datasets.Dataset.from_dict({"text": texts}), 0.1, "tail", 0, DataReport()
+    )
+    assert train["text"] + validation["text"] == texts
+    assert len(validation) == 5
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    corpus = [f"The quick brown fox {i} jumps over the lazy dog." for i in range(200)]
+    return train_tokenizer(corpus, "byte-bpe", vocab_size=300)
+
+
+def test_packing_blocks_have_the_right_length_and_keep_every_token(tokenizer):
+    docs = datasets.Dataset.from_dict({"text": [f"document {i} " + "word " * (i % 17) for i in range(300)]})
+    tokenized = tokenize_documents(docs, tokenizer)
+    stream = [t for ids in tokenized["input_ids"] for t in ids]
+    blocks = pack_blocks(tokenized, block_size=32, map_batch_size=10_000)
+    assert all(len(b) == 32 for b in blocks["input_ids"])
+    assert blocks["input_ids"] == blocks["labels"]
+    packed = [t for b in blocks["input_ids"] for t in b]
+    # Nothing lost or duplicated: the packed stream is the token stream minus only the final partial block.
+    assert packed == stream[: len(packed)] and len(stream) - len(packed) < 32
+    # EOS separates documents: exactly one per document in the stream.
+    assert stream.count(tokenizer.eos_token_id) == len(docs)
+
+
+def test_tokenize_and_pack_reports_tokens_in_and_out(tokenizer):
+    report = DataReport()
+    docs = datasets.Dataset.from_dict({"text": ["alpha beta gamma " * 20] * 30})
+    blocks, stats = tokenize_and_pack(docs, tokenizer, 16, report, "train")
+    step = report.steps[-1]
+    assert step.tokens_in == stats["tokens"] == stats["tokens_packed"] + stats["tokens_dropped"]
+    assert step.tokens_out == len(blocks) * 16
+    assert stats["characters"] == sum(len(t) + 1 for t in docs["text"])
+
+
+def test_too_few_tokens_for_one_block_is_refused(tokenizer):
+    docs = datasets.Dataset.from_dict({"text": ["tiny"]})
+    with pytest.raises(RecipeInputError, match="fewer than one block of 512.*smaller `block_size`"):
+        tokenize_and_pack(docs, tokenizer, 512, DataReport(), "validation")
+
+
+def test_report_json_numbers_add_up(tmp_path, tokenizer):
+    report = DataReport(source="x")
+    ds = datasets.Dataset.from_dict({"text": ["a b", "a b", "", "c d"]})
+    ds = exact_dedup(normalize_and_drop_empty(ds, report), report)
+    report.save(tmp_path / "data_report.json")
+    saved = __import__("json").loads((tmp_path / "data_report.json").read_text())
+    for step in saved["steps"]:
+        assert step["rows_in"] == step["rows_out"] + step["removed"]
+    assert saved["steps"][-1]["rows_out"] == 2
