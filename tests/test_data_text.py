@@ -3,10 +3,10 @@ import pytest
 
 from hfrecipes.data import (
     DataReport,
-    exact_dedup,
-    normalize_and_drop_empty,
     normalize_text,
     pack_blocks,
+    parse_pipeline,
+    run_pipeline,
     select_text_column,
     tokenize_and_pack,
     tokenize_documents,
@@ -24,10 +24,11 @@ def test_normalize_text_nfc_controls_and_newlines():
 def test_normalize_and_drop_empty_reports_removed_rows():
     report = DataReport()
     ds = datasets.Dataset.from_dict({"text": ["keep", "   ", "\x00\x01", "also keep"]})
-    out = normalize_and_drop_empty(ds, report)
+    out = run_pipeline(ds, parse_pipeline(["normalize", "drop_empty"]), report)
     assert out["text"] == ["keep", "also keep"]
-    step = report.steps[-1]
-    assert (step.rows_in, step.rows_out, step.removed) == (4, 2, 2)
+    normalize, drop = report.steps
+    assert normalize.details["rows_changed"] == 2 and normalize.removed == 0
+    assert (drop.rows_in, drop.rows_out, drop.removed) == (4, 2, 2)
 
 
 def test_exact_dedup_keeps_first_occurrence_and_ignores_case_and_spacing():
@@ -35,7 +36,7 @@ def test_exact_dedup_keeps_first_occurrence_and_ignores_case_and_spacing():
     ds = datasets.Dataset.from_dict(
         {"text": ["Hello  world", "other", "hello world", "HELLO WORLD", "other "]}
     )
-    out = exact_dedup(ds, report)
+    out = run_pipeline(ds, parse_pipeline(["exact_dedup"]), report)
     assert out["text"] == ["Hello  world", "other"]
     assert report.steps[-1].removed == 3 and report.steps[-1].examples
 
@@ -106,9 +107,30 @@ def test_too_few_tokens_for_one_block_is_refused(tokenizer):
 def test_report_json_numbers_add_up(tmp_path, tokenizer):
     report = DataReport(source="x")
     ds = datasets.Dataset.from_dict({"text": ["a b", "a b", "", "c d"]})
-    ds = exact_dedup(normalize_and_drop_empty(ds, report), report)
+    ds = run_pipeline(ds, parse_pipeline(["normalize", "drop_empty", "exact_dedup"]), report)
     report.save(tmp_path / "data_report.json")
     saved = __import__("json").loads((tmp_path / "data_report.json").read_text())
     for step in saved["steps"]:
         assert step["rows_in"] == step["rows_out"] + step["removed"]
     assert saved["steps"][-1]["rows_out"] == 2
+
+
+def test_exact_dedup_of_chat_rows_reads_the_messages():
+    rows = [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]] * 2
+    ds = datasets.Dataset.from_dict({"messages": rows + [[{"role": "user", "content": "bye"}]]})
+    assert len(run_pipeline(ds, parse_pipeline(["exact_dedup"]), DataReport())) == 2
+
+
+def test_pipeline_refuses_unknown_steps_and_parameters():
+    with pytest.raises(RecipeInputError, match="Unknown pipeline step 'sparkle'.*Available: .*exact_dedup"):
+        parse_pipeline(["sparkle"])
+    with pytest.raises(RecipeInputError, match=r"Step 'exact_dedup' has no parameter\(s\) \['threshold'\]"):
+        parse_pipeline([{"exact_dedup": {"threshold": 0.5}}])
+    with pytest.raises(RecipeInputError, match="must be a step name or a one-key mapping"):
+        parse_pipeline([{"a": 1, "b": 2}])
+
+
+def test_pipeline_that_removes_every_row_names_the_step():
+    ds = datasets.Dataset.from_dict({"text": ["   ", ""]})
+    with pytest.raises(RecipeInputError, match="Step 'drop_empty' removed every remaining row"):
+        run_pipeline(ds, parse_pipeline(["drop_empty"]), DataReport())

@@ -20,7 +20,12 @@ class DataArguments:
     text_file_unit: str = field(
         default="paragraph", metadata={"help": "One row of a .txt file: line, paragraph or document."}
     )
-    dedup: bool = field(default=True, metadata={"help": "Drop exact duplicates (normalised hash)."})
+    pipeline: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Cleaning steps (hfrecipes.data.steps), default: normalize, drop_empty, exact_dedup."
+        },
+    )
     validation_fraction: float = field(default=0.05, metadata={"help": "Fraction held out for validation."})
     split_mode: str = field(
         default="random", metadata={"help": "random (seeded shuffle) or tail (last part, in order)."}

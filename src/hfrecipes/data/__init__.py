@@ -1,30 +1,49 @@
-"""THE common data-prep module: sources, cleaning, dedup, splits, tokenization/packing and reports."""
+"""THE common data-prep module: sources, cleaning steps, dedup, splits, tokenization/packing and reports."""
 
-from hfrecipes.data import builtins as _builtins  # noqa: F401  (registers builtin: generators)
+# Modules imported for their registrations (builtin: generators and pipeline steps).
+from hfrecipes.data import builtins as _builtins  # noqa: F401
+from hfrecipes.data import formats as _formats  # noqa: F401
+from hfrecipes.data import labels as _labels  # noqa: F401
+from hfrecipes.data import media as _media  # noqa: F401
+from hfrecipes.data import mixing as _mixing  # noqa: F401
+from hfrecipes.data import near_dedup as _near_dedup  # noqa: F401
+from hfrecipes.data import quality as _quality  # noqa: F401
+from hfrecipes.data import safety as _safety  # noqa: F401
 from hfrecipes.data.packing import pack_blocks, tokenize_and_pack, tokenize_documents
 from hfrecipes.data.pipeline import prepare_text_splits
 from hfrecipes.data.report import DataReport
 from hfrecipes.data.sources import check_jsonl, list_builtins, load_local, load_source, register_builtin
-from hfrecipes.data.text import (
-    exact_dedup,
-    normalize_and_drop_empty,
-    normalize_text,
-    select_text_column,
-    train_validation_split,
+from hfrecipes.data.steps import (
+    FilterStep,
+    Step,
+    TransformStep,
+    parse_pipeline,
+    register_step,
+    registered_steps,
+    row_text,
+    run_pipeline,
 )
+from hfrecipes.data.text import dedup_key, normalize_text, select_text_column, train_validation_split
 
 __all__ = [
     "DataReport",
+    "FilterStep",
+    "Step",
+    "TransformStep",
     "check_jsonl",
-    "exact_dedup",
+    "dedup_key",
     "list_builtins",
     "load_local",
     "load_source",
-    "normalize_and_drop_empty",
     "normalize_text",
     "pack_blocks",
+    "parse_pipeline",
     "prepare_text_splits",
     "register_builtin",
+    "register_step",
+    "registered_steps",
+    "row_text",
+    "run_pipeline",
     "select_text_column",
     "tokenize_and_pack",
     "tokenize_documents",

@@ -7,19 +7,15 @@ import datasets
 from hfrecipes.args import DataArguments
 from hfrecipes.data.report import DataReport
 from hfrecipes.data.sources import load_source
-from hfrecipes.data.text import (
-    exact_dedup,
-    normalize_and_drop_empty,
-    select_text_column,
-    train_validation_split,
-)
-from hfrecipes.errors import RecipeInputError
+from hfrecipes.data.steps import parse_pipeline, run_pipeline
+from hfrecipes.data.text import DEFAULT_TEXT_PIPELINE, select_text_column, train_validation_split
 
 
 def prepare_text_splits(
     args: DataArguments, seed: int
 ) -> tuple[datasets.Dataset, datasets.Dataset, DataReport]:
-    """load → select column → normalise/drop empty → exact dedup → train/validation split."""
+    """load → select column → cleaning pipeline (default: normalize, drop_empty, exact_dedup) → split."""
+    steps = parse_pipeline(DEFAULT_TEXT_PIPELINE if args.pipeline is None else args.pipeline)
     report = DataReport(source=args.dataset_name)
     dataset = load_source(
         args.dataset_name,
@@ -30,13 +26,7 @@ def prepare_text_splits(
     if args.max_documents:
         dataset = dataset.select(range(min(args.max_documents, len(dataset))))
     dataset = select_text_column(dataset, args.text_column, report)
-    dataset = normalize_and_drop_empty(dataset, report, num_proc=args.preprocessing_num_proc)
-    if args.dedup:
-        dataset = exact_dedup(dataset, report, num_proc=args.preprocessing_num_proc)
-    if len(dataset) == 0:
-        raise RecipeInputError(
-            f"No rows left after cleaning {args.dataset_name!r}: {report.steps[-1].step} removed the last ones."
-        )
+    dataset = run_pipeline(dataset, steps, report, num_proc=args.preprocessing_num_proc)
     train, validation = train_validation_split(
         dataset, args.validation_fraction, args.split_mode, seed, report
     )

@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from dataclasses import dataclass
+from typing import ClassVar
 
 import datasets
 
 from hfrecipes.data.report import DataReport
+from hfrecipes.data.steps import FilterStep, Step, TransformStep, register_step, row_text, select_with_report
 from hfrecipes.errors import RecipeInputError
 
 # C0/C1 control characters except tab and newline; \r is folded into \n first.
@@ -40,21 +43,26 @@ def normalize_text(text: str) -> str:
     return _CONTROL_CHARS.sub("", text).strip()
 
 
-def normalize_and_drop_empty(
-    dataset: datasets.Dataset, report: DataReport, num_proc: int | None = None
-) -> datasets.Dataset:
-    rows_in = len(dataset)
-    dataset = dataset.map(
-        lambda batch: {"text": [normalize_text(t) for t in batch["text"]]},
-        batched=True,
-        num_proc=num_proc,
-        desc="normalise",
-    )
-    dataset = dataset.filter(
-        lambda batch: [bool(t) for t in batch["text"]], batched=True, num_proc=num_proc, desc="drop empty"
-    )
-    report.add("normalize_drop_empty", rows_in=rows_in, rows_out=len(dataset))
-    return dataset
+@register_step
+@dataclass
+class Normalize(TransformStep):
+    """Unicode NFC, \\r\\n -> \\n, control characters removed, outer whitespace stripped."""
+
+    name: ClassVar[str] = "normalize"
+
+    def transform(self, text: str) -> str:
+        return normalize_text(text)
+
+
+@register_step
+@dataclass
+class DropEmpty(FilterStep):
+    """Drop rows whose text is empty after stripping whitespace."""
+
+    name: ClassVar[str] = "drop_empty"
+
+    def keep(self, text: str) -> bool:
+        return bool(text.strip())
 
 
 def dedup_key(text: str) -> str:
@@ -62,27 +70,35 @@ def dedup_key(text: str) -> str:
     return hashlib.sha1(_WHITESPACE.sub(" ", text.casefold()).strip().encode("utf-8")).hexdigest()
 
 
-def exact_dedup(
-    dataset: datasets.Dataset, report: DataReport, num_proc: int | None = None
-) -> datasets.Dataset:
-    """Keep the first occurrence of every normalised text (hashing runs in parallel, selection is ordered)."""
-    rows_in = len(dataset)
-    keys = dataset.map(
-        lambda b: {"_key": [dedup_key(t) for t in b["text"]]}, batched=True, num_proc=num_proc, desc="hash"
-    )["_key"]
-    seen: set[str] = set()
-    keep, examples = [], []
-    for index, key in enumerate(keys):
-        if key in seen:
-            if len(examples) < 3:
-                examples.append(dataset[index]["text"][:200])
-            continue
-        seen.add(key)
-        keep.append(index)
-    if len(keep) < rows_in:
-        dataset = dataset.select(keep)
-    report.add("exact_dedup", rows_in=rows_in, rows_out=len(dataset), examples=examples)
-    return dataset
+@register_step
+@dataclass
+class ExactDedup(Step):
+    """Keep the first occurrence of every normalised text (hashing runs in parallel, selection is ordered).
+    Matches datatrove's exact-dedup semantics on the normalised text (case and whitespace folded)."""
+
+    name: ClassVar[str] = "exact_dedup"
+
+    def apply(
+        self, dataset: datasets.Dataset, report: DataReport, num_proc: int | None = None
+    ) -> datasets.Dataset:
+        columns = self.resolved_columns(dataset)
+
+        def hash_rows(batch: dict[str, list]) -> dict[str, list[str]]:
+            rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+            return {"_key": [dedup_key(row_text(row, columns)) for row in rows]}
+
+        keys = dataset.select_columns(columns).map(
+            hash_rows, batched=True, num_proc=num_proc, remove_columns=columns, desc="exact dedup"
+        )["_key"]
+        seen: set[str] = set()
+        flags = []
+        for key in keys:
+            flags.append(key not in seen)
+            seen.add(key)
+        return select_with_report(dataset, flags, self, report, columns)
+
+
+DEFAULT_TEXT_PIPELINE = ["normalize", "drop_empty", "exact_dedup"]
 
 
 def train_validation_split(

@@ -1,0 +1,246 @@
+"""Named, configurable data-preparation steps, run in order as a YAML pipeline.
+
+A pipeline in YAML is a list; each item is a step name, or a one-key mapping from the name to its parameters:
+
+    pipeline:
+      - normalize
+      - corrupted: {max_replacement_fraction: 0.01}
+      - exact_dedup
+
+Every step is a dataclass registered under its name: its fields are the parameters, so an unknown name or
+parameter is refused before any work with the list of what exists. Filters subclass `FilterStep` and only
+say whether one text is kept; the base class runs them over the dataset with `datasets.map(num_proc=...)`,
+records rows in/out and a few removed examples in the `DataReport`, and stops the pipeline with a clear
+error when a step removes every remaining row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import datasets
+
+from hfrecipes.data.report import DataReport
+from hfrecipes.errors import RecipeInputError
+
+MAX_EXAMPLES = 3
+_STEPS: dict[str, type[Step]] = {}
+
+
+def register_step(cls: type[Step]) -> type[Step]:
+    _STEPS[cls.name] = cls
+    return cls
+
+
+def registered_steps() -> dict[str, type[Step]]:
+    import hfrecipes.data  # noqa: F401  (the package imports every module that registers steps)
+
+    return dict(sorted(_STEPS.items()))
+
+
+def row_text(row: dict[str, Any], columns: Iterable[str]) -> str:
+    """The text a filter judges: named columns joined; chat `messages` contribute their contents."""
+    parts = []
+    for column in columns:
+        value = row.get(column)
+        if isinstance(value, list):
+            parts.extend(m.get("content", "") if isinstance(m, dict) else str(m) for m in value)
+        elif value is not None:
+            parts.append(str(value))
+    return "\n".join(parts)
+
+
+def default_columns(column_names: list[str]) -> list[str]:
+    """Which columns a filter reads when none are configured, by TRL's column conventions."""
+    for candidates in (
+        ["text"],
+        ["messages"],
+        ["prompt", "chosen", "rejected"],
+        ["prompt", "completion"],
+        ["prompt"],
+    ):
+        present = [c for c in candidates if c in column_names]
+        if present:
+            return present
+    raise RecipeInputError(f"No text column to filter among {column_names}; set `columns` on the step.")
+
+
+@dataclass
+class Step:
+    """Base of every step. `columns`: which columns the step reads (default: by TRL's conventions)."""
+
+    name: ClassVar[str] = ""
+    columns: list[str] | None = None
+
+    def resolved_columns(self, dataset: datasets.Dataset) -> list[str]:
+        columns = self.columns or default_columns(dataset.column_names)
+        missing = [c for c in columns if c not in dataset.column_names]
+        if missing:
+            raise RecipeInputError(
+                f"Step {self.name!r} reads columns {missing} that the dataset lacks ({dataset.column_names})."
+            )
+        return columns
+
+    def params(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def apply(
+        self, dataset: datasets.Dataset, report: DataReport, num_proc: int | None = None
+    ) -> datasets.Dataset:
+        raise NotImplementedError
+
+
+@dataclass
+class FilterStep(Step):
+    """A step that keeps or drops whole rows. Subclasses implement `keep(text) -> bool`; `setup()` runs once
+    per process before the first `keep` (compile regexes, load a word list or a model)."""
+
+    def setup(self) -> None:
+        return None
+
+    def keep(self, text: str) -> bool:
+        raise NotImplementedError
+
+    def keep_flags(self, dataset: datasets.Dataset, columns: list[str], num_proc: int | None) -> list[bool]:
+        def flag(batch: dict[str, list]) -> dict[str, list[bool]]:
+            self.setup()
+            rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+            return {"_keep": [bool(self.keep(row_text(row, columns))) for row in rows]}
+
+        flagged = dataset.select_columns(columns).map(
+            flag, batched=True, num_proc=num_proc, remove_columns=columns, desc=self.name
+        )
+        return list(flagged["_keep"])
+
+    def apply(
+        self, dataset: datasets.Dataset, report: DataReport, num_proc: int | None = None
+    ) -> datasets.Dataset:
+        columns = self.resolved_columns(dataset)
+        flags = self.keep_flags(dataset, columns, num_proc)
+        return select_with_report(dataset, flags, self, report, columns)
+
+
+def select_with_report(
+    dataset: datasets.Dataset,
+    flags: list[bool],
+    step: Step,
+    report: DataReport,
+    columns: list[str],
+    details: dict[str, Any] | None = None,
+) -> datasets.Dataset:
+    """Keep rows whose flag is True; record the step with a few removed examples."""
+    kept = [i for i, keep in enumerate(flags) if keep]
+    removed = [i for i, keep in enumerate(flags) if not keep]
+    examples = [row_text(dataset[i], columns)[:300] for i in removed[:MAX_EXAMPLES]]
+    report.add(
+        step.name,
+        rows_in=len(dataset),
+        rows_out=len(kept),
+        examples=examples,
+        details={"params": step.params(), **(details or {})},
+    )
+    return dataset.select(kept) if removed else dataset
+
+
+@dataclass
+class TransformStep(Step):
+    """A step that rewrites text in place (normalisation, PII masking); `transform(text) -> text`."""
+
+    def setup(self) -> None:
+        return None
+
+    def transform(self, text: str) -> str:
+        raise NotImplementedError
+
+    def apply(
+        self, dataset: datasets.Dataset, report: DataReport, num_proc: int | None = None
+    ) -> datasets.Dataset:
+        columns = [c for c in self.resolved_columns(dataset) if dataset.features[c].dtype == "string"]
+
+        def rewrite(batch: dict[str, list]) -> dict[str, list]:
+            self.setup()
+            return {c: [self.transform(t) if t is not None else t for t in batch[c]] for c in columns}
+
+        before = dataset.select_columns(columns)
+        after = dataset.map(rewrite, batched=True, num_proc=num_proc, desc=self.name)
+        changed = sum(
+            any(a[c] != b[c] for c in columns)
+            for a, b in zip(after.select_columns(columns), before, strict=True)
+        )
+        report.add(
+            self.name,
+            rows_in=len(dataset),
+            rows_out=len(after),
+            details={"params": self.params(), "rows_changed": changed},
+        )
+        return after
+
+
+def parse_pipeline(spec: list[Any] | None) -> list[Step]:
+    """Build steps from the YAML list, refusing unknown names and parameters with what is available."""
+    steps_by_name = registered_steps()
+    steps: list[Step] = []
+    for position, item in enumerate(spec or [], start=1):
+        if isinstance(item, str):
+            name, params = item, {}
+        elif isinstance(item, dict) and len(item) == 1:
+            name, params = next(iter(item.items()))
+            params = params or {}
+        else:
+            raise RecipeInputError(
+                f"Pipeline item {position} must be a step name or a one-key mapping name: {{params}}, got {item!r}."
+            )
+        if name not in steps_by_name:
+            raise RecipeInputError(
+                f"Unknown pipeline step {name!r} (item {position}). Available: {', '.join(steps_by_name)}."
+            )
+        cls = steps_by_name[name]
+        accepted = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - accepted)
+        if unknown:
+            raise RecipeInputError(
+                f"Step {name!r} has no parameter(s) {unknown}. Its parameters: {', '.join(sorted(accepted))}."
+            )
+        try:
+            steps.append(cls(**params))
+        except (TypeError, ValueError) as err:
+            raise RecipeInputError(f"Step {name!r}: bad parameters {params}: {err}") from err
+    return steps
+
+
+def run_pipeline(
+    dataset: datasets.Dataset,
+    steps: list[Step],
+    report: DataReport,
+    num_proc: int | None = None,
+    on_step: Callable[[Step, datasets.Dataset], None] | None = None,
+) -> datasets.Dataset:
+    """Apply the steps in order; stop with the step's name if one removes every remaining row."""
+    for step in steps:
+        rows_in = len(dataset)
+        dataset = step.apply(dataset, report, num_proc=num_proc)
+        if len(dataset) == 0:
+            raise RecipeInputError(
+                f"Step {step.name!r} removed every remaining row ({rows_in} -> 0); its examples are in the data report. "
+                f"Loosen its parameters ({step.params()}) or remove it from the pipeline."
+            )
+        if on_step:
+            on_step(step, dataset)
+    return dataset
+
+
+__all__ = [
+    "FilterStep",
+    "Step",
+    "TransformStep",
+    "field",
+    "parse_pipeline",
+    "register_step",
+    "registered_steps",
+    "row_text",
+    "run_pipeline",
+    "select_with_report",
+]
