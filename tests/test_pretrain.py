@@ -86,7 +86,7 @@ def test_continued_pretraining_from_a_previous_stage(tiny_pretrain_run, tmp_path
         out,
     )
     lineage = read_json(out / "lineage.json")
-    parent = lineage["inputs"][0]
+    parent = next(i for i in lineage["inputs"] if i["kind"] == "model")
     assert (
         parent["reference"] == str(tiny_pretrain_run)
         and parent["recipe"] == "text/pretrain"

@@ -88,6 +88,10 @@ def main() -> None:
             validation_text, tokenizer, script_args.block_size, report, "validation", num_proc
         )
     report.summary.update(train=train_stats, validation=eval_stats)
+    eval_batch = training_args.per_device_eval_batch_size * training_args.world_size
+    if training_args.dataloader_drop_last and len(eval_blocks) < eval_batch:
+        raise RecipeInputError(f"Only {len(eval_blocks)} validation blocks, fewer than one evaluation batch of {eval_batch} "
+                               "with dataloader_drop_last: raise validation_fraction or lower per_device_eval_batch_size.")
 
     # --- model --------------------------------------------------------------------------------------------
     built = get_causal_lm(
@@ -174,6 +178,7 @@ def main() -> None:
                 "training": training_args,
             },
             inputs=[
+                describe_input("data", data_args.dataset_name),
                 describe_input("model", model_args.model_name_or_path),
                 describe_input("tokenizer", tokenizer_source),
             ],

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="every recipe with its configs")
     sub.add_parser("builtins", help="the builtin: data sources")
     sub.add_parser("presets", help="the model presets")
+    sub.add_parser("steps", help="the data-preparation pipeline steps and their parameters")
     args = parser.parse_args(argv)
 
     if args.command == "list":
@@ -47,6 +48,15 @@ def main(argv: list[str] | None = None) -> int:
 
         for name, values in CAUSAL_LM_PRESETS.items():
             print(f"{name:14s} " + " ".join(f"{k}={v}" for k, v in values.items()))
+    elif args.command == "steps":
+        import dataclasses
+
+        from hfrecipes.data import registered_steps
+
+        for name, cls in registered_steps().items():
+            summary = (cls.__doc__ or "").strip().splitlines()[0]
+            params = ", ".join(f.name for f in dataclasses.fields(cls))
+            print(f"{name:22s} {summary}\n{'':23s}params: {params}")
     return 0
 
 

@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
 
+from hfrecipes.data.report import steps_markdown_table
 from hfrecipes.io import COMPLETION_MARKER, atomic_write_json, atomic_write_text
 
 TRACKED_LIBRARIES = (
@@ -115,14 +116,25 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
 def _data_table(data_report: dict | None) -> str:
     if not data_report:
         return "No data report was recorded."
-    rows = ["| step | rows in | rows out | removed | tokens out |", "|---|---:|---:|---:|---:|"]
-    for step in data_report.get("steps", []):
-        tokens = step.get("tokens_out")
-        rows.append(
-            f"| {step['step']} | {step['rows_in']:,} | {step['rows_out']:,} | {step['removed']:,} | "
-            f"{'' if tokens is None else f'{tokens:,}'} |"
+    parts = []
+    if upstream := data_report.get("upstream"):
+        parts.append(
+            f"Prepared from raw data by `{upstream.get('recipe', 'text/prepare_data')}` "
+            f"(sources: {', '.join(f'`{s}`' for s in upstream.get('sources', [])) or upstream.get('source')}):\n\n"
+            + steps_markdown_table(upstream.get("steps", []))
         )
-    return f"Source: `{data_report.get('source', '')}`\n\n" + "\n".join(rows)
+        if domains := upstream.get("summary", {}).get("domains"):
+            parts.append(
+                "Domain shares after mixing (rows): "
+                + ", ".join(
+                    f"{d} {v['row_share_after']:.1%}" for d, v in domains.items() if "row_share_after" in v
+                )
+            )
+    parts.append(
+        f"Source of this stage: `{data_report.get('source', '')}`\n\n"
+        + steps_markdown_table(data_report.get("steps", []))
+    )
+    return "\n\n".join(parts)
 
 
 def render_model_card(
@@ -194,6 +206,34 @@ The full resolved configuration is in `lineage.json` (key `config`). Library ver
 Git revision: `{lineage.get("git_revision")}`.
 """
     return ModelCard(content)
+
+
+def render_dataset_card(lineage: dict[str, Any], title: str) -> DatasetCard:
+    """A Hub dataset card for a prepared dataset: sources, cleaning table, domain shares."""
+    report = lineage["data_report"]
+    card_data = DatasetCardData(license="other", tags=["hfrecipes", "prepared-data"], pretty_name=title)
+    content = f"""---
+{card_data.to_yaml()}
+---
+
+# {title}
+
+Prepared by the `{lineage["recipe"]}` recipe of hfrecipes on {lineage["created"]}
+({lineage["metrics"].get("rows_out", 0):,} rows). The license is that of the sources.
+
+```python
+from datasets import load_from_disk
+
+dataset = load_from_disk("{title}")
+```
+
+## Data preparation
+
+{_data_table({"upstream": report, "steps": [], "source": report.get("source")})}
+
+The full resolved configuration is in `lineage.json`; `data_report.md` has removed examples per step.
+"""
+    return DatasetCard(content)
 
 
 def write_stage_files(directory: Path, lineage: dict[str, Any], card: ModelCard) -> None:

@@ -9,8 +9,20 @@ from hfrecipes.data import mixing as _mixing  # noqa: F401
 from hfrecipes.data import near_dedup as _near_dedup  # noqa: F401
 from hfrecipes.data import quality as _quality  # noqa: F401
 from hfrecipes.data import safety as _safety  # noqa: F401
+from hfrecipes.data.formats import (
+    FORMATS,
+    alpaca_to_messages,
+    convert,
+    detect_format,
+    hh_to_preference,
+    prompt_completion_to_messages,
+    transcript_to_messages,
+    validate_format,
+)
+from hfrecipes.data.media import UnreadableMediaError, load_audio, load_image, load_media_folder, load_video_frames
+from hfrecipes.data.mixing import mix_domains, split_by_domain, temperature_shares
 from hfrecipes.data.packing import pack_blocks, tokenize_and_pack, tokenize_documents
-from hfrecipes.data.pipeline import prepare_text_splits
+from hfrecipes.data.pipeline import SourceSpec, load_sources, prepare_text_splits
 from hfrecipes.data.report import DataReport
 from hfrecipes.data.sources import check_jsonl, list_builtins, load_local, load_source, register_builtin
 from hfrecipes.data.steps import (
@@ -26,6 +38,24 @@ from hfrecipes.data.steps import (
 from hfrecipes.data.text import dedup_key, normalize_text, select_text_column, train_validation_split
 
 __all__ = [
+    "UnreadableMediaError",
+    "load_audio",
+    "load_image",
+    "load_media_folder",
+    "load_video_frames",
+    "FORMATS",
+    "SourceSpec",
+    "alpaca_to_messages",
+    "convert",
+    "detect_format",
+    "hh_to_preference",
+    "load_sources",
+    "mix_domains",
+    "prompt_completion_to_messages",
+    "split_by_domain",
+    "temperature_shares",
+    "transcript_to_messages",
+    "validate_format",
     "DataReport",
     "FilterStep",
     "Step",

@@ -1,1 +1,613 @@
-"""(being written)"""
+"""Conversions to TRL's column conventions, and the check that a dataset fits a recipe kind.
+
+Every SFT/DPO/RL recipe calls `validate_format(dataset, kind)` before building a model, so a dataset in
+another common shape stops at once with one message naming the missing columns and the converter to use,
+and rows that would silently train on nonsense (roles out of order, an empty reply, chosen == rejected)
+are counted and pointed at by row index.
+
+Source formats that `convert` recognises from the columns (`detect_format`), in this order:
+
+- `messages`: a list of {role, content} per row (already SFT data);
+- `preference`: prompt / chosen / rejected (already preference data, strings or message lists);
+- `hh`: chosen / rejected full conversations without `prompt` (Anthropic HH-RLHF transcripts, or message
+  lists in TRL's implicit-prompt format): the shared prefix is the prompt;
+- `alpaca`: instruction / input / output;
+- `prompt_completion`: prompt / completion;
+- `transcript`: `text` holding "\\n\\nHuman: ... \\n\\nAssistant: ..." turns;
+- `text` and `prompt`: plain text and prompt-only data (nothing to convert to a conversation).
+
+Conversions always produce conversational data (lists of {role, content}), so a chat template applies
+downstream the same way whatever the source was.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import datasets
+
+from hfrecipes.data.report import DataReport
+from hfrecipes.data.steps import Step, register_step
+from hfrecipes.errors import RecipeInputError
+
+ROLES = ("system", "user", "assistant", "tool")
+
+FORMATS: dict[str, tuple[str, ...]] = {
+    "lm": ("text",),
+    "sft": ("messages",),
+    "preference": ("prompt", "chosen", "rejected"),
+    "prompt": ("prompt",),
+    "classification": ("text", "label"),
+}
+
+SOURCE_FORMATS: dict[str, tuple[str, ...]] = {
+    "messages": ("messages",),
+    "preference": ("prompt", "chosen", "rejected"),
+    "hh": ("chosen", "rejected"),
+    "alpaca": ("instruction", "output"),
+    "prompt_completion": ("prompt", "completion"),
+    "transcript": ("text",),
+    "text": ("text",),
+    "prompt": ("prompt",),
+}
+
+_DESCRIPTIONS = {
+    "messages": "conversations in `messages`",
+    "preference": "preference data (prompt/chosen/rejected)",
+    "hh": "HH-RLHF style preference conversations (chosen/rejected without prompt)",
+    "alpaca": "instruction/input/output (alpaca)",
+    "prompt_completion": "prompt/completion",
+    "transcript": "'Human:'/'Assistant:' transcripts in `text`",
+    "text": "plain text in `text`",
+    "prompt": "prompts only",
+}
+
+# Which source formats each target can be made from; (source, target) pairs in _ALREADY need no conversion.
+CONVERTIBLE: dict[str, tuple[str, ...]] = {
+    "sft": ("messages", "preference", "hh", "alpaca", "prompt_completion", "transcript"),
+    "preference": ("preference", "hh"),
+    "prompt": ("messages", "preference", "hh", "alpaca", "prompt_completion", "transcript", "prompt"),
+}
+_ALREADY = {("messages", "sft"), ("preference", "preference"), ("prompt", "prompt")}
+_STEP_FOR = {"sft": "to_messages", "preference": "to_preference"}
+
+# Which role may follow which (None: the start). System turns only open a conversation; tool results
+# answer an assistant's call and are followed by more tool results or the assistant's next turn.
+_NEXT_ROLES: dict[str | None, set[str]] = {
+    None: {"system", "user"},
+    "system": {"user"},
+    "user": {"assistant"},
+    "assistant": {"user", "tool"},
+    "tool": {"tool", "assistant"},
+}
+
+_TURN_MARKER = re.compile(r"(?:^|\n\n)(Human|Assistant):")
+_MARKER_ROLES = {"Human": "user", "Assistant": "assistant"}
+_MAX_SHOWN = 5
+# A row that fails conversion still needs values of the output's type (Arrow infers one type per column);
+# it is dropped or reported before anyone sees it.
+_PLACEHOLDER = [{"role": "", "content": ""}]
+
+Message = dict[str, Any]
+Problem = tuple[str, str]  # (category, detail)
+
+
+def _snippet(text: str, limit: int = 80) -> str:
+    return repr(text[:limit] + ("..." if len(text) > limit else ""))
+
+
+def transcript_to_messages(text: str) -> list[Message]:
+    """Messages from a "\\n\\nHuman: ...\\n\\nAssistant: ..." transcript (Anthropic HH-RLHF), multi-turn.
+
+    Turns must start with Human and alternate. A trailing empty "Assistant:" (a prompt awaiting its reply)
+    is dropped, so HH prompts convert to a conversation ending with the user turn."""
+    if not isinstance(text, str):
+        raise RecipeInputError(f"A transcript must be a string, got {type(text).__name__}.")
+    body = text.strip()
+    markers = list(_TURN_MARKER.finditer(body))
+    if not markers:
+        raise RecipeInputError(f"No 'Human:'/'Assistant:' turns in transcript {_snippet(body)}.")
+    if body[: markers[0].start()].strip():
+        raise RecipeInputError(f"Text before the first 'Human:' turn in transcript {_snippet(body)}.")
+    messages: list[Message] = []
+    for position, marker in enumerate(markers):
+        end = markers[position + 1].start() if position + 1 < len(markers) else len(body)
+        role = _MARKER_ROLES[marker.group(1)]
+        expected = "user" if position % 2 == 0 else "assistant"
+        if role != expected:
+            raise RecipeInputError(
+                f"Transcript roles out of order at turn {position + 1}: expected "
+                f"{'Human' if expected == 'user' else 'Assistant'}, got {marker.group(1)} in "
+                f"{_snippet(body[max(0, marker.start() - 40) :])}."
+            )
+        messages.append({"role": role, "content": body[marker.end() : end].strip()})
+    if messages[-1]["role"] == "assistant" and not messages[-1]["content"]:
+        messages.pop()
+    return messages
+
+
+def _with_system(messages: list[Message], system_prompt: str | None) -> list[Message]:
+    if system_prompt and not (messages and messages[0]["role"] == "system"):
+        return [{"role": "system", "content": system_prompt}, *messages]
+    return messages
+
+
+def alpaca_to_messages(row: dict[str, Any], system_prompt: str | None = None) -> dict[str, list[Message]]:
+    """{"messages": [...]} from instruction/input/output: the user turn is "instruction\\n\\ninput" (just
+    the instruction when input is empty), the assistant turn is the output."""
+    instruction = (row.get("instruction") or "").strip()
+    extra_input = (row.get("input") or "").strip()
+    user = f"{instruction}\n\n{extra_input}" if extra_input else instruction
+    messages = [
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": (row.get("output") or "").strip()},
+    ]
+    return {"messages": _with_system(messages, system_prompt)}
+
+
+def _as_messages(value: Any, role: str, column: str) -> list[Message]:
+    """A string becomes one turn of `role`; a list is taken as messages already."""
+    if isinstance(value, str):
+        return [{"role": role, "content": value}]
+    if isinstance(value, list):
+        return [dict(message) if isinstance(message, dict) else message for message in value]
+    raise RecipeInputError(f"`{column}` must be a string or a list of messages, got {type(value).__name__}.")
+
+
+def prompt_completion_to_messages(row: dict[str, Any]) -> dict[str, list[Message]]:
+    """{"messages": prompt turns + completion turns}; string prompts/completions become user/assistant turns."""
+    return {
+        "messages": _as_messages(row.get("prompt"), "user", "prompt")
+        + _as_messages(row.get("completion"), "assistant", "completion")
+    }
+
+
+def _full_conversation(value: Any, column: str) -> list[Message]:
+    if isinstance(value, str):
+        return transcript_to_messages(value)
+    return _as_messages(value, "assistant", column)
+
+
+def hh_to_preference(row: dict[str, Any]) -> dict[str, list[Message]]:
+    """TRL's conversational preference row from two full conversations (`chosen`, `rejected`: HH-RLHF
+    transcripts or message lists) that differ only in the final assistant turn: `prompt` is the shared
+    prefix, `chosen`/`rejected` are the final assistant turns as one-message lists."""
+    conversations = {name: _full_conversation(row.get(name), name) for name in ("chosen", "rejected")}
+    for name, conversation in conversations.items():
+        if not conversation or conversation[-1].get("role") != "assistant":
+            raise RecipeInputError(
+                f"`{name}` does not end with an assistant turn: {_snippet(str(row.get(name)))}."
+            )
+    chosen, rejected = conversations["chosen"], conversations["rejected"]
+    if chosen[:-1] != rejected[:-1]:
+        turn = next(
+            (i for i, (a, b) in enumerate(zip(chosen[:-1], rejected[:-1], strict=False)) if a != b),
+            min(len(chosen), len(rejected)) - 1,
+        )
+        raise RecipeInputError(
+            f"`chosen` and `rejected` do not share the conversation before their final assistant turn "
+            f"(they differ at turn {turn + 1}: {_snippet(str(chosen[turn].get('content')), 60)} vs "
+            f"{_snippet(str(rejected[turn].get('content')), 60)})."
+        )
+    if not chosen[:-1]:
+        raise RecipeInputError("`chosen` and `rejected` have no prompt before their final assistant turn.")
+    return {"prompt": chosen[:-1], "chosen": [chosen[-1]], "rejected": [rejected[-1]]}
+
+
+def _looks_like_transcripts(values: list[Any]) -> bool:
+    sample = [v for v in values if isinstance(v, str) and v.strip()][:10]
+    return bool(sample) and all(v.lstrip().startswith("Human:") and "\n\nAssistant:" in v for v in sample)
+
+
+def detect_format(dataset: datasets.Dataset) -> str | None:
+    """The source format by its columns (the first 10 rows tell transcripts from plain text); None if unknown."""
+    columns = set(dataset.column_names)
+    for name, required in SOURCE_FORMATS.items():
+        if not columns.issuperset(required):
+            continue
+        if name == "transcript" and not _looks_like_transcripts(
+            dataset.select(range(min(10, len(dataset))))["text"]
+        ):
+            continue
+        return name
+    return None
+
+
+# The whole conversation a row of each source format holds (preferences: prompt + chosen reply).
+_CONVERSATIONS: dict[str, Callable[[dict[str, Any]], list[Message]]] = {
+    "messages": lambda row: _as_messages(row["messages"], "assistant", "messages"),
+    "alpaca": lambda row: alpaca_to_messages(row)["messages"],
+    "transcript": lambda row: transcript_to_messages(row["text"]),
+    "prompt_completion": lambda row: prompt_completion_to_messages(row)["messages"],
+    "hh": lambda row: _full_conversation(row["chosen"], "chosen"),
+    "preference": lambda row: (
+        _as_messages(row["prompt"], "user", "prompt") + _as_messages(row["chosen"], "assistant", "chosen")
+    ),
+    "prompt": lambda row: _as_messages(row["prompt"], "user", "prompt"),
+}
+
+
+def _convert_row(
+    source: str, target: str, row: dict[str, Any], system_prompt: str | None, with_answer: bool
+) -> dict[str, Any]:
+    if target == "preference":
+        if source == "hh":
+            pair = hh_to_preference(row)
+        else:
+            pair = {
+                "prompt": _as_messages(row["prompt"], "user", "prompt"),
+                **{name: _as_messages(row[name], "assistant", name) for name in ("chosen", "rejected")},
+            }
+        return {**pair, "prompt": _with_system(pair["prompt"], system_prompt)}
+    conversation = _with_system(_CONVERSATIONS[source](row), system_prompt)
+    if target == "sft":
+        return {"messages": conversation}
+    reply_at = len(conversation)
+    while reply_at and conversation[reply_at - 1].get("role") == "assistant":
+        reply_at -= 1
+    if reply_at == 0:
+        raise RecipeInputError("The conversation has no user turn to use as a prompt.")
+    if not with_answer:
+        return {"prompt": conversation[:reply_at]}
+    answer = (conversation[-1].get("content") or "") if reply_at < len(conversation) else ""
+    return {"prompt": conversation[:reply_at], "answer": answer}
+
+
+def convert(
+    dataset: datasets.Dataset,
+    to: str,
+    from_format: str = "auto",
+    num_proc: int | None = None,
+    *,
+    system_prompt: str | None = None,
+    on_error: str = "raise",
+    report: DataReport | None = None,
+) -> datasets.Dataset:
+    """Convert to `to` ("sft" -> messages, "preference" -> prompt/chosen/rejected, "prompt" -> prompt for
+    online RL) with `datasets.map`, then check the result with the same rules as `validate_format`.
+
+    The source format is detected from the columns unless `from_format` names one of SOURCE_FORMATS. The
+    source columns are replaced by the target's; other columns stay. `system_prompt` opens every
+    conversation that has no system turn. "prompt" conversions keep the final assistant reply as `answer`
+    (the column reward functions read) unless the dataset has an `answer` column already. Rows that cannot
+    be converted or fail the check stop the conversion with one error counting them (`on_error="raise"`),
+    or are dropped and counted in the report (`on_error="drop"`)."""
+    return _convert(dataset, to, from_format, num_proc, system_prompt, on_error, report, "convert")
+
+
+def _convert(
+    dataset: datasets.Dataset,
+    to: str,
+    from_format: str,
+    num_proc: int | None,
+    system_prompt: str | None,
+    on_error: str,
+    report: DataReport | None,
+    step_name: str,
+) -> datasets.Dataset:
+    if to not in CONVERTIBLE:
+        raise RecipeInputError(
+            f"convert makes {sorted(CONVERTIBLE)} data, not {to!r}. "
+            "For 'lm' or 'classification' rename the columns to FORMATS[kind] (dataset.rename_column)."
+        )
+    _check_on_error(on_error)
+    source = _resolve_source(dataset, from_format)
+    if source not in CONVERTIBLE[to]:
+        raise RecipeInputError(
+            f"No converter from {_DESCRIPTIONS[source]} to {to!r} data; {to!r} can be made from "
+            f"{', '.join(CONVERTIBLE[to])}."
+        )
+    problems: list[tuple[int, str, str]] = []
+    converted = dataset
+    # Data already in the target format is only checked, unless a system prompt has to be added.
+    if (source, to) not in _ALREADY or system_prompt:
+        with_answer = to == "prompt" and source != "prompt" and "answer" not in dataset.column_names
+        converted = _map_conversion(dataset, source, to, system_prompt, with_answer, num_proc)
+        problems = [(i, "cannot convert", error) for i, error in enumerate(converted["_error"]) if error]
+        converted = converted.remove_columns("_error")
+    failed = {index for index, _, _ in problems}
+    problems += [p for p in _scan(converted, to) if p[0] not in failed]
+    problems.sort()
+    counts = Counter(category for _, category, _ in problems)
+    if problems and on_error == "raise":
+        raise RecipeInputError(
+            _problems_message(problems, len(dataset), f"cannot be converted from {source} to {to!r} data")
+            + " Fix them, or pass on_error='drop' to drop them and count them in the data report."
+        )
+    if problems:
+        bad = {index for index, _, _ in problems}
+        converted = converted.select([i for i in range(len(converted)) if i not in bad])
+        if len(converted) == 0:
+            raise RecipeInputError(_problems_message(problems, len(dataset), f"failed; none is {to!r} data"))
+    if report is not None:
+        report.add(
+            step_name,
+            rows_in=len(dataset),
+            rows_out=len(converted),
+            examples=[f"row {i}: {detail}"[:300] for i, _, detail in problems[:3]],
+            details={"from_format": source, "to": to, "problems": dict(counts)},
+        )
+    return converted
+
+
+def _check_on_error(on_error: str) -> None:
+    if on_error not in ("raise", "drop"):
+        raise RecipeInputError(f"on_error must be 'raise' or 'drop', got {on_error!r}.")
+
+
+def _resolve_source(dataset: datasets.Dataset, from_format: str) -> str:
+    if from_format == "auto":
+        source = detect_format(dataset)
+        if source is None:
+            known = "; ".join(f"{name}: {'/'.join(cols)}" for name, cols in SOURCE_FORMATS.items())
+            raise RecipeInputError(
+                f"Cannot tell the data format from the columns {dataset.column_names}. Known formats: {known}."
+            )
+        return source
+    if from_format not in SOURCE_FORMATS:
+        raise RecipeInputError(
+            f"Unknown from_format {from_format!r}; known: auto, {', '.join(SOURCE_FORMATS)}."
+        )
+    missing = [c for c in SOURCE_FORMATS[from_format] if c not in dataset.column_names]
+    if missing:
+        raise RecipeInputError(
+            f"from_format={from_format!r} needs column(s) {missing}; the dataset has {dataset.column_names}."
+        )
+    return from_format
+
+
+def _map_conversion(
+    dataset: datasets.Dataset,
+    source: str,
+    to: str,
+    system_prompt: str | None,
+    with_answer: bool,
+    num_proc: int | None,
+) -> datasets.Dataset:
+    placeholder: dict[str, Any] = {column: _PLACEHOLDER for column in FORMATS[to]}
+    if with_answer:
+        placeholder["answer"] = ""
+
+    def convert_batch(batch: dict[str, list]) -> dict[str, list]:
+        rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+        out: dict[str, list] = {column: [] for column in [*placeholder, "_error"]}
+        for row in rows:
+            try:
+                values, error = _convert_row(source, to, row, system_prompt, with_answer), ""
+            except RecipeInputError as err:
+                values, error = placeholder, str(err)
+            for column in placeholder:
+                out[column].append(values[column])
+            out["_error"].append(error)
+        return out
+
+    optional = ("input",) if source == "alpaca" else ()
+    consumed = [c for c in (*SOURCE_FORMATS[source], *optional) if c in dataset.column_names]
+    return dataset.map(
+        convert_batch, batched=True, num_proc=num_proc, remove_columns=consumed, desc=f"{source} -> {to}"
+    )
+
+
+def _has_content(message: Message) -> bool:
+    content = message.get("content")
+    return bool(content.strip() if isinstance(content, str) else content) or bool(message.get("tool_calls"))
+
+
+def _messages_problem(messages: Any, column: str, after: str | None = None) -> Problem | None:
+    """Structure, role order and non-empty replies of one message list, continuing after role `after`."""
+    if not isinstance(messages, list) or not messages:
+        return "malformed messages", f"`{column}` is not a non-empty list of messages"
+    previous = after
+    for position, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if not isinstance(role, str) or not isinstance(message.get("content"), (str, list, type(None))):
+            return (
+                "malformed messages",
+                f"{column}[{position}] is not a {{role, content}} message: {_snippet(repr(message))}",
+            )
+        if role not in ROLES:
+            return "unknown role", f"{column}[{position}] has role {role!r}; roles are {', '.join(ROLES)}"
+        if role not in _NEXT_ROLES[previous]:
+            return (
+                "roles out of order",
+                f"{column}[{position}] is a {role!r} turn after {previous or 'the start'!r} "
+                f"(expected {' or '.join(sorted(_NEXT_ROLES[previous]))})",
+            )
+        if role == "assistant" and not _has_content(message):
+            return "empty assistant turn", f"{column}[{position}] is an assistant turn with no content"
+        previous = role
+    return None
+
+
+def _text_problem(value: Any, column: str) -> Problem | None:
+    if not isinstance(value, str):
+        return "not text", f"`{column}` is {type(value).__name__}, not a string"
+    if not value.strip():
+        return "empty text", f"`{column}` is empty"
+    return None
+
+
+def _sft_problem(row: dict[str, Any]) -> Problem | None:
+    problem = _messages_problem(row["messages"], "messages")
+    if problem is None and not any(m["role"] == "assistant" for m in row["messages"]):
+        return "no assistant turn", "`messages` has no assistant turn to learn from"
+    return problem
+
+
+def _prompt_problem(row: dict[str, Any]) -> Problem | None:
+    prompt = row["prompt"]
+    if isinstance(prompt, str):
+        return _text_problem(prompt, "prompt")
+    problem = _messages_problem(prompt, "prompt")
+    if problem is None and prompt[-1]["role"] not in ("user", "tool"):
+        return (
+            "prompt ends with a reply",
+            f"`prompt` ends with a {prompt[-1]['role']!r} turn, not a user turn",
+        )
+    return problem
+
+
+def _preference_problem(row: dict[str, Any]) -> Problem | None:
+    prompt, chosen, rejected = row["prompt"], row["chosen"], row["rejected"]
+    if all(isinstance(v, str) for v in (prompt, chosen, rejected)):
+        problem = _text_problem(chosen, "chosen") or _text_problem(rejected, "rejected")
+    elif all(isinstance(v, list) for v in (prompt, chosen, rejected)):
+        problem = _prompt_problem(row)
+        if problem is None:
+            last = prompt[-1]["role"]
+            problem = _messages_problem(chosen, "chosen", after=last) or _messages_problem(
+                rejected, "rejected", after=last
+            )
+    else:
+        kinds = "/".join(type(v).__name__ for v in (prompt, chosen, rejected))
+        return (
+            "malformed preference",
+            f"prompt/chosen/rejected must be all strings or all message lists, got {kinds}",
+        )
+    if problem is None and chosen == rejected:
+        return "chosen equals rejected", "`chosen` and `rejected` are the same reply"
+    return problem
+
+
+def _classification_problem(row: dict[str, Any]) -> Problem | None:
+    if row["label"] is None:
+        return "missing label", "`label` is empty"
+    return _text_problem(row["text"], "text")
+
+
+_ROW_CHECKS = {
+    "lm": lambda row: _text_problem(row["text"], "text"),
+    "sft": _sft_problem,
+    "preference": _preference_problem,
+    "prompt": _prompt_problem,
+    "classification": _classification_problem,
+}
+
+
+def _scan(dataset: datasets.Dataset, kind: str) -> list[tuple[int, str, str]]:
+    check = _ROW_CHECKS[kind]
+    columns = list(FORMATS[kind])
+    problems, index = [], 0
+    for batch in dataset.select_columns(columns).iter(batch_size=1000):
+        for values in zip(*(batch[c] for c in columns), strict=True):
+            problem = check(dict(zip(columns, values, strict=True)))
+            if problem is not None:
+                problems.append((index, *problem))
+            index += 1
+    return problems
+
+
+def _problems_message(problems: list[tuple[int, str, str]], total: int, what: str) -> str:
+    counts = Counter(category for _, category, _ in problems)
+    summary = ", ".join(f"{category}: {count}" for category, count in counts.most_common())
+    shown = "; ".join(f"row {index}: {detail.rstrip('.')}" for index, _, detail in problems[:_MAX_SHOWN])
+    more = f"; and {len(problems) - _MAX_SHOWN} more" if len(problems) > _MAX_SHOWN else ""
+    return f"{len(problems)} of {total} rows {what} ({summary}). {shown}{more}."
+
+
+def converter_hint(dataset: datasets.Dataset, kind: str) -> str:
+    """How to get `kind` data from this dataset: the converter call (and pipeline step), or what to build."""
+    source = detect_format(dataset)
+    if source is not None and source in CONVERTIBLE.get(kind, ()):
+        step = f" or the `{_STEP_FOR[kind]}` pipeline step" if kind in _STEP_FOR else ""
+        return f"It has {_DESCRIPTIONS[source]}: use convert(dataset, {kind!r}){step}."
+    found = f"It has {_DESCRIPTIONS[source]}, which" if source else "Its columns match no known format and"
+    return (
+        f"{found} no converter turns into {kind!r} data: build the column(s) {list(FORMATS[kind])} "
+        "(dataset.rename_column, or tokenizer.apply_chat_template to render conversations as `text`)."
+    )
+
+
+def validate_format(dataset: datasets.Dataset, kind: str) -> None:
+    """Stop with one RecipeInputError unless every row is valid `kind` data (FORMATS[kind] columns, then
+    per-row structure: roles, order, non-empty replies, chosen != rejected)."""
+    if kind not in FORMATS:
+        raise RecipeInputError(f"Unknown data kind {kind!r}; kinds: {', '.join(FORMATS)}.")
+    missing = [c for c in FORMATS[kind] if c not in dataset.column_names]
+    if missing:
+        raise RecipeInputError(
+            f"{kind!r} data needs column(s) {missing}; the dataset has {dataset.column_names}. "
+            + converter_hint(dataset, kind)
+        )
+    problems = _scan(dataset, kind)
+    if problems:
+        raise RecipeInputError(
+            _problems_message(problems, len(dataset), f"are not valid {kind!r} data")
+            + " Fix or drop these rows (convert(..., on_error='drop') drops rows that fail conversion)."
+        )
+
+
+@dataclass
+class _ConvertStep(Step):
+    """Shared parameters of the conversion steps: `from_format` ("auto" or one of SOURCE_FORMATS),
+    `system_prompt` (opens conversations without one), `on_error` ("raise" or "drop" bad rows)."""
+
+    target: ClassVar[str] = ""
+    from_format: str = "auto"
+    system_prompt: str | None = None
+    on_error: str = "raise"
+
+    def __post_init__(self) -> None:
+        if self.from_format != "auto" and self.from_format not in CONVERTIBLE[self.target]:
+            raise RecipeInputError(
+                f"Step {self.name!r}: from_format must be 'auto' or one of {', '.join(CONVERTIBLE[self.target])}, "
+                f"got {self.from_format!r}."
+            )
+        _check_on_error(self.on_error)
+        if self.domains:
+            # Converted rows have other columns than the rest, so they cannot be merged back.
+            raise RecipeInputError(f"Step {self.name!r} converts every row; it takes no `domains`.")
+
+    def apply(
+        self, dataset: datasets.Dataset, report: DataReport, num_proc: int | None = None
+    ) -> datasets.Dataset:
+        return _convert(
+            dataset,
+            self.target,
+            self.from_format,
+            num_proc,
+            self.system_prompt,
+            self.on_error,
+            report,
+            self.name,
+        )
+
+
+@register_step
+@dataclass
+class ToMessages(_ConvertStep):
+    """Convert alpaca / transcripts / prompt-completion / preference data to `messages` for SFT."""
+
+    name: ClassVar[str] = "to_messages"
+    target: ClassVar[str] = "sft"
+
+
+@register_step
+@dataclass
+class ToPreference(_ConvertStep):
+    """Convert HH-RLHF style chosen/rejected conversations to prompt/chosen/rejected for DPO/reward models."""
+
+    name: ClassVar[str] = "to_preference"
+    target: ClassVar[str] = "preference"
+
+
+__all__ = [
+    "CONVERTIBLE",
+    "FORMATS",
+    "ROLES",
+    "SOURCE_FORMATS",
+    "ToMessages",
+    "ToPreference",
+    "alpaca_to_messages",
+    "convert",
+    "converter_hint",
+    "detect_format",
+    "hh_to_preference",
+    "prompt_completion_to_messages",
+    "transcript_to_messages",
+    "validate_format",
+]

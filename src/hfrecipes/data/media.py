@@ -1,1 +1,920 @@
-"""(being written)"""
+"""Image, audio and video data preparation: decoders, quality filters, dedup and a media-folder loader.
+
+Column conventions are TRL's / `datasets`': an `image` column holds a PIL image, a `datasets.Image` value
+({bytes, path}) or a path; an `audio` column holds {array, sampling_rate}, a `datasets.Audio` value
+({bytes, path}) or a path; a `video` column holds a list of frames (PIL images or arrays), a
+`datasets.Video` value, or a path to a video file (mp4/webm/...), a GIF or a directory of frame images.
+
+Everything is decoded here, never by `datasets`: the steps read the raw Arrow storage, so an undecodable
+file is counted and reported instead of crashing the pipeline, and nothing depends on torchcodec (which
+`datasets.Audio`/`datasets.Video` decoding and `datasets.Audio` encoding need). Images are decoded with
+Pillow, audio with soundfile (resampled with `librosa.resample`), GIFs and frame folders with Pillow and
+other video files with PyAV, imported only when needed. The public loaders (`load_image`, `load_audio`,
+`load_video_frames`) are what the image, audio and video recipes call on each row.
+
+Steps (YAML names): `image_filter`, `image_dedup`, `audio_filter`, `video_filter`. Each reads one column
+(default: the modality's name; set `columns: [name]` otherwise) and records in the data report how many
+rows it removed per reason (`removed_by_reason`), with a few "row <i>: <reason> (<path>)" examples.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import datasets
+import numpy as np
+from PIL import Image, ImageOps
+
+from hfrecipes.data.report import DataReport
+from hfrecipes.data.steps import Step, register_step, select_with_report
+from hfrecipes.errors import RecipeInputError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".webm", ".mkv", ".mov", ".avi", ".gif"})
+MEDIA_KINDS = ("image", "audio", "video")
+
+# A sample at or beyond this magnitude sits on the rail: the recording was (almost certainly) clipped.
+FULL_SCALE = 0.999
+
+
+class UnreadableMediaError(RecipeInputError):
+    """One image, audio clip or video that cannot be decoded. The filters count it as a removal reason;
+    other RecipeInputErrors (a missing optional dependency, a bad parameter) still stop the pipeline."""
+
+
+def _describe(value: Any) -> str:
+    """Where a media value came from, for messages and report examples (its path when it has one)."""
+    if isinstance(value, (str, os.PathLike)):
+        return str(value)
+    if isinstance(value, dict) and value.get("path"):
+        return str(value["path"])
+    if isinstance(value, dict) and value.get("bytes"):
+        return f"<{len(value['bytes'])} bytes>"
+    if isinstance(value, (list, tuple)):
+        return f"<{len(value)} frames>"
+    return f"<{type(value).__name__}>"
+
+
+def _error_text(err: Exception) -> str:
+    return f"{type(err).__name__}: {err}"[:200]
+
+
+# ---------------------------------------------------------------------------------------------- images
+
+
+def _array_to_image(value: Any) -> Image.Image:
+    """HxW or HxWxC pixels; floats are taken as [0, 1], as image processors output them."""
+    array = np.asarray(value)
+    if np.issubdtype(array.dtype, np.floating):
+        array = np.clip(array * 255.0, 0, 255).round()
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise UnreadableMediaError(f"An image array must be HxW or HxWx(1|3|4), got shape {array.shape}.")
+    return Image.fromarray(array.astype(np.uint8))
+
+
+def _open_image(source: str | os.PathLike | io.BytesIO) -> Image.Image:
+    # load() decodes every pixel now, so a truncated file fails here rather than in a training step.
+    with Image.open(source) as image:
+        image.load()
+        return image
+
+
+def load_image(value: Any) -> Image.Image:
+    """Decode one image value: a PIL image, a `datasets.Image` dict {bytes, path}, a path, or an array.
+
+    Raises UnreadableMediaError (with the path) when the value cannot be decoded completely."""
+    try:
+        if isinstance(value, Image.Image):
+            value.load()
+            return value
+        if isinstance(value, (str, os.PathLike)):
+            return _open_image(value)
+        if isinstance(value, dict):
+            if value.get("bytes"):
+                return _open_image(io.BytesIO(value["bytes"]))
+            if value.get("path"):
+                return _open_image(value["path"])
+            raise UnreadableMediaError("An image value has neither bytes nor a path.")
+        if isinstance(value, (np.ndarray, list)):
+            return _array_to_image(value)
+    except UnreadableMediaError:
+        raise
+    except Exception as err:  # Pillow raises many types (OSError, SyntaxError, ValueError...) on bad data
+        raise UnreadableMediaError(f"Cannot decode image {_describe(value)}: {_error_text(err)}") from err
+    raise UnreadableMediaError(
+        f"Cannot read an image from a {type(value).__name__}; use a PIL image, a path or {{bytes, path}}."
+    )
+
+
+def _bits_to_int(bits: np.ndarray) -> int:
+    return int.from_bytes(np.packbits(bits.astype(bool).ravel()).tobytes(), "big")
+
+
+def _dct_matrix(size: int) -> np.ndarray:
+    """Orthonormal DCT-II basis: `D @ x @ D.T` is the 2-D DCT of a size x size block."""
+    k = np.arange(size)[:, None]
+    n = np.arange(size)[None, :]
+    basis = np.cos(np.pi * (2 * n + 1) * k / (2 * size)) * np.sqrt(2 / size)
+    basis[0] /= np.sqrt(2)
+    return basis
+
+
+_DCT_32 = _dct_matrix(32)
+
+
+def phash(image: Image.Image) -> int:
+    """64-bit perceptual hash (the imagehash/pHash recipe): the 8x8 lowest frequencies of the DCT of the
+    32x32 greyscale image, thresholded at their median. Survives re-encoding, resizing and brightness
+    changes; it sees structure only, so the same picture recoloured (or two flat images) collide."""
+    pixels = np.asarray(image.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
+    low = (_DCT_32 @ pixels @ _DCT_32.T)[:8, :8]
+    return _bits_to_int(low > np.median(low))
+
+
+def dhash(image: Image.Image) -> int:
+    """64-bit difference hash: is each pixel of the 9x8 greyscale image brighter than its left neighbour.
+    Cheaper than pHash, a little less robust to re-encoding."""
+    pixels = np.asarray(image.convert("L").resize((9, 8), Image.Resampling.LANCZOS), dtype=np.int16)
+    return _bits_to_int(pixels[:, 1:] > pixels[:, :-1])
+
+
+PERCEPTUAL_HASHES: dict[str, Callable[[Image.Image], int]] = {"phash": phash, "dhash": dhash}
+
+
+def find_near_duplicates(hashes: Sequence[int], max_distance: int) -> list[tuple[int, int] | None]:
+    """For each 64-bit hash, in order: (index of the earlier kept hash within `max_distance` bits, distance),
+    or None when it starts a new group and is kept. Only kept hashes are compared, so each group keeps its
+    first member. Pigeonhole index: split the bits into max_distance + 1 bands; two hashes that differ in at
+    most max_distance bits agree exactly on at least one band, so only band-mates are compared (exact, and
+    far below the n^2 comparisons of a pairwise scan)."""
+    bands = [(int(b[0]), len(b)) for b in np.array_split(np.arange(64), max_distance + 1)]
+    buckets: dict[tuple[int, int], list[int]] = {}
+    matches: list[tuple[int, int] | None] = []
+    for index, value in enumerate(hashes):
+        keys = [(band, (value >> start) & ((1 << width) - 1)) for band, (start, width) in enumerate(bands)]
+        candidates = sorted({kept for key in keys for kept in buckets.get(key, ())})
+        match = None
+        for kept in candidates:
+            distance = (value ^ hashes[kept]).bit_count()
+            if distance <= max_distance and (match is None or distance < match[1]):
+                match = (kept, distance)
+        matches.append(match)
+        if match is None:
+            for key in keys:
+                buckets.setdefault(key, []).append(index)
+    return matches
+
+
+# ----------------------------------------------------------------------------------------------- audio
+
+
+def _import_soundfile():
+    try:
+        import soundfile
+    except ImportError as err:
+        raise RecipeInputError(
+            "Reading audio files needs soundfile: pip install 'hfrecipes[audio]'."
+        ) from err
+    return soundfile
+
+
+def _read_audio(value: Any) -> tuple[np.ndarray, int]:
+    """All channels as float32 (frames, channels) in [-1, 1], and the sampling rate."""
+    if isinstance(value, dict) and value.get("array") is not None:
+        if not value.get("sampling_rate"):
+            raise UnreadableMediaError("An audio {array, sampling_rate} value has no sampling_rate.")
+        array = np.asarray(value["array"])
+        if np.issubdtype(array.dtype, np.integer):
+            array = array / float(np.iinfo(array.dtype).max)
+        array = array.astype(np.float32)
+        # datasets returns multichannel arrays channels-first; soundfile and this module use channels-last.
+        if array.ndim == 2 and array.shape[0] < array.shape[1]:
+            array = array.T
+        samples, sampling_rate = (array[:, None] if array.ndim == 1 else array), int(value["sampling_rate"])
+    else:
+        if isinstance(value, dict) and value.get("bytes"):
+            source: Any = io.BytesIO(value["bytes"])
+        elif isinstance(value, dict) and value.get("path"):
+            source = value["path"]
+        elif isinstance(value, (str, os.PathLike)):
+            source = value
+        else:
+            raise UnreadableMediaError(
+                f"Cannot read audio from a {type(value).__name__}; use {{array, sampling_rate}}, a path or "
+                "{bytes, path}."
+            )
+        soundfile = _import_soundfile()
+        try:
+            samples, sampling_rate = soundfile.read(source, dtype="float32", always_2d=True)
+        except Exception as err:  # libsndfile errors, missing files, unknown formats
+            raise UnreadableMediaError(f"Cannot decode audio {_describe(value)}: {_error_text(err)}") from err
+    if samples.ndim != 2:
+        raise UnreadableMediaError(
+            f"Audio {_describe(value)} has shape {samples.shape}; expected 1-D or 2-D."
+        )
+    if not np.isfinite(samples).all():
+        raise UnreadableMediaError(f"Audio {_describe(value)} contains NaN or infinite samples.")
+    return samples, sampling_rate
+
+
+def load_audio(value: Any, target_sr: int | None = None) -> tuple[np.ndarray, int]:
+    """Decode one audio value to a mono float32 array (channels averaged) and its sampling rate,
+    resampled with `librosa.resample` when `target_sr` differs. Accepts {array, sampling_rate},
+    a `datasets.Audio` dict {bytes, path} or a path; raises UnreadableMediaError when it cannot."""
+    return _mono_resampled(*_read_audio(value), target_sr)
+
+
+def _mono_resampled(samples: np.ndarray, sampling_rate: int, target_sr: int | None) -> tuple[np.ndarray, int]:
+    mono = samples.mean(axis=1)
+    if target_sr and target_sr != sampling_rate:
+        try:
+            import librosa
+        except ImportError as err:
+            raise RecipeInputError("Resampling audio needs librosa: pip install 'hfrecipes[audio]'.") from err
+        mono = librosa.resample(mono, orig_sr=sampling_rate, target_sr=target_sr)
+        sampling_rate = target_sr
+    return mono.astype(np.float32), sampling_rate
+
+
+def rms_dbfs(samples: np.ndarray) -> float:
+    """Loudness as RMS in dB relative to full scale (0 dBFS = a full-scale square wave; silence = -inf)."""
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if samples.size else 0.0
+    return 20 * np.log10(rms) if rms > 0 else float("-inf")
+
+
+# ----------------------------------------------------------------------------------------------- video
+
+
+def _import_av(what: str):
+    try:
+        import av
+    except ImportError as err:
+        raise RecipeInputError(
+            f"Decoding {what} needs PyAV (FFmpeg): pip install 'hfrecipes[video]'. "
+            "GIFs and directories of frame images need only Pillow."
+        ) from err
+    return av
+
+
+@dataclass
+class _OpenedVideo:
+    """A validated video: every one of its `frame_count` frames decoded once; `read` decodes the ones asked."""
+
+    frame_count: int
+    read: Callable[[list[int]], list[Image.Image]]
+
+
+def _natural_key(path: Path) -> list:
+    """frame_2 before frame_10, as frame numbers are usually not zero-padded."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def _frame_files(directory: Path) -> list[Path]:
+    files = [p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    return sorted(files, key=_natural_key)
+
+
+def _open_frame_list(frames: Sequence[Any]) -> _OpenedVideo:
+    decoded = [load_image(frame) for frame in frames]
+    return _OpenedVideo(len(decoded), lambda indices: [decoded[i] for i in indices])
+
+
+def _open_frame_directory(directory: Path) -> _OpenedVideo:
+    files = _frame_files(directory)
+    for file in files:
+        load_image(file)
+    return _OpenedVideo(len(files), lambda indices: [load_image(files[i]) for i in indices])
+
+
+def _open_animated_image(make_source: Callable[[], Any]) -> _OpenedVideo:
+    with Image.open(make_source()) as image:
+        frame_count = getattr(image, "n_frames", 1)
+        for index in range(frame_count):
+            image.seek(index)
+            image.load()
+
+    def read(indices: list[int]) -> list[Image.Image]:
+        frames = {}
+        with Image.open(make_source()) as image:
+            for index in sorted(set(indices)):
+                image.seek(index)
+                frames[index] = image.convert("RGB")
+        return [frames[i] for i in indices]
+
+    return _OpenedVideo(frame_count, read)
+
+
+def _open_container_video(make_source: Callable[[], Any], what: str) -> _OpenedVideo:
+    av = _import_av(what)
+
+    def decoded_frames(container):
+        if not container.streams.video:
+            raise UnreadableMediaError(f"{what} has no video stream.")
+        return container.decode(container.streams.video[0])
+
+    # Counted by decoding: container metadata can be missing (webm) or wrong, and this validates the file.
+    with av.open(make_source()) as container:
+        frame_count = sum(1 for _ in decoded_frames(container))
+
+    def read(indices: list[int]) -> list[Image.Image]:
+        wanted, frames = set(indices), {}
+        with av.open(make_source()) as container:
+            for index, frame in enumerate(decoded_frames(container)):
+                if index in wanted:
+                    frames[index] = frame.to_image()
+                if len(frames) == len(wanted):
+                    break
+        return [frames[i] for i in indices]
+
+    return _OpenedVideo(frame_count, read)
+
+
+def _open_video(source: Any) -> _OpenedVideo:
+    what = _describe(source)
+    try:
+        if isinstance(source, (list, tuple)):
+            return _open_frame_list(source)
+        if isinstance(source, dict) and source.get("bytes"):
+            data = source["bytes"]
+            if data[:4] == b"GIF8":
+                return _open_animated_image(lambda: io.BytesIO(data))
+            return _open_container_video(lambda: io.BytesIO(data), what)
+        path = source.get("path") if isinstance(source, dict) else source
+        if not isinstance(path, (str, os.PathLike)):
+            raise UnreadableMediaError(
+                f"Cannot read a video from a {type(source).__name__}; use a list of frames, a path to a video "
+                "file or frame directory, or {bytes, path}."
+            )
+        path = Path(path)
+        if path.is_dir():
+            return _open_frame_directory(path)
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            return _open_animated_image(lambda: path)
+        return _open_container_video(lambda: path, what)
+    except RecipeInputError:
+        raise
+    except Exception as err:  # Pillow and FFmpeg raise many types on bad data
+        raise UnreadableMediaError(f"Cannot decode video {what}: {_error_text(err)}") from err
+
+
+def _size_pair(size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    pair = (size, size) if isinstance(size, int) else tuple(size)
+    if len(pair) != 2 or not all(isinstance(s, int) and s > 0 for s in pair):
+        raise RecipeInputError(f"size must be a positive int or [width, height], got {size!r}.")
+    return pair
+
+
+def evenly_spaced_indices(frame_count: int, num_frames: int) -> list[int]:
+    """`num_frames` indices spread from the first to the last frame (repeating frames of shorter videos)."""
+    return [int(i) for i in np.linspace(0, frame_count - 1, num_frames).round()]
+
+
+def _sample_frames(
+    video: _OpenedVideo, what: str, num_frames: int | None, size: int | Sequence[int] | None
+) -> list[Image.Image]:
+    if video.frame_count == 0:
+        raise UnreadableMediaError(f"Video {what} has no frames.")
+    target = _size_pair(size)
+    indices = (
+        list(range(video.frame_count))
+        if num_frames is None
+        else evenly_spaced_indices(video.frame_count, num_frames)
+    )
+    try:
+        frames = [frame.convert("RGB") for frame in video.read(indices)]
+    except RecipeInputError:
+        raise
+    except Exception as err:
+        raise UnreadableMediaError(f"Cannot decode video {what}: {_error_text(err)}") from err
+    # Scaled to cover the target then centre-cropped: the aspect ratio is kept, as video models expect.
+    return [ImageOps.fit(f, target, Image.Resampling.BICUBIC) for f in frames] if target else frames
+
+
+def load_video_frames(
+    source: Any, num_frames: int | None = None, size: int | Sequence[int] | None = None
+) -> list[Image.Image]:
+    """Decode a video to RGB PIL frames: all of them, or `num_frames` evenly spaced ones; with `size`
+    (an int or [width, height]) each frame is resized to cover it and centre-cropped.
+
+    `source`: a list of frames (PIL images, arrays, {bytes, path}), a path to an mp4/webm/... (PyAV), a
+    GIF or other animated image (Pillow), a directory of frame images (in natural order), or a
+    `datasets.Video` dict {bytes, path}. Raises UnreadableMediaError when it cannot be decoded."""
+    if num_frames is not None and num_frames < 1:
+        raise RecipeInputError(f"num_frames must be at least 1, got {num_frames}.")
+    return _sample_frames(_open_video(source), _describe(source), num_frames, size)
+
+
+# ----------------------------------------------------------------------------------------------- steps
+
+
+def _undecoded(feature: Any) -> Any:
+    """The same feature with media decoding off, so values arrive as raw {bytes, path} dicts."""
+    if isinstance(feature, (datasets.Image, datasets.Audio, datasets.Video)):
+        return type(feature)(decode=False)
+    if isinstance(feature, datasets.List):
+        return datasets.List(_undecoded(feature.feature), length=feature.length)
+    if isinstance(feature, dict):
+        return {key: _undecoded(value) for key, value in feature.items()}
+    return feature
+
+
+@dataclass
+class _MediaStep(Step):
+    """A step that reads one media column and judges each value: `judge(value) -> (reason, rewritten)`,
+    reason "" to keep the row, rewritten the new value when the step rewrites the column."""
+
+    media_kind: ClassVar[str] = ""
+    reasons: ClassVar[tuple[str, ...]] = ()
+
+    def resolved_columns(self, dataset: datasets.Dataset) -> list[str]:
+        columns = self.columns or [self.media_kind]
+        if len(columns) != 1:
+            raise RecipeInputError(
+                f"Step {self.name!r} reads one {self.media_kind} column; got columns={columns}."
+            )
+        if columns[0] not in dataset.column_names:
+            raise RecipeInputError(
+                f"Step {self.name!r} reads column {columns[0]!r} that the dataset lacks "
+                f"({dataset.column_names}); set `columns: [<your {self.media_kind} column>]`."
+            )
+        return columns
+
+    def judge(self, value: Any) -> tuple[str, Any]:
+        raise NotImplementedError
+
+    def rewritten_feature(self) -> Any:
+        """The column's feature after the step when it rewrites kept values, else None (column untouched)."""
+        return None
+
+    def apply(
+        self, dataset: datasets.Dataset, report: DataReport, num_proc: int | None = None
+    ) -> datasets.Dataset:
+        (column,) = self.resolved_columns(dataset)
+        new_feature = self.rewritten_feature()
+
+        def judge_batch(values: list[Any]) -> dict[str, list]:
+            judged = [self.judge(value) for value in values]
+            batch = {"_reason": [reason for reason, _ in judged], "_source": [_describe(v) for v in values]}
+            if new_feature is not None:
+                batch[column] = [None if reason else rewritten for reason, rewritten in judged]
+            return batch
+
+        if new_feature is None:
+            # Arrow format hands over the raw storage: no decoding by datasets, nothing rewritten.
+            judged = (
+                dataset.select_columns([column])
+                .with_format("arrow")
+                .map(
+                    lambda table: judge_batch(table.column(column).to_pylist()),
+                    batched=True,
+                    num_proc=num_proc,
+                    remove_columns=[column],
+                    desc=self.name,
+                )
+                .with_format(None)
+            )
+        else:
+            raw = dataset.cast_column(column, _undecoded(dataset.features[column]))
+            features = raw.features.copy()
+            features.update(
+                {
+                    column: new_feature,
+                    "_reason": datasets.Value("string"),
+                    "_source": datasets.Value("string"),
+                }
+            )
+            judged = raw.map(
+                judge_batch,
+                batched=True,
+                input_columns=[column],
+                features=features,
+                num_proc=num_proc,
+                desc=self.name,
+            )
+            dataset = judged.remove_columns(["_reason", "_source"])
+        return keep_and_report(
+            dataset, list(judged["_reason"]), list(judged["_source"]), self, report, self.reasons
+        )
+
+
+def keep_and_report(
+    dataset: datasets.Dataset,
+    reasons: list[str],
+    sources: list[str],
+    step: Step,
+    report: DataReport,
+    known_reasons: Sequence[str],
+) -> datasets.Dataset:
+    """Keep rows whose reason is "" and record the step; removals are counted per reason (the text before
+    the first ':') and illustrated by "row <i>: <reason> (<path>)" examples rather than the media itself."""
+    counts = Counter({reason: 0 for reason in known_reasons})
+    counts.update(reason.split(":", 1)[0] for reason in reasons if reason)
+    labels = datasets.Dataset.from_dict(
+        {
+            "removed": [
+                f"row {i}: {r}" + ("" if source in r else f" ({source})") if r else ""
+                for i, (r, source) in enumerate(zip(reasons, sources, strict=True))
+            ]
+        }
+    )
+    flags = [not reason for reason in reasons]
+    select_with_report(
+        labels,
+        flags,
+        step,
+        report,
+        ["removed"],
+        details={"removed_by_reason": dict(counts)},
+    )
+    return dataset if all(flags) else dataset.select([i for i, keep in enumerate(flags) if keep])
+
+
+@register_step
+@dataclass
+class ImageFilter(_MediaStep):
+    """Drop images that cannot be decoded, are smaller than `min_width` x `min_height`, or are more elongated
+    than `max_aspect_ratio` (longer side / shorter side; None: no limit). With `convert_mode` (e.g. "RGB")
+    kept images not already in that mode are converted, and the column becomes a `datasets.Image`."""
+
+    name: ClassVar[str] = "image_filter"
+    media_kind: ClassVar[str] = "image"
+    reasons: ClassVar[tuple[str, ...]] = ("undecodable", "too_small", "aspect_ratio")
+    min_width: int = 16
+    min_height: int = 16
+    max_aspect_ratio: float | None = 4.0
+    convert_mode: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_width < 0 or self.min_height < 0:
+            raise RecipeInputError(
+                f"image_filter: min_width/min_height must be >= 0, got {self.min_width}x{self.min_height}."
+            )
+        if self.max_aspect_ratio is not None and self.max_aspect_ratio < 1:
+            raise RecipeInputError(
+                f"image_filter: max_aspect_ratio is longer/shorter side, so >= 1; got {self.max_aspect_ratio}."
+            )
+        if self.convert_mode is not None and self.convert_mode not in Image.MODES:
+            raise RecipeInputError(
+                f"image_filter: unknown convert_mode {self.convert_mode!r}; use one of {', '.join(Image.MODES)}."
+            )
+
+    def rewritten_feature(self) -> Any:
+        return datasets.Image() if self.convert_mode else None
+
+    def judge(self, value: Any) -> tuple[str, Any]:
+        try:
+            image = load_image(value)
+        except UnreadableMediaError as err:
+            return f"undecodable: {err}", None
+        width, height = image.size
+        if width < self.min_width or height < self.min_height:
+            return f"too_small: {width}x{height} < {self.min_width}x{self.min_height}", None
+        aspect_ratio = max(width, height) / max(min(width, height), 1)
+        if self.max_aspect_ratio is not None and aspect_ratio > self.max_aspect_ratio:
+            return f"aspect_ratio: {width}x{height} is {aspect_ratio:.1f}:1 > {self.max_aspect_ratio}:1", None
+        if not self.convert_mode:
+            return "", None
+        if image.mode != self.convert_mode:
+            return "", image.convert(self.convert_mode)
+        # Images already in the mode keep their original encoding (no PNG re-encode of every JPEG).
+        return "", value if isinstance(value, (dict, str)) else image
+
+
+@register_step
+@dataclass
+class ImageDedup(_MediaStep):
+    """Keep the first of each group of duplicate images: exact duplicates (same decoded pixels) and
+    perceptual duplicates (64-bit `method` hash, "phash" or "dhash", within `max_hamming_distance` bits of
+    a kept image; None: exact only). Perceptual hashes see structure, not colour: recoloured copies and
+    flat single-colour images count as duplicates. Rows that cannot be decoded are removed as
+    `undecodable` (run image_filter first to see them reported with the other quality reasons)."""
+
+    name: ClassVar[str] = "image_dedup"
+    media_kind: ClassVar[str] = "image"
+    reasons: ClassVar[tuple[str, ...]] = ("undecodable", "exact_duplicate", "near_duplicate")
+    method: str = "phash"
+    max_hamming_distance: int | None = 5
+
+    def __post_init__(self) -> None:
+        if self.method not in PERCEPTUAL_HASHES:
+            raise RecipeInputError(
+                f"image_dedup: method must be one of {', '.join(PERCEPTUAL_HASHES)}, got {self.method!r}."
+            )
+        if self.max_hamming_distance is not None and not 0 <= self.max_hamming_distance < 64:
+            raise RecipeInputError(
+                f"image_dedup: max_hamming_distance counts differing bits of a 64-bit hash (0-63, or null "
+                f"for exact duplicates only), got {self.max_hamming_distance}."
+            )
+
+    def fingerprint(self, value: Any) -> tuple[str, str, str]:
+        """(undecodable reason or "", exact key of the pixels, perceptual hash as hex)."""
+        try:
+            image = load_image(value)
+        except UnreadableMediaError as err:
+            return f"undecodable: {err}", "", ""
+        exact = hashlib.sha1(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()
+        return "", exact, f"{PERCEPTUAL_HASHES[self.method](image):016x}"
+
+    def apply(
+        self, dataset: datasets.Dataset, report: DataReport, num_proc: int | None = None
+    ) -> datasets.Dataset:
+        (column,) = self.resolved_columns(dataset)
+
+        def hash_batch(table) -> dict[str, list]:
+            values = table.column(column).to_pylist()
+            fingerprints = [self.fingerprint(v) for v in values]
+            return {
+                "_reason": [reason for reason, _, _ in fingerprints],
+                "_exact": [exact for _, exact, _ in fingerprints],
+                "_perceptual": [perceptual for _, _, perceptual in fingerprints],
+                "_source": [_describe(v) for v in values],
+            }
+
+        hashed = (
+            dataset.select_columns([column])
+            .with_format("arrow")
+            .map(hash_batch, batched=True, num_proc=num_proc, remove_columns=[column], desc=self.name)
+            .with_format(None)
+        )
+        reasons = list(hashed["_reason"])
+        first_with_pixels: dict[str, int] = {}
+        kept_rows: list[int] = []
+        for row, (reason, exact) in enumerate(zip(reasons, hashed["_exact"], strict=True)):
+            if reason:
+                continue
+            if exact in first_with_pixels:
+                reasons[row] = f"exact_duplicate: of row {first_with_pixels[exact]}"
+            else:
+                first_with_pixels[exact] = row
+                kept_rows.append(row)
+        if self.max_hamming_distance is not None:
+            perceptual = hashed["_perceptual"]
+            hashes = [int(perceptual[row], 16) for row in kept_rows]
+            for row, match in zip(
+                kept_rows, find_near_duplicates(hashes, self.max_hamming_distance), strict=True
+            ):
+                if match is not None:
+                    reasons[row] = f"near_duplicate: of row {kept_rows[match[0]]} ({match[1]} bits apart)"
+        return keep_and_report(dataset, reasons, list(hashed["_source"]), self, report, self.reasons)
+
+
+AUDIO_ARRAY_FEATURE = {
+    "array": datasets.List(datasets.Value("float32")),
+    "sampling_rate": datasets.Value("int64"),
+}
+
+
+@register_step
+@dataclass
+class AudioFilter(_MediaStep):
+    """Drop audio that cannot be decoded, is shorter than `min_seconds` or longer than `max_seconds`, is
+    silent (RMS below `silence_db` dBFS) or clipped (more than `max_clipped_fraction` of the samples at full
+    scale); None disables a check. With `target_sampling_rate`, kept clips are downmixed to mono, resampled
+    (librosa) and written back as {array, sampling_rate} (a plain struct, not `datasets.Audio`, whose
+    encoding needs torchcodec): resampling lives here so each clip is decoded once."""
+
+    name: ClassVar[str] = "audio_filter"
+    media_kind: ClassVar[str] = "audio"
+    reasons: ClassVar[tuple[str, ...]] = ("unreadable", "too_short", "too_long", "silent", "clipped")
+    min_seconds: float = 0.5
+    max_seconds: float | None = 30.0
+    silence_db: float | None = -50.0
+    max_clipped_fraction: float | None = 0.01
+    target_sampling_rate: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_seconds < 0 or (self.max_seconds is not None and self.max_seconds <= self.min_seconds):
+            raise RecipeInputError(
+                f"audio_filter: need 0 <= min_seconds < max_seconds, got {self.min_seconds} and {self.max_seconds}."
+            )
+        if self.silence_db is not None and self.silence_db > 0:
+            raise RecipeInputError(
+                f"audio_filter: silence_db is in dBFS, so <= 0 (e.g. -50), got {self.silence_db}."
+            )
+        if self.max_clipped_fraction is not None and not 0 <= self.max_clipped_fraction <= 1:
+            raise RecipeInputError(
+                f"audio_filter: max_clipped_fraction must be between 0 and 1, got {self.max_clipped_fraction}."
+            )
+        if self.target_sampling_rate is not None and self.target_sampling_rate <= 0:
+            raise RecipeInputError(
+                f"audio_filter: target_sampling_rate must be a positive rate in Hz, got {self.target_sampling_rate}."
+            )
+
+    def rewritten_feature(self) -> Any:
+        return AUDIO_ARRAY_FEATURE if self.target_sampling_rate else None
+
+    def judge(self, value: Any) -> tuple[str, Any]:
+        try:
+            samples, sampling_rate = _read_audio(value)
+        except UnreadableMediaError as err:
+            return f"unreadable: {err}", None
+        seconds = len(samples) / sampling_rate
+        if len(samples) == 0 or seconds < self.min_seconds:
+            return f"too_short: {seconds:.2f} s < {self.min_seconds} s", None
+        if self.max_seconds is not None and seconds > self.max_seconds:
+            return f"too_long: {seconds:.2f} s > {self.max_seconds} s", None
+        loudness = rms_dbfs(samples)
+        if self.silence_db is not None and loudness < self.silence_db:
+            return f"silent: {loudness:.1f} dBFS < {self.silence_db} dBFS", None
+        clipped = float(np.mean(np.abs(samples) >= FULL_SCALE))
+        if self.max_clipped_fraction is not None and clipped > self.max_clipped_fraction:
+            return f"clipped: {clipped:.1%} of samples at full scale > {self.max_clipped_fraction:.1%}", None
+        if not self.target_sampling_rate:
+            return "", None
+        array, rate = _mono_resampled(samples, sampling_rate, self.target_sampling_rate)
+        return "", {"array": array, "sampling_rate": rate}
+
+
+@register_step
+@dataclass
+class VideoFilter(_MediaStep):
+    """Drop videos that cannot be decoded, have fewer than `min_frames` frames, or frames smaller than
+    `min_width` x `min_height`. With `num_frames` and/or `size`, kept videos are rewritten as a list of
+    RGB frames (`load_video_frames`: evenly spaced, resized to cover `size` and centre-cropped)."""
+
+    name: ClassVar[str] = "video_filter"
+    media_kind: ClassVar[str] = "video"
+    reasons: ClassVar[tuple[str, ...]] = ("unreadable", "too_few_frames", "too_small")
+    min_frames: int = 1
+    min_width: int = 0
+    min_height: int = 0
+    num_frames: int | None = None
+    size: int | list[int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_frames < 1 or self.min_width < 0 or self.min_height < 0:
+            raise RecipeInputError(
+                f"video_filter: need min_frames >= 1 and min_width/min_height >= 0, got {self.min_frames}, "
+                f"{self.min_width}x{self.min_height}."
+            )
+        if self.num_frames is not None and self.num_frames < 1:
+            raise RecipeInputError(f"video_filter: num_frames must be at least 1, got {self.num_frames}.")
+        _size_pair(self.size)
+
+    def rewritten_feature(self) -> Any:
+        return datasets.List(datasets.Image()) if self.num_frames or self.size else None
+
+    def judge(self, value: Any) -> tuple[str, Any]:
+        what = _describe(value)
+        try:
+            video = _open_video(value)
+            if video.frame_count < self.min_frames:
+                return f"too_few_frames: {video.frame_count} < {self.min_frames}", None
+            if self.min_width or self.min_height:
+                width, height = video.read([0])[0].size
+                if width < self.min_width or height < self.min_height:
+                    return f"too_small: {width}x{height} < {self.min_width}x{self.min_height}", None
+            if self.rewritten_feature() is None:
+                return "", None
+            return "", _sample_frames(video, what, self.num_frames, self.size)
+        except UnreadableMediaError as err:
+            return f"unreadable: {err}", None
+
+
+# ----------------------------------------------------------------------------------------- folders
+
+
+def _read_folder_metadata(root: Path) -> dict[str, dict[str, Any]]:
+    """metadata.jsonl or metadata.csv beside the files (HF imagefolder/audiofolder convention): one row per
+    file, keyed by `file_name` relative to the folder; its other columns (text, label...) join the rows."""
+    candidates = [root / "metadata.jsonl", root / "metadata.csv"]
+    present = [p for p in candidates if p.is_file()]
+    if not present:
+        return {}
+    if len(present) > 1:
+        raise RecipeInputError(f"{root} has both metadata.jsonl and metadata.csv; keep one.")
+    path = present[0]
+    if path.suffix == ".jsonl":
+        records = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise RecipeInputError(f"{path} line {number} is not valid JSON: {err}") from err
+    else:
+        import pandas
+
+        frame = pandas.read_csv(path)
+        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    if any(not isinstance(r, dict) or "file_name" not in r for r in records):
+        raise RecipeInputError(
+            f"Every row of {path} needs a `file_name` column (the path relative to {root})."
+        )
+    return {
+        Path(str(r["file_name"])).as_posix(): {k: v for k, v in r.items() if k != "file_name"}
+        for r in records
+    }
+
+
+def _media_entries(root: Path, kind: str) -> list[Path]:
+    """The files (and, for video, frame directories) of one kind under `root`, in a stable order."""
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    extensions = {"image": IMAGE_EXTENSIONS, "audio": AUDIO_EXTENSIONS, "video": VIDEO_EXTENSIONS}[kind]
+    entries = [p for p in files if p.suffix.lower() in extensions]
+    if kind == "video":
+        still_images = IMAGE_EXTENSIONS - VIDEO_EXTENSIONS
+        frame_dirs = {p.parent for p in files if p.suffix.lower() in still_images}
+        if root in frame_dirs:
+            raise RecipeInputError(
+                f"{root} holds frame images directly; put each video's frames in its own subdirectory."
+            )
+        entries = sorted([*entries, *frame_dirs])
+    return entries
+
+
+def _check_readable(entry: Path, kind: str) -> None:
+    if kind == "image":
+        load_image(entry)
+    elif kind == "audio":
+        _read_audio(entry)
+    elif _open_video(entry).frame_count == 0:
+        raise UnreadableMediaError(f"Video {entry} has no frames.")
+
+
+def load_media_folder(path: str | os.PathLike, kind: str) -> tuple[datasets.Dataset, list[tuple[str, str]]]:
+    """A dataset from a folder of images, audio files or videos (video files, GIFs, or one subdirectory of
+    frame images per video), like HF imagefolder/audiofolder: columns `file_name` (relative path), `kind`
+    (the absolute path, which every loader and step here accepts) and the columns of a metadata.jsonl /
+    metadata.csv in the folder (e.g. `text`), None for files it does not list.
+
+    Every file is decoded once to check it; unreadable files, and metadata rows naming missing files, are
+    left out of the dataset and returned as (relative path, reason) for the caller's data report."""
+    if kind not in MEDIA_KINDS:
+        raise RecipeInputError(f"Media folder kind must be one of {', '.join(MEDIA_KINDS)}, got {kind!r}.")
+    root = Path(path)
+    if not root.is_dir():
+        raise RecipeInputError(f"Media folder {root} does not exist or is not a directory.")
+    metadata = _read_folder_metadata(root)
+    entries = _media_entries(root, kind)
+    if not entries:
+        raise RecipeInputError(f"{root} has no {kind} files.")
+    metadata_columns = sorted({column for row in metadata.values() for column in row})
+    rows: list[dict[str, Any]] = []
+    unreadable: list[tuple[str, str]] = []
+    for entry in entries:
+        relative = entry.relative_to(root).as_posix()
+        try:
+            _check_readable(entry, kind)
+        except UnreadableMediaError as err:
+            unreadable.append((relative, str(err)))
+            continue
+        listed = metadata.get(relative, {})
+        rows.append(
+            {
+                "file_name": relative,
+                kind: str(entry.resolve()),
+                **{c: listed.get(c) for c in metadata_columns},
+            }
+        )
+    found = {entry.relative_to(root).as_posix() for entry in entries}
+    unreadable.extend(
+        (name, "listed in the metadata but not found") for name in sorted(set(metadata) - found)
+    )
+    if not rows:
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in unreadable[:3])
+        raise RecipeInputError(
+            f"None of the {len(entries)} {kind} entries in {root} can be read ({reasons})."
+        )
+    return datasets.Dataset.from_list(rows), unreadable
+
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "AudioFilter",
+    "ImageDedup",
+    "ImageFilter",
+    "UnreadableMediaError",
+    "VideoFilter",
+    "dhash",
+    "evenly_spaced_indices",
+    "find_near_duplicates",
+    "keep_and_report",
+    "load_audio",
+    "load_image",
+    "load_media_folder",
+    "load_video_frames",
+    "phash",
+    "rms_dbfs",
+]

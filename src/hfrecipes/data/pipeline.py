@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
 import datasets
 
 from hfrecipes.args import DataArguments
 from hfrecipes.data.report import DataReport
-from hfrecipes.data.sources import load_source
+from hfrecipes.data.sources import is_saved_dataset, load_source
 from hfrecipes.data.steps import parse_pipeline, run_pipeline
 from hfrecipes.data.text import DEFAULT_TEXT_PIPELINE, select_text_column, train_validation_split
+from hfrecipes.errors import RecipeInputError
 
 
 def prepare_text_splits(
@@ -17,12 +23,19 @@ def prepare_text_splits(
     """load → select column → cleaning pipeline (default: normalize, drop_empty, exact_dedup) → split."""
     steps = parse_pipeline(DEFAULT_TEXT_PIPELINE if args.pipeline is None else args.pipeline)
     report = DataReport(source=args.dataset_name)
+    problems: list[tuple[str, str]] = []
     dataset = load_source(
         args.dataset_name,
         split=args.dataset_split,
         hub_config=args.dataset_config,
         text_file_unit=args.text_file_unit,
+        problems=problems,
     )
+    if problems:
+        report.summary["unreadable_files"] = [{"path": p, "reason": r} for p, r in problems]
+    prepared_report = Path(args.dataset_name) / "data_report.json"
+    if is_saved_dataset(Path(args.dataset_name)) and prepared_report.is_file():
+        report.upstream = json.loads(prepared_report.read_text())
     if args.max_documents:
         dataset = dataset.select(range(min(args.max_documents, len(dataset))))
     dataset = select_text_column(dataset, args.text_column, report)
@@ -40,3 +53,80 @@ def _counts(values: list[str]) -> dict[str, int]:
     for value in values:
         counts[value] = counts.get(value, 0) + 1
     return counts
+
+
+@dataclass
+class SourceSpec:
+    """One entry of a `sources:` list: where to read, which domain its rows belong to, which column is text."""
+
+    name: str
+    domain: str | None = None
+    text_column: str = "text"
+    split: str = "train"
+    config: str | None = None
+    max_rows: int | None = None
+
+    @classmethod
+    def parse(cls, item: str | dict[str, Any]) -> SourceSpec:
+        if isinstance(item, str):
+            return cls(name=item)
+        if not isinstance(item, dict) or "name" not in item:
+            raise RecipeInputError(f"A source must be a string or a mapping with `name`, got {item!r}.")
+        unknown = sorted(set(item) - {f.name for f in fields(cls)})
+        if unknown:
+            raise RecipeInputError(
+                f"Source {item['name']!r} has unknown keys {unknown}; allowed: {[f.name for f in fields(cls)]}."
+            )
+        return cls(**item)
+
+
+def load_sources(
+    items: list[str | dict[str, Any]],
+    report: DataReport,
+    *,
+    text_only: bool = True,
+    text_file_unit: str = "paragraph",
+) -> datasets.Dataset:
+    """Load and concatenate several sources, each row tagged with a `domain` (the source's own `domain`
+    column, else the spec's `domain`, else the source name). With `text_only`, rows are reduced to
+    `text` + `domain` (language-model data); otherwise all columns are kept and must agree across sources."""
+    if not items:
+        raise RecipeInputError("No sources given: set `sources:` to a list of builtin:/path/Hub-id entries.")
+    parts = []
+    for spec in map(SourceSpec.parse, items):
+        problems: list[tuple[str, str]] = []
+        dataset = load_source(
+            spec.name,
+            split=spec.split,
+            hub_config=spec.config,
+            text_file_unit=text_file_unit,
+            problems=problems,
+        )
+        if spec.max_rows:
+            dataset = dataset.select(range(min(spec.max_rows, len(dataset))))
+        if spec.domain is not None:
+            dataset = dataset.remove_columns([c for c in ["domain"] if c in dataset.column_names])
+            dataset = dataset.add_column("domain", [spec.domain] * len(dataset))
+        elif "domain" not in dataset.column_names:
+            dataset = dataset.add_column("domain", [spec.name] * len(dataset))
+        if text_only:
+            if spec.text_column not in dataset.column_names:
+                raise RecipeInputError(
+                    f"Source {spec.name!r} has no column {spec.text_column!r} (columns: {dataset.column_names}); "
+                    "set `text_column` for it."
+                )
+            dataset = dataset.select_columns([spec.text_column, "domain"])
+            if spec.text_column != "text":
+                dataset = dataset.rename_column(spec.text_column, "text")
+        details: dict[str, Any] = {"domains": sorted(set(dataset["domain"]))}
+        if problems:
+            details["unreadable_files"] = [{"path": p, "reason": r} for p, r in problems]
+        report.add(f"load:{spec.name}", rows_in=len(dataset), rows_out=len(dataset), details=details)
+        parts.append(dataset)
+    try:
+        return datasets.concatenate_datasets(parts)
+    except ValueError as err:
+        columns = {spec: part.column_names for spec, part in zip(items, parts, strict=True)}
+        raise RecipeInputError(
+            f"The sources do not share one set of columns ({columns}); convert them first: {err}"
+        ) from err

@@ -29,6 +29,8 @@ class DataReport:
     source: str = ""
     steps: list[StepRecord] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    # The report of the stage that prepared this data (prepare_data.py), so cards trace back to raw data.
+    upstream: dict[str, Any] | None = None
 
     def add(
         self, step: str, rows_in: int, rows_out: int, removed: int | None = None, **kwargs: Any
@@ -42,14 +44,26 @@ class DataReport:
 
     def to_dict(self) -> dict[str, Any]:
         steps = [asdict(s) for s in self.steps]
-        return {"source": self.source, "steps": steps, "summary": self.summary}
+        return {"source": self.source, "steps": steps, "summary": self.summary, "upstream": self.upstream}
 
     def save(self, path: str | Path) -> None:
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
 
     def markdown_table(self) -> str:
-        lines = ["| step | rows in | rows out | removed | tokens out |", "|---|---:|---:|---:|---:|"]
-        for s in self.steps:
-            tokens = "" if s.tokens_out is None else f"{s.tokens_out:,}"
-            lines.append(f"| {s.step} | {s.rows_in:,} | {s.rows_out:,} | {s.removed:,} | {tokens} |")
-        return "\n".join(lines)
+        return steps_markdown_table(self.to_dict()["steps"])
+
+    @classmethod
+    def load(cls, path: str | Path) -> dict[str, Any]:
+        return json.loads(Path(path).read_text())
+
+
+def steps_markdown_table(steps: list[dict[str, Any]]) -> str:
+    """One row per step: rows in/out/removed and tokens out, from a report's `steps` list."""
+    lines = ["| step | rows in | rows out | removed | tokens out |", "|---|---:|---:|---:|---:|"]
+    for step in steps:
+        tokens = step.get("tokens_out")
+        lines.append(
+            f"| {step['step']} | {step['rows_in']:,} | {step['rows_out']:,} | {step['removed']:,} | "
+            f"{'' if tokens is None else f'{tokens:,}'} |"
+        )
+    return "\n".join(lines)

@@ -56,11 +56,13 @@ def load_source(
     hub_config: str | None = None,
     options: dict | None = None,
     text_file_unit: str = "paragraph",
+    problems: list[tuple[str, str]] | None = None,
 ) -> datasets.Dataset:
     """Return the source as a Dataset, or raise RecipeInputError saying what is wrong and how to fix it.
 
     `text_file_unit` decides what one row of a .txt file is: "line", "paragraph" (blank-line separated,
-    the natural document unit of prose and plays) or "document" (the whole file).
+    the natural document unit of prose and plays) or "document" (the whole file). Files of a directory
+    that cannot be read are listed in `problems` (path, reason) instead of stopping the run.
     """
     if not spec or not str(spec).strip():
         raise RecipeInputError(
@@ -73,7 +75,7 @@ def load_source(
     if base.startswith(BUILTIN_PREFIX):
         dataset = _load_builtin(base[len(BUILTIN_PREFIX) :], options)
     elif os.path.exists(base):
-        dataset = load_local(Path(base), text_file_unit=text_file_unit)
+        dataset = load_local(Path(base), text_file_unit=text_file_unit, split=split, problems=problems)
     elif _looks_like_path(base):
         raise RecipeInputError(
             f"Data source {base!r} does not exist. Check the path (relative paths start from {os.getcwd()})."
@@ -118,41 +120,93 @@ def _load_hub(repo_id: str, *, split: str, hub_config: str | None) -> datasets.D
         ) from err
 
 
-def load_local(path: Path, *, text_file_unit: str = "paragraph") -> datasets.Dataset:
-    """Load one file or every supported file in a directory (all files must share one format)."""
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FILE_BUILDERS)
-        if not files:
-            raise RecipeInputError(f"Directory {path} has no data files ({', '.join(FILE_BUILDERS)}).")
-    else:
-        files = [path]
+SAVED_DATASET_MARKERS = ("dataset_info.json", "dataset_dict.json", "state.json")
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """A directory written by `Dataset.save_to_disk` (e.g. by recipes/text/prepare_data.py)."""
+    return path.is_dir() and any((path / marker).is_file() for marker in SAVED_DATASET_MARKERS)
+
+
+def load_local(
+    path: Path,
+    *,
+    text_file_unit: str = "paragraph",
+    split: str = "train",
+    problems: list[tuple[str, str]] | None = None,
+) -> datasets.Dataset:
+    """Load a saved dataset directory, one file, or every supported file in a directory.
+
+    In a directory of files, a file that cannot be read is skipped and appended to `problems` as
+    (path, reason) so the caller reports it; only when no file can be read is it an error.
+    """
+    if is_saved_dataset(path):
+        loaded = datasets.load_from_disk(str(path))
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise RecipeInputError(
+                    f"Saved dataset {path} has splits {list(loaded)}, not {split!r}; set `dataset_split`."
+                )
+            loaded = loaded[split]
+        return loaded
+    if not path.is_dir():
+        return _load_files([path], text_file_unit)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    data_files = [p for p in files if p.suffix.lower() in FILE_BUILDERS]
+    if not data_files:
+        raise RecipeInputError(f"Directory {path} has no data files ({', '.join(FILE_BUILDERS)}).")
+    builders = {FILE_BUILDERS[p.suffix.lower()] for p in data_files}
+    if len(builders) > 1:
+        raise RecipeInputError(
+            f"{path} mixes file formats {sorted({p.suffix for p in data_files})}; keep one format per source."
+        )
+    parts, failures = [], []
+    for file in data_files:
+        try:
+            parts.append(_load_files([file], text_file_unit))
+        except RecipeInputError as err:
+            failures.append((str(file), str(err)))
+    if problems is not None:
+        problems.extend(failures)
+    if not parts:
+        raise RecipeInputError(
+            f"None of the {len(data_files)} files in {path} could be read; first problem: {failures[0][1]}"
+        )
+    try:
+        return datasets.concatenate_datasets(parts)
+    except ValueError as err:
+        raise RecipeInputError(f"Files in {path} do not share one set of columns: {err}") from err
+
+
+def _load_files(files: list[Path], text_file_unit: str) -> datasets.Dataset:
     suffixes = {p.suffix.lower() for p in files}
     unknown = suffixes - set(FILE_BUILDERS)
     if unknown:
         raise RecipeInputError(
-            f"Unsupported file type {sorted(unknown)} in {path}; use one of {', '.join(FILE_BUILDERS)}."
+            f"Unsupported file type {sorted(unknown)}; use one of {', '.join(FILE_BUILDERS)}."
         )
-    builders = {FILE_BUILDERS[s] for s in suffixes}
-    if len(builders) > 1:
-        raise RecipeInputError(f"{path} mixes file formats {sorted(suffixes)}; keep one format per source.")
-    builder = builders.pop()
-
+    builder = FILE_BUILDERS[suffixes.pop()]
     if builder == "text":
         return _load_text_files(files, text_file_unit)
-    if builder == "json":
-        for file in files:
-            if file.suffix.lower() == ".jsonl":
-                check_jsonl(file)
+    for file in files:
+        if file.suffix.lower() == ".jsonl":
+            check_jsonl(file)
     try:
         return datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
-    except Exception as err:
-        raise RecipeInputError(f"Could not read {path} as {builder}: {err}") from err
+    except Exception as err:  # pyarrow/json raise many types; all mean "this file cannot be read"
+        raise RecipeInputError(f"Could not read {', '.join(map(str, files))} as {builder}: {err}") from err
 
 
 def check_jsonl(path: Path) -> None:
     """Raise with file and line number at the first line that is not a JSON object."""
-    with open(path, encoding="utf-8", errors="strict") as handle:
-        for line_number, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise RecipeInputError(
+                    f"{path}:{line_number}: not valid UTF-8 ({err.reason}). Re-encode the file as UTF-8."
+                ) from err
             if not line.strip():
                 continue
             try:

@@ -70,10 +70,13 @@ def default_columns(column_names: list[str]) -> list[str]:
 
 @dataclass
 class Step:
-    """Base of every step. `columns`: which columns the step reads (default: by TRL's conventions)."""
+    """Base of every step. `columns`: which columns the step reads (default: by TRL's conventions).
+    `domains`: apply the step only to rows of these domains (e.g. prose rules must not judge source code);
+    other rows pass through untouched, in their original order."""
 
     name: ClassVar[str] = ""
     columns: list[str] | None = None
+    domains: list[str] | None = None
 
     def resolved_columns(self, dataset: datasets.Dataset) -> list[str]:
         columns = self.columns or default_columns(dataset.column_names)
@@ -221,7 +224,7 @@ def run_pipeline(
     """Apply the steps in order; stop with the step's name if one removes every remaining row."""
     for step in steps:
         rows_in = len(dataset)
-        dataset = step.apply(dataset, report, num_proc=num_proc)
+        dataset = _apply_in_scope(step, dataset, report, num_proc)
         if len(dataset) == 0:
             raise RecipeInputError(
                 f"Step {step.name!r} removed every remaining row ({rows_in} -> 0); its examples are in the data report. "
@@ -230,6 +233,33 @@ def run_pipeline(
         if on_step:
             on_step(step, dataset)
     return dataset
+
+
+def _apply_in_scope(
+    step: Step, dataset: datasets.Dataset, report: DataReport, num_proc: int | None
+) -> datasets.Dataset:
+    if not step.domains:
+        return step.apply(dataset, report, num_proc=num_proc)
+    if "domain" not in dataset.column_names:
+        raise RecipeInputError(
+            f"Step {step.name!r} is limited to domains {step.domains} but the rows have no `domain` column."
+        )
+    wanted = set(step.domains)
+    in_scope = [i for i, d in enumerate(dataset["domain"]) if d in wanted]
+    if not in_scope:
+        report.add(
+            step.name,
+            rows_in=0,
+            rows_out=0,
+            details={"params": step.params(), "note": "no rows in these domains"},
+        )
+        return dataset
+    in_scope_set = set(in_scope)
+    others = [i for i in range(len(dataset)) if i not in in_scope_set]
+    ordered = dataset.add_column("_order", list(range(len(dataset))))
+    processed = step.apply(ordered.select(in_scope), report, num_proc=num_proc)
+    merged = datasets.concatenate_datasets([ordered.select(others), processed]).sort("_order")
+    return merged.remove_columns("_order")
 
 
 __all__ = [
