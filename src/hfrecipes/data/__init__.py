@@ -9,6 +9,7 @@ from hfrecipes.data import mixing as _mixing  # noqa: F401
 from hfrecipes.data import near_dedup as _near_dedup  # noqa: F401
 from hfrecipes.data import quality as _quality  # noqa: F401
 from hfrecipes.data import safety as _safety  # noqa: F401
+from hfrecipes.data import synthetic as _synthetic  # noqa: F401
 from hfrecipes.data.formats import (
     FORMATS,
     alpaca_to_messages,
@@ -21,6 +22,7 @@ from hfrecipes.data.formats import (
 )
 from hfrecipes.data.media import UnreadableMediaError, load_audio, load_image, load_media_folder, load_video_frames
 from hfrecipes.data.mixing import mix_domains, split_by_domain, temperature_shares
+from hfrecipes.data.near_dedup import minhash_clusters
 from hfrecipes.data.packing import pack_blocks, tokenize_and_pack, tokenize_documents
 from hfrecipes.data.pipeline import SourceSpec, load_sources, prepare_text_splits
 from hfrecipes.data.report import DataReport
@@ -35,9 +37,13 @@ from hfrecipes.data.steps import (
     row_text,
     run_pipeline,
 )
+from hfrecipes.data.synthetic import noisy_web, planted_duplicate_pairs
 from hfrecipes.data.text import dedup_key, normalize_text, select_text_column, train_validation_split
 
 __all__ = [
+    "minhash_clusters",
+    "noisy_web",
+    "planted_duplicate_pairs",
     "UnreadableMediaError",
     "load_audio",
     "load_image",
