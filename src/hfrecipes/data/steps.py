@@ -209,6 +209,8 @@ def parse_pipeline(spec: list[Any] | None) -> list[Step]:
             )
         try:
             steps.append(cls(**params))
+        except RecipeInputError:
+            raise
         except (TypeError, ValueError) as err:
             raise RecipeInputError(f"Step {name!r}: bad parameters {params}: {err}") from err
     return steps

@@ -1,0 +1,97 @@
+"""Prepare training data: load sources, clean, filter, dedup, balance domains, validate the format, report.
+
+    python recipes/text/prepare_data.py --config recipes/text/configs/prepare_tiny.yaml [--key value ...]
+
+Writes a `datasets` dataset (`Dataset.save_to_disk`) into `output_dir` with `data_report.json`,
+`data_report.md` + `data_report.png` (removals per step, domain shares), `lineage.json` and a dataset card.
+The next stage takes the directory as its `dataset_name` (e.g. pretrain.py --dataset_name runs/prepared_tiny).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trl import TrlParser
+
+from hfrecipes.data import DataReport, load_sources, parse_pipeline, run_pipeline
+from hfrecipes.data.formats import validate_format
+from hfrecipes.errors import run_main
+from hfrecipes.hub import build_lineage, render_dataset_card, write_stage_files
+from hfrecipes.io import atomic_write_text, staged_output
+from hfrecipes.reports import data_report_markdown, plot_data_report
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PrepareArguments:
+    sources: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Sources: builtin:/path/Hub id strings or mappings {name, domain, text_column, split, config, max_rows}."
+        },
+    )
+    pipeline: list[str] | None = field(
+        default=None, metadata={"help": "Steps (see hfrecipes.data.registered_steps())."}
+    )
+    format: str = field(
+        default="lm",
+        metadata={"help": "What the next recipe needs: lm, sft, preference, prompt, classification."},
+    )
+    text_file_unit: str = field(
+        default="paragraph", metadata={"help": "One row of a .txt file: line, paragraph or document."}
+    )
+    output_dir: str = field(
+        default="runs/prepared", metadata={"help": "Where the prepared dataset is written."}
+    )
+    num_proc: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
+
+
+def main() -> None:
+    # --- args: parse and validate everything before loading any data ---------------------------------------
+    (args,) = TrlParser(PrepareArguments).parse_args_and_config()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    steps = parse_pipeline(args.pipeline)
+    report = DataReport(source=", ".join(s if isinstance(s, str) else s["name"] for s in args.sources))
+
+    # --- data: load, clean, balance, validate ---------------------------------------------------------------
+    dataset = load_sources(
+        args.sources, report, text_only=args.format == "lm", text_file_unit=args.text_file_unit
+    )
+    dataset = run_pipeline(dataset, steps, report, num_proc=args.num_proc)
+    validate_format(dataset, args.format)
+    report.summary.update(rows=len(dataset), columns=dataset.column_names)
+
+    # --- save (atomically) with reports, lineage and card ---------------------------------------------------
+    output_dir = Path(args.output_dir)
+    with staged_output(output_dir) as staging:
+        dataset.save_to_disk(str(staging))
+        report.save(staging / "data_report.json")
+        report_dict = {
+            **report.to_dict(),
+            "recipe": "text/prepare_data",
+            "sources": [s if isinstance(s, str) else s["name"] for s in args.sources],
+        }
+        plot_data_report(report_dict, staging / "data_report.png")
+        atomic_write_text(staging / "data_report.md", data_report_markdown(report_dict))
+        metrics = {
+            "rows_in": sum(s.rows_in for s in report.steps if s.step.startswith("load:")),
+            "rows_out": len(dataset),
+        }
+        lineage = build_lineage(
+            recipe="text/prepare_data",
+            config={"prepare": args},
+            inputs=[],
+            data_report=report_dict,
+            metrics=metrics,
+        )
+        write_stage_files(staging, lineage, render_dataset_card(lineage, output_dir.name))
+    print(
+        f"Prepared {len(dataset):,} rows ({metrics['rows_in']:,} loaded) into {output_dir}; report: {output_dir / 'data_report.md'}"
+    )
+
+
+if __name__ == "__main__":
+    run_main(main)
