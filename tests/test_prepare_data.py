@@ -38,8 +38,20 @@ def test_prepared_dataset_and_reports(prepared):
 
 def test_pretraining_reads_a_prepared_directory_and_cites_its_report(prepared, tmp_path):
     out = tmp_path / "pretrain"
-    run_recipe("text/pretrain.py", *TINY_PRETRAIN, "--dataset_name", prepared, "--max_documents", "400",
-               "--max_steps", "10", "--eval_steps", "10", "--output_dir", out)
+    run_recipe(
+        "text/pretrain.py",
+        *TINY_PRETRAIN,
+        "--dataset_name",
+        prepared,
+        "--max_documents",
+        "400",
+        "--max_steps",
+        "10",
+        "--eval_steps",
+        "10",
+        "--output_dir",
+        out,
+    )
     lineage = read_json(out / "lineage.json")
     data_input = next(i for i in lineage["inputs"] if i["kind"] == "data")
     assert data_input["recipe"] == "text/prepare_data" and len(data_input["lineage_sha256"]) == 64
@@ -57,7 +69,9 @@ def test_unreadable_files_in_a_directory_are_reported_not_fatal(tmp_path):
     (corpus / "broken.jsonl").write_text('{"text": "fine"}\n{oops\n')
     (corpus / "latin1.jsonl").write_bytes('{"text": "caf\xe9"}\n'.encode("latin-1"))
     out = tmp_path / "out"
-    run_recipe("text/prepare_data.py", "--sources", str(corpus), "--pipeline", "normalize", "--output_dir", out)
+    run_recipe(
+        "text/prepare_data.py", "--sources", str(corpus), "--pipeline", "normalize", "--output_dir", out
+    )
     load = read_json(out / "data_report.json")["steps"][0]
     unreadable = {item["path"].split("/")[-1]: item["reason"] for item in load["details"]["unreadable_files"]}
     assert set(unreadable) == {"broken.jsonl", "latin1.jsonl"}
@@ -66,11 +80,16 @@ def test_unreadable_files_in_a_directory_are_reported_not_fatal(tmp_path):
     assert load["rows_out"] == 3
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (["--pipeline", "normalize", "sparkle"], "Unknown pipeline step 'sparkle'"),
-    (["--sources", "builtin:nope"], "Unknown built-in dataset"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["--pipeline", "normalize", "sparkle"], "Unknown pipeline step 'sparkle'"),
+        (["--sources", "builtin:nope"], "Unknown built-in dataset"),
+    ],
+)
 def test_bad_input_is_refused_with_a_clear_error(tmp_path, overrides, message):
     with pytest.raises(RecipeInputError, match=message):
-        run_recipe("text/prepare_data.py", "--config", PREPARE_TINY, *overrides, "--output_dir", tmp_path / "out")
+        run_recipe(
+            "text/prepare_data.py", "--config", PREPARE_TINY, *overrides, "--output_dir", tmp_path / "out"
+        )
     assert not (tmp_path / "out").exists()

@@ -90,8 +90,10 @@ def main() -> None:
     report.summary.update(train=train_stats, validation=eval_stats)
     eval_batch = training_args.per_device_eval_batch_size * training_args.world_size
     if training_args.dataloader_drop_last and len(eval_blocks) < eval_batch:
-        raise RecipeInputError(f"Only {len(eval_blocks)} validation blocks, fewer than one evaluation batch of {eval_batch} "
-                               "with dataloader_drop_last: raise validation_fraction or lower per_device_eval_batch_size.")
+        raise RecipeInputError(
+            f"Only {len(eval_blocks)} validation blocks, fewer than one evaluation batch of {eval_batch} "
+            "with dataloader_drop_last: raise validation_fraction or lower per_device_eval_batch_size."
+        )
 
     # --- model --------------------------------------------------------------------------------------------
     built = get_causal_lm(

@@ -14,6 +14,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def _save_figure(fig: plt.Figure, path: Path) -> Path:
+    """Write the PNG next to its target and rename it in, so a reader never sees half a file."""
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
 def plot_loss_curves(log_history: list[dict[str, Any]], path: Path, title: str = "loss") -> Path | None:
     """Training and evaluation loss against optimizer step; None when nothing was logged."""
     train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
@@ -29,12 +39,7 @@ def plot_loss_curves(log_history: list[dict[str, Any]], path: Path, title: str =
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return _save_figure(fig, path)
 
 
 def plot_data_report(report: dict[str, Any], path: Path) -> Path:
@@ -60,12 +65,7 @@ def plot_data_report(report: dict[str, Any], path: Path) -> Path:
         ax.set_ylabel("share of rows")
         ax.set_title("domain shares")
         ax.legend()
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return _save_figure(fig, path)
 
 
 def data_report_markdown(report: dict[str, Any]) -> str:

@@ -20,7 +20,13 @@ from hfrecipes.data.formats import (
     transcript_to_messages,
     validate_format,
 )
-from hfrecipes.data.media import UnreadableMediaError, load_audio, load_image, load_media_folder, load_video_frames
+from hfrecipes.data.media import (
+    UnreadableMediaError,
+    load_audio,
+    load_image,
+    load_media_folder,
+    load_video_frames,
+)
 from hfrecipes.data.mixing import mix_domains, split_by_domain, temperature_shares
 from hfrecipes.data.near_dedup import minhash_clusters
 from hfrecipes.data.packing import pack_blocks, tokenize_and_pack, tokenize_documents

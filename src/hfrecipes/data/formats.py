@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import datasets
 
 from hfrecipes.data.report import DataReport
-from hfrecipes.data.steps import Step, register_step
+from hfrecipes.data.steps import Step, batch_rows, register_step
 from hfrecipes.errors import RecipeInputError
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -373,7 +373,7 @@ def _map_conversion(
         placeholder["answer"] = ""
 
     def convert_batch(batch: dict[str, list]) -> dict[str, list]:
-        rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+        rows = batch_rows(batch)
         out: dict[str, list] = {column: [] for column in [*placeholder, "_error"]}
         for row in rows:
             try:

@@ -32,7 +32,7 @@ import datasets
 import numpy as np
 
 from hfrecipes.data.report import DataReport
-from hfrecipes.data.steps import Step, default_columns, register_step, row_text
+from hfrecipes.data.steps import Step, batch_rows, default_columns, register_step, row_text
 from hfrecipes.errors import RecipeInputError
 
 logger = logging.getLogger(__name__)
@@ -318,7 +318,7 @@ def _row_lengths(
             )
 
         def measure(batch: dict[str, list], read: list[str] = read) -> dict[str, list[int]]:
-            rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+            rows = batch_rows(batch)
             return {"_tokens": counter.batch([row_text(row, read) for row in rows])}
 
         measured = dataset.select_columns(read).map(

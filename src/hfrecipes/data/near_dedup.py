@@ -33,7 +33,7 @@ import numpy as np
 import xxhash  # a dependency of `datasets`, so always importable where this module is
 
 from hfrecipes.data.report import DataReport
-from hfrecipes.data.steps import MAX_EXAMPLES, Step, register_step, row_text, select_with_report
+from hfrecipes.data.steps import MAX_EXAMPLES, Step, batch_rows, register_step, row_text, select_with_report
 from hfrecipes.errors import RecipeInputError
 
 # http://en.wikipedia.org/wiki/Mersenne_prime; the permutations map hashes into [0, 2**61 - 1).
@@ -366,7 +366,7 @@ class NearDedup(Step):
         hasher = self.hasher
 
         def sign(batch: dict[str, list]) -> dict[str, Any]:
-            rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+            rows = batch_rows(batch)
             signatures, has_shingles = hasher.signatures([row_text(row, columns) for row in rows])
             return {"_minhash": signatures, "_has_shingles": has_shingles.tolist()}
 

@@ -17,7 +17,14 @@ from typing import Any, ClassVar
 import datasets
 
 from hfrecipes.data.report import DataReport
-from hfrecipes.data.steps import FilterStep, TransformStep, register_step, row_text, select_with_report
+from hfrecipes.data.steps import (
+    FilterStep,
+    TransformStep,
+    batch_rows,
+    register_step,
+    row_text,
+    select_with_report,
+)
 from hfrecipes.errors import RecipeInputError
 
 # Phrases that state an intent to hurt, not single words: a lone "kill", "bomb" or "steal" is everywhere in
@@ -220,7 +227,7 @@ class Unsafe(FilterStep):
         columns = self.resolved_columns(dataset)
 
         def judge(batch: dict[str, list]) -> dict[str, list[str]]:
-            rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+            rows = batch_rows(batch)
             return {"_reason": self.verdicts([row_text(row, columns) for row in rows])}
 
         reasons = dataset.select_columns(columns).map(

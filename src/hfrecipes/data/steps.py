@@ -41,6 +41,11 @@ def registered_steps() -> dict[str, type[Step]]:
     return dict(sorted(_STEPS.items()))
 
 
+def batch_rows(batch: dict[str, list]) -> list[dict[str, Any]]:
+    """The rows of a batched `datasets.map` call (a dict of columns) as one dict per row."""
+    return [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+
+
 def row_text(row: dict[str, Any], columns: Iterable[str]) -> str:
     """The text a filter judges: named columns joined; chat `messages` contribute their contents."""
     parts = []
@@ -110,7 +115,7 @@ class FilterStep(Step):
     def keep_flags(self, dataset: datasets.Dataset, columns: list[str], num_proc: int | None) -> list[bool]:
         def flag(batch: dict[str, list]) -> dict[str, list[bool]]:
             self.setup()
-            rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+            rows = batch_rows(batch)
             return {"_keep": [bool(self.keep(row_text(row, columns))) for row in rows]}
 
         flagged = dataset.select_columns(columns).map(

@@ -11,7 +11,15 @@ from typing import ClassVar
 import datasets
 
 from hfrecipes.data.report import DataReport
-from hfrecipes.data.steps import FilterStep, Step, TransformStep, register_step, row_text, select_with_report
+from hfrecipes.data.steps import (
+    FilterStep,
+    Step,
+    TransformStep,
+    batch_rows,
+    register_step,
+    row_text,
+    select_with_report,
+)
 from hfrecipes.errors import RecipeInputError
 
 # C0/C1 control characters except tab and newline; \r is folded into \n first.
@@ -84,7 +92,7 @@ class ExactDedup(Step):
         columns = self.resolved_columns(dataset)
 
         def hash_rows(batch: dict[str, list]) -> dict[str, list[str]]:
-            rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+            rows = batch_rows(batch)
             return {"_key": [dedup_key(row_text(row, columns)) for row in rows]}
 
         keys = dataset.select_columns(columns).map(
