@@ -93,3 +93,24 @@ def test_bad_input_is_refused_with_a_clear_error(tmp_path, overrides, message):
             "text/prepare_data.py", "--config", PREPARE_TINY, *overrides, "--output_dir", tmp_path / "out"
         )
     assert not (tmp_path / "out").exists()
+
+
+def test_the_same_yaml_on_the_datatrove_backend_keeps_the_same_rows(prepared, tmp_path):
+    """prepare_tiny.yaml with `backend: datatrove`: the filters run on datatrove's local executor, the steps it
+    has no equivalent for (near_dedup with a threshold, mixing) continue on datasets; same result."""
+    out = tmp_path / "datatrove"
+    run_recipe(
+        "text/prepare_data.py",
+        "--config",
+        PREPARE_TINY,
+        "--backend",
+        "datatrove",
+        "--datatrove_workers",
+        "1",
+        "--output_dir",
+        out,
+    )
+    expected, got = load_from_disk(str(prepared)), load_from_disk(str(out))
+    assert list(got["text"]) == list(expected["text"]) and len(got) > 0
+    steps = [s["step"] for s in read_json(out / "data_report.json")["steps"]]
+    assert steps == [s["step"] for s in read_json(prepared / "data_report.json")["steps"]]

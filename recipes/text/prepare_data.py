@@ -17,7 +17,7 @@ from trl import TrlParser
 
 from hfrecipes.data import DataReport, load_sources, parse_pipeline, run_pipeline
 from hfrecipes.data.formats import validate_format
-from hfrecipes.errors import run_main
+from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.hub import build_lineage, render_dataset_card, write_stage_files
 from hfrecipes.io import atomic_write_text, staged_output
 from hfrecipes.reports import data_report_markdown, plot_data_report
@@ -47,6 +47,20 @@ class PrepareArguments:
         default="runs/prepared", metadata={"help": "Where the prepared dataset is written."}
     )
     num_proc: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
+    backend: str = field(
+        default="datasets",
+        metadata={
+            "help": "datasets (one machine, num_proc) or datatrove (its executors; whole-dataset steps such as mixing "
+            "then run on datasets)."
+        },
+    )
+    datatrove_executor: str = field(
+        default="local", metadata={"help": "local, slurm or ray (backend: datatrove)."}
+    )
+    datatrove_tasks: int = field(default=4, metadata={"help": "datatrove tasks (input shards)."})
+    datatrove_workers: int = field(
+        default=2, metadata={"help": "datatrove tasks run at once (local executor)."}
+    )
 
 
 def main() -> None:
@@ -54,12 +68,16 @@ def main() -> None:
     (args,) = TrlParser(PrepareArguments).parse_args_and_config()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     steps = parse_pipeline(args.pipeline)
+    if args.backend not in ("datasets", "datatrove"):
+        raise RecipeInputError(f"backend must be 'datasets' or 'datatrove', not {args.backend!r}.")
     report = DataReport(source=", ".join(s if isinstance(s, str) else s["name"] for s in args.sources))
 
     # --- data: load, clean, balance, validate ---------------------------------------------------------------
     dataset = load_sources(
         args.sources, report, text_only=args.format == "lm", text_file_unit=args.text_file_unit
     )
+    if args.backend == "datatrove":
+        dataset, steps = run_datatrove_prefix(dataset, steps, report, args)
     dataset = run_pipeline(dataset, steps, report, num_proc=args.num_proc)
     validate_format(dataset, args.format)
     report.summary.update(rows=len(dataset), columns=dataset.column_names)
@@ -91,6 +109,30 @@ def main() -> None:
     print(
         f"Prepared {len(dataset):,} rows ({metrics['rows_in']:,} loaded) into {output_dir}; report: {output_dir / 'data_report.md'}"
     )
+
+
+def run_datatrove_prefix(dataset, steps, report, args):
+    """Run the leading steps datatrove supports on its executor; return the data and the remaining steps."""
+    import shutil
+
+    from hfrecipes.data.datatrove_backend import datatrove_prefix_length, run_with_datatrove
+
+    count = datatrove_prefix_length(steps, dataset.column_names)
+    if count == 0:
+        return dataset, steps
+    work_dir = Path(args.output_dir).parent / f".{Path(args.output_dir).name}.datatrove"
+    shutil.rmtree(work_dir, ignore_errors=True)  # datatrove skips tasks it finds completed in its work dir
+    dataset = run_with_datatrove(
+        dataset,
+        steps[:count],
+        work_dir,
+        tasks=args.datatrove_tasks,
+        workers=args.datatrove_workers,
+        executor=args.datatrove_executor,
+        report=report,
+    )
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return dataset, steps[count:]
 
 
 if __name__ == "__main__":

@@ -682,3 +682,14 @@ __all__ = [
     "read_stage_stats",
     "run_with_datatrove",
 ]
+
+
+def datatrove_prefix_length(steps: list[Step], column_names: list[str]) -> int:
+    """How many leading steps datatrove can run; recipes run the rest (mixing, label conflicts, ...) on
+    `datasets` afterwards, so one YAML pipeline works on either backend."""
+    for count in range(1, len(steps) + 1):
+        try:
+            build_datatrove_pipeline(steps[:count], "in", "out", "work", column_names=column_names)
+        except RecipeInputError:
+            return count - 1
+    return len(steps)
