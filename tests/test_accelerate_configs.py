@@ -67,6 +67,8 @@ def test_cli_lists_recipes_and_builtins():
         "text/pretrain.py" in listing
         and "configs/pretrain_tiny.yaml" in listing
         and "text/train_tokenizer.py" in listing
+        and "configs/prepare_tiny.yaml" in listing
+        and "configs/tokenizer_tiny.yaml" in listing
     )
     builtins = subprocess.run(
         [sys.executable, "-m", "hfrecipes.cli", "builtins"], capture_output=True, text=True, check=True

@@ -15,9 +15,13 @@ def recipe_catalogue(recipes_dir: Path = RECIPES_DIR) -> list[tuple[str, str, li
     for script in sorted(recipes_dir.rglob("*.py")):
         doc = ast.get_docstring(ast.parse(script.read_text())) or ""
         configs_dir = script.parent / "configs"
-        stem = script.stem.replace("train_", "")
+        # Configs are named after the recipe: pretrain_tiny.yaml, tokenizer_tiny.yaml (train_tokenizer.py),
+        # prepare_tiny.yaml (prepare_data.py).
+        prefixes = tuple(
+            {script.stem, script.stem.removeprefix("train_"), script.stem.split("_")[0]} - {"train"}
+        )
         configs = (
-            sorted(p.name for p in configs_dir.glob("*.yaml") if p.name.startswith((script.stem, stem)))
+            sorted(p.name for p in configs_dir.glob("*.yaml") if p.name.startswith(prefixes))
             if configs_dir.is_dir()
             else []
         )
