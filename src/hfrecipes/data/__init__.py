@@ -3,6 +3,7 @@
 # Modules imported for their registrations (builtin: generators and pipeline steps).
 from hfrecipes.data import builtins as _builtins  # noqa: F401
 from hfrecipes.data import formats as _formats  # noqa: F401
+from hfrecipes.data import instructions as _instructions  # noqa: F401
 from hfrecipes.data import labels as _labels  # noqa: F401
 from hfrecipes.data import media as _media  # noqa: F401
 from hfrecipes.data import mixing as _mixing  # noqa: F401
@@ -20,6 +21,7 @@ from hfrecipes.data.formats import (
     transcript_to_messages,
     validate_format,
 )
+from hfrecipes.data.instructions import REFUSAL_MARKERS, extract_number, is_refusal, self_instruct
 from hfrecipes.data.media import (
     UnreadableMediaError,
     load_audio,
@@ -47,6 +49,10 @@ from hfrecipes.data.synthetic import noisy_web, planted_duplicate_pairs
 from hfrecipes.data.text import dedup_key, normalize_text, select_text_column, train_validation_split
 
 __all__ = [
+    "REFUSAL_MARKERS",
+    "extract_number",
+    "is_refusal",
+    "self_instruct",
     "minhash_clusters",
     "noisy_web",
     "planted_duplicate_pairs",
