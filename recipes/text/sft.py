@@ -1,0 +1,235 @@
+"""Supervised fine-tuning with TRL's `SFTTrainer`: full fine-tuning or LoRA adapters, assistant-only loss,
+padding-free packing, task accuracy / refusal / forgetting measured before and after.
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/text/sft.py \
+        --config recipes/text/configs/sft_tiny.yaml [--key value ...]
+
+`model_name_or_path` is a previous stage's output directory (e.g. pretrain.py's) or a Hub model; without
+it a `model_preset` is built from scratch with a tokenizer trained on the data. Re-running resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import set_seed
+from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config
+
+from hfrecipes.data import DataReport, load_source, parse_pipeline, row_text, run_pipeline, validate_format
+from hfrecipes.errors import run_main
+from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
+from hfrecipes.io import atomic_write_json, publish_staged, staging_dir
+from hfrecipes.models import get_causal_lm
+from hfrecipes.posttraining import (
+    check_lora_targets,
+    conversation_lengths,
+    evaluate_chat_model,
+    prepare_chat_tokenizer,
+    split_eval,
+    stop_token_ids,
+)
+from hfrecipes.reports import plot_loss_curves
+from hfrecipes.tokenization import load_or_train_tokenizer
+from hfrecipes.training import (
+    check_distributed_state,
+    cpu_only_defaults,
+    resume_checkpoint,
+    take_push_request,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SFTScriptArguments:
+    dataset_name: str = field(
+        default="builtin:arithmetic", metadata={"help": "builtin:, local path, prepared dir or Hub id."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
+    dataset_split: str = field(default="train", metadata={"help": "Split to read."})
+    pipeline: list[str] | None = field(
+        default=None, metadata={"help": "Data steps first, e.g. [to_messages]."}
+    )
+    eval_fraction: float = field(default=0.1, metadata={"help": "Held out for eval loss and task metrics."})
+    chat_template: str | None = field(
+        default=None, metadata={"help": "chatml (built-in, with generation markers) or a .jinja file."}
+    )
+    model_preset: str = field(default="tiny", metadata={"help": "Preset when model_name_or_path is unset."})
+    tokenizer_vocab_size: int = field(
+        default=1024, metadata={"help": "Vocabulary of a tokenizer trained here."}
+    )
+    merge_adapter: bool = field(
+        default=False, metadata={"help": "With LoRA: also write a merged standalone model to merged/."}
+    )
+    forgetting_text: str | None = field(
+        default=None, metadata={"help": "Held-out pretraining text source: nats/char before vs after."}
+    )
+    eval_max_samples: int = field(
+        default=64, metadata={"help": "Held-out prompts generated for task/refusal metrics."}
+    )
+    eval_max_new_tokens: int = field(default=24, metadata={"help": "Tokens generated per held-out prompt."})
+
+
+def main() -> None:
+    # --- args ---------------------------------------------------------------------------------------------
+    parser = TrlParser((SFTScriptArguments, SFTConfig, ModelConfig))
+    parser.set_defaults(**cpu_only_defaults(), output_dir="runs/sft", eval_strategy="steps")
+    script_args, training_args, model_args = parser.parse_args_and_config()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    set_seed(training_args.seed)
+    push_repo = take_push_request(training_args)
+    check_distributed_state(training_args)
+    steps = parse_pipeline(script_args.pipeline)
+    output_dir = Path(training_args.output_dir)
+
+    # --- data ---------------------------------------------------------------------------------------------
+    report = DataReport(source=script_args.dataset_name)
+    dataset = load_source(
+        script_args.dataset_name, split=script_args.dataset_split, hub_config=script_args.dataset_config
+    )
+    dataset = run_pipeline(dataset, steps, report)
+    validate_format(dataset, "sft")
+    train_data, eval_data = split_eval(dataset, script_args.eval_fraction, training_args.seed, report)
+
+    # --- tokenizer and model ------------------------------------------------------------------------------
+    with training_args.main_process_first(desc="tokenizer"):
+        tokenizer, tokenizer_source = load_or_train_tokenizer(
+            tokenizer_name_or_path=None,
+            model_name_or_path=model_args.model_name_or_path,
+            trained_dir=output_dir / "tokenizer",
+            texts=(row_text(r, ["messages"]) for r in train_data),
+            tokenizer_type="byte-bpe",
+            vocab_size=script_args.tokenizer_vocab_size,
+            min_frequency=2,
+        )
+    prepare_chat_tokenizer(tokenizer, script_args.chat_template, training_args.assistant_only_loss)
+    lengths = conversation_lengths(tokenizer, train_data)
+    too_long = sum(n > training_args.max_length for n in lengths) if training_args.max_length else 0
+    if too_long:
+        logger.warning(
+            "%d of %d training conversations exceed max_length=%d tokens and will be truncated",
+            too_long,
+            len(lengths),
+            training_args.max_length,
+        )
+    report.summary.update(
+        train_rows=len(train_data),
+        eval_rows=len(eval_data),
+        truncated_rows=too_long,
+        mean_tokens=sum(lengths) / len(lengths),
+    )
+    built = get_causal_lm(
+        model_name_or_path=model_args.model_name_or_path,
+        preset=script_args.model_preset,
+        vocab_size=len(tokenizer),
+        trust_remote_code=training_args.trust_remote_code,
+        special_ids={
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+    )
+    model = built.model
+    model.generation_config.eos_token_id = stop_token_ids(tokenizer)  # a chat reply ends at <|im_end|>
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    peft_config = get_peft_config(model_args)
+    check_lora_targets(model, peft_config)
+    logger.warning("Model %s: %.2f M parameters", built.source, built.num_parameters / 1e6)
+    forgetting_texts = (
+        load_source(script_args.forgetting_text)["text"][:200] if script_args.forgetting_text else None
+    )
+    evaluate = lambda m: evaluate_chat_model(  # noqa: E731  (same held-out set before and after)
+        m,
+        tokenizer,
+        eval_data,
+        forgetting_texts,
+        script_args.eval_max_samples,
+        script_args.eval_max_new_tokens,
+    )
+    before = evaluate(model)
+
+    # --- trainer and training -----------------------------------------------------------------------------
+    # Only `messages` goes to the trainer: TRL reads a string `prompt` column as a prompt-completion dataset.
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_data.select_columns(["messages"]),
+        eval_dataset=eval_data.select_columns(["messages"]),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    resumed_from = resume_checkpoint(training_args)
+    train_result = trainer.train(resume_from_checkpoint=resumed_from)
+
+    # --- evaluate -----------------------------------------------------------------------------------------
+    eval_metrics = trainer.evaluate()
+    after = evaluate(trainer.model)
+    metrics = {
+        "parameters": built.num_parameters,
+        "global_step": trainer.state.global_step,
+        "train_loss": train_result.training_loss,
+        "eval_loss": eval_metrics.get("eval_loss"),
+        **{f"{k}_before": v for k, v in before.metrics.items()},
+        **after.metrics,
+    }
+    if "heldout_nats_per_char" in after.metrics:
+        metrics["forgetting_nats_per_char"] = (
+            after.metrics["heldout_nats_per_char"] - before.metrics["heldout_nats_per_char"]
+        )
+
+    # --- save (atomically), model card, push --------------------------------------------------------------
+    with training_args.main_process_first(desc="staging"):
+        staging = (
+            staging_dir(output_dir)
+            if trainer.is_world_process_zero()
+            else output_dir.parent / f".{output_dir.name}.staging"
+        )
+    trainer.save_model(str(staging))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(staging)
+        if peft_config is not None and script_args.merge_adapter:
+            merged = trainer.model.merge_and_unload()
+            merged.save_pretrained(staging / "merged")
+            tokenizer.save_pretrained(staging / "merged")
+        plot_loss_curves(trainer.state.log_history, staging / "loss_curve.png", title="SFT loss")
+        atomic_write_json(staging / "samples.json", {"before": before.samples, "after": after.samples})
+        atomic_write_json(staging / "log_history.json", trainer.state.log_history)
+        report.save(staging / "data_report.json")
+        lineage = build_lineage(
+            recipe="text/sft",
+            config={"script": script_args, "training": training_args, "model": model_args},
+            inputs=[
+                describe_input("data", script_args.dataset_name),
+                describe_input("model", model_args.model_name_or_path),
+            ],
+            data_report=report.to_dict(),
+            metrics=metrics,
+            extra={"resumed_from": resumed_from},
+        )
+        kind = f"LoRA adapter (r={model_args.lora_r})" if peft_config else "fully fine-tuned model"
+        card = render_model_card(
+            lineage,
+            title=f"{output_dir.name}: SFT with hfrecipes",
+            description=f"A {kind} trained with TRL's SFTTrainer on `{script_args.dataset_name}` from {built.source}.",
+            usage=f'from transformers import pipeline\n\nchat = pipeline("text-generation", model="{output_dir}")\n'
+            'print(chat([{"role": "user", "content": "What is 12 + 7?"}], max_new_tokens=24)[0]["generated_text"])',
+            base_model=model_args.model_name_or_path,
+            datasets=[script_args.dataset_name],
+            tags=["sft", "trl"],
+        )
+        write_stage_files(staging, lineage, card)
+        publish_staged(staging, output_dir)
+        if push_repo:
+            push_output_dir(output_dir, push_repo)
+        summary = ", ".join(
+            f"{k} {before.metrics[k]:.3f} -> {after.metrics[k]:.3f}"
+            for k in after.metrics
+            if k in before.metrics
+        )
+        print(f"SFT done: eval loss {metrics['eval_loss']:.4f}; {summary}; outputs in {output_dir}")
+
+
+if __name__ == "__main__":
+    run_main(main)
