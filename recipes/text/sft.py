@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from transformers import set_seed
@@ -140,13 +141,13 @@ def main() -> None:
     forgetting_texts = (
         load_source(script_args.forgetting_text)["text"][:200] if script_args.forgetting_text else None
     )
-    evaluate = lambda m: evaluate_chat_model(  # noqa: E731  (same held-out set before and after)
-        m,
-        tokenizer,
-        eval_data,
-        forgetting_texts,
-        script_args.eval_max_samples,
-        script_args.eval_max_new_tokens,
+    evaluate = partial(  # the same held-out set before and after training
+        evaluate_chat_model,
+        tokenizer=tokenizer,
+        heldout=eval_data,
+        forgetting_texts=forgetting_texts,
+        max_samples=script_args.eval_max_samples,
+        max_new_tokens=script_args.eval_max_new_tokens,
     )
     before = evaluate(model)
 
