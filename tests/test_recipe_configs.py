@@ -1,0 +1,33 @@
+"""Every shipped YAML config (tiny and full scale) parses into its recipe's dataclasses, so a typo in a
+config that no test runs (the GPU-scale ones) still fails here."""
+
+import pytest
+from transformers import TrainingArguments
+from trl import ModelConfig, SFTConfig, TrlParser
+
+from hfrecipes.args import DataArguments, ModelArguments, TokenizerArguments
+
+from .conftest import ROOT, load_recipe
+
+CONFIGS = sorted((ROOT / "recipes").rglob("configs/*.yaml"))
+
+
+def parser_types(config_name: str) -> tuple:
+    if config_name.startswith("pretrain_"):
+        return (DataArguments, ModelArguments, TokenizerArguments, load_recipe("text/pretrain.py").PretrainArguments,
+                TrainingArguments)  # fmt: skip
+    if config_name.startswith("tokenizer_"):
+        return (DataArguments, TokenizerArguments, load_recipe("text/train_tokenizer.py").TokenizerScriptArguments)
+    if config_name.startswith("prepare_"):
+        return (load_recipe("text/prepare_data.py").PrepareArguments,)
+    if config_name.startswith("sft_"):
+        return (load_recipe("text/sft.py").SFTScriptArguments, SFTConfig, ModelConfig)
+    raise AssertionError(f"no recipe known for {config_name}")
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_config_parses(config):
+    # use_cpu/bf16 overrides: GPU configs ask for bf16, which TrainingArguments checks against the machine.
+    extra = [] if config.name.startswith(("prepare_", "tokenizer_")) else ["--use_cpu", "true", "--bf16", "false"]
+    parsed = TrlParser(parser_types(config.name)).parse_args_and_config(["--config", str(config), *extra])
+    assert parsed
