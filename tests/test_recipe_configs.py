@@ -17,7 +17,11 @@ def parser_types(config_name: str) -> tuple:
         return (DataArguments, ModelArguments, TokenizerArguments, load_recipe("text/pretrain.py").PretrainArguments,
                 TrainingArguments)  # fmt: skip
     if config_name.startswith("tokenizer_"):
-        return (DataArguments, TokenizerArguments, load_recipe("text/train_tokenizer.py").TokenizerScriptArguments)
+        return (
+            DataArguments,
+            TokenizerArguments,
+            load_recipe("text/train_tokenizer.py").TokenizerScriptArguments,
+        )
     if config_name.startswith("prepare_"):
         return (load_recipe("text/prepare_data.py").PrepareArguments,)
     if config_name.startswith("sft_"):
@@ -28,6 +32,8 @@ def parser_types(config_name: str) -> tuple:
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
 def test_config_parses(config):
     # use_cpu/bf16 overrides: GPU configs ask for bf16, which TrainingArguments checks against the machine.
-    extra = [] if config.name.startswith(("prepare_", "tokenizer_")) else ["--use_cpu", "true", "--bf16", "false"]
+    extra = (
+        [] if config.name.startswith(("prepare_", "tokenizer_")) else ["--use_cpu", "true", "--bf16", "false"]
+    )
     parsed = TrlParser(parser_types(config.name)).parse_args_and_config(["--config", str(config), *extra])
     assert parsed

@@ -6,7 +6,7 @@ from trl import SFTConfig, SFTTrainer
 
 from hfrecipes.data import load_source
 from hfrecipes.errors import RecipeInputError
-from hfrecipes.models import get_causal_lm
+from hfrecipes.models import get_causal_lm, special_token_ids
 from hfrecipes.tokenization import CHATML_TEMPLATE, IM_END, train_tokenizer
 
 from .conftest import ROOT, read_json, run_recipe
@@ -23,13 +23,11 @@ def chat_tokenizer():
 
 
 def tiny_model(tokenizer):
-    ids = {
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
     return get_causal_lm(
-        model_name_or_path=None, preset="tiny", vocab_size=len(tokenizer), special_ids=ids
+        model_name_or_path=None,
+        preset="tiny",
+        vocab_size=len(tokenizer),
+        special_ids=special_token_ids(tokenizer),
     ).model
 
 

@@ -21,7 +21,7 @@ from hfrecipes.data import prepare_text_splits, tokenize_and_pack
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
 from hfrecipes.io import atomic_write_json, publish_staged, staging_dir
-from hfrecipes.models import context_length, get_causal_lm
+from hfrecipes.models import context_length, get_causal_lm, special_token_ids
 from hfrecipes.reports import plot_loss_curves
 from hfrecipes.tokenization import fertility, load_or_train_tokenizer
 from hfrecipes.training import (
@@ -101,11 +101,7 @@ def main() -> None:
         preset=model_args.model_preset,
         vocab_size=len(tokenizer),
         overrides=model_args.model_overrides,
-        special_ids={
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id,
-        },
+        special_ids=special_token_ids(tokenizer),
         trust_remote_code=model_args.trust_remote_code,
     )
     model = built.model

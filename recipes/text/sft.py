@@ -22,7 +22,7 @@ from hfrecipes.data import DataReport, load_source, parse_pipeline, row_text, ru
 from hfrecipes.errors import run_main
 from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
 from hfrecipes.io import atomic_write_json, publish_staged, staging_dir
-from hfrecipes.models import get_causal_lm
+from hfrecipes.models import get_causal_lm, special_token_ids
 from hfrecipes.posttraining import (
     check_lora_targets,
     conversation_lengths,
@@ -126,11 +126,7 @@ def main() -> None:
         preset=script_args.model_preset,
         vocab_size=len(tokenizer),
         trust_remote_code=training_args.trust_remote_code,
-        special_ids={
-            "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id,
-        },
+        special_ids=special_token_ids(tokenizer),
     )
     model = built.model
     model.generation_config.eos_token_id = stop_token_ids(tokenizer)  # a chat reply ends at <|im_end|>

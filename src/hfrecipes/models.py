@@ -92,6 +92,15 @@ def preset_config(
     )
 
 
+def special_token_ids(tokenizer: Any) -> dict[str, int | None]:
+    """The tokenizer's BOS/EOS/PAD ids as model-config fields, so a model built here agrees with its tokenizer."""
+    return {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
 def get_causal_lm(
     *,
     model_name_or_path: str | None,
