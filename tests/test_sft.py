@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 from peft import AutoPeftModelForCausalLM, PeftModel
@@ -179,3 +182,19 @@ def test_roles_out_of_order_and_empty_replies_are_refused(tmp_path):
         run_recipe(
             "text/sft.py", "--config", SFT_TINY, "--dataset_name", data, "--output_dir", tmp_path / "out"
         )
+
+
+def test_forgetting_study_tabulates_full_lora_and_replay(tiny_pretrain_run, tmp_path):
+    out = tmp_path / "study"
+    command = [sys.executable, ROOT / "recipes/text/forgetting_study.py", "--config",
+               ROOT / "recipes/text/configs/sft_forgetting_study.yaml", "--output_dir", out,
+               "--model_name_or_path", tiny_pretrain_run, "--max_steps", "15", "--eval_steps", "15", "--save_steps", "15",
+               "--eval_max_samples", "8", "--eval_max_new_tokens", "6"]  # fmt: skip
+    subprocess.run(list(map(str, command)), check=True, cwd=ROOT, capture_output=True, timeout=600)
+    rows = read_json(out / "forgetting_study.json")
+    assert set(rows) == {"full fine-tuning", "LoRA", "replay"}
+    for metrics in rows.values():
+        assert all(torch.isfinite(torch.tensor(float(v))) for v in metrics.values())
+    # Replay trains on pretraining-style text too, so it forgets less than plain full fine-tuning.
+    assert rows["replay"]["forgetting_nats_per_char"] < rows["full fine-tuning"]["forgetting_nats_per_char"]
+    assert "| replay |" in (out / "forgetting_study.md").read_text()

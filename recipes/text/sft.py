@@ -24,12 +24,14 @@ from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render
 from hfrecipes.io import atomic_write_json, publish_staged, staging_dir
 from hfrecipes.models import get_causal_lm, special_token_ids
 from hfrecipes.posttraining import (
+    as_prompt_completion,
     check_lora_targets,
     conversation_lengths,
     evaluate_chat_model,
     prepare_chat_tokenizer,
     split_eval,
     stop_token_ids,
+    with_replay,
 )
 from hfrecipes.reports import plot_loss_curves
 from hfrecipes.tokenization import load_or_train_tokenizer
@@ -66,6 +68,12 @@ class SFTScriptArguments:
     )
     forgetting_text: str | None = field(
         default=None, metadata={"help": "Held-out pretraining text source: nats/char before vs after."}
+    )
+    replay_text: str | None = field(
+        default=None, metadata={"help": "Pretraining-text source mixed into training against forgetting."}
+    )
+    replay_fraction: float = field(
+        default=0.0, metadata={"help": "Share of replay rows in the training set."}
     )
     eval_max_samples: int = field(
         default=64, metadata={"help": "Held-out prompts generated for task/refusal metrics."}
@@ -149,11 +157,19 @@ def main() -> None:
 
     # --- trainer and training -----------------------------------------------------------------------------
     # Only `messages` goes to the trainer: TRL reads a string `prompt` column as a prompt-completion dataset.
+    train_rows, eval_rows = train_data.select_columns(["messages"]), eval_data.select_columns(["messages"])
+    if script_args.replay_text and script_args.replay_fraction > 0:
+        replay = load_source(script_args.replay_text)["text"]
+        train_rows = with_replay(
+            train_rows, tokenizer, replay, script_args.replay_fraction, training_args.seed, report
+        )
+        eval_rows = as_prompt_completion(eval_rows, tokenizer)
+        training_args.assistant_only_loss = False  # prompt-completion rows: TRL trains on completions only
     trainer = SFTTrainer(
         model=model,
         args=training_args,
-        train_dataset=train_data.select_columns(["messages"]),
-        eval_dataset=eval_data.select_columns(["messages"]),
+        train_dataset=train_rows,
+        eval_dataset=eval_rows,
         processing_class=tokenizer,
         peft_config=peft_config,
     )

@@ -15,7 +15,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from hfrecipes.data.report import DataReport
 from hfrecipes.errors import RecipeInputError
 from hfrecipes.evaluation import stop_token_ids  # noqa: F401  (re-exported for the recipes)
-from hfrecipes.tokenization import CHATML_TEMPLATE
+from hfrecipes.tokenization import CHATML_TEMPLATE, IM_END
 
 GENERATION_MARKER = "{% generation %}"
 
@@ -141,3 +141,50 @@ def evaluate_chat_model(
     return ChatEvaluation(
         metrics={k: float(v) for k, v in result.items() if isinstance(v, int | float)}, samples=samples
     )
+
+
+def as_prompt_completion(
+    conversations: datasets.Dataset, tokenizer: PreTrainedTokenizerBase
+) -> datasets.Dataset:
+    """Chat rows as plain prompt/completion strings: the prompt is the rendered conversation up to the last
+    assistant turn (with the generation prompt), the completion that turn and its end-of-turn token. TRL then
+    trains on completions only, which is assistant-only loss in a form plain-text rows can share."""
+
+    def render(row: dict[str, Any]) -> dict[str, str]:
+        last = max(i for i, m in enumerate(row["messages"]) if m["role"] == "assistant")
+        prompt = tokenizer.apply_chat_template(
+            row["messages"][:last], tokenize=False, add_generation_prompt=True
+        )
+        return {"prompt": prompt, "completion": row["messages"][last]["content"] + IM_END + "\n"}
+
+    return conversations.map(render, remove_columns=conversations.column_names, desc="prompt/completion")
+
+
+def with_replay(
+    conversations: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    replay_texts: list[str],
+    fraction: float,
+    seed: int,
+    report: DataReport,
+) -> datasets.Dataset:
+    """Mix pretraining text into SFT (replay, a standard mitigation of catastrophic forgetting): replay rows
+    are completions with an empty prompt, so the whole text is trained on, beside the chat completions."""
+    if not 0 < fraction < 1:
+        raise RecipeInputError(f"replay_fraction must be between 0 and 1, got {fraction}.")
+    wanted = round(len(conversations) * fraction / (1 - fraction))
+    if not replay_texts:
+        raise RecipeInputError("replay_text has no rows; point it at pretraining text.")
+    chunks = [t[i : i + 1000] for t in replay_texts for i in range(0, len(t), 1000)][:wanted]
+    replay = datasets.Dataset.from_dict({"prompt": [""] * len(chunks), "completion": chunks})
+    mixed = datasets.concatenate_datasets([as_prompt_completion(conversations, tokenizer), replay]).shuffle(
+        seed=seed
+    )
+    report.add(
+        "replay",
+        rows_in=len(conversations),
+        rows_out=len(mixed),
+        removed=0,
+        details={"replay_rows": len(chunks), "replay_fraction": len(chunks) / len(mixed)},
+    )
+    return mixed

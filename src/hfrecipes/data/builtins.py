@@ -17,7 +17,7 @@ TINYSHAKESPEARE_ENV = "HFRECIPES_TINYSHAKESPEARE"
 
 @register_builtin("python-stdlib")
 def python_stdlib(
-    max_files: int | str | None = None, domains: str = "code,documentation,license"
+    max_files: int | str | None = None, domains: str = "code,documentation,license", first_file: int | str = 0
 ) -> datasets.Dataset:
     """The running Python's standard library as documents tagged by domain.
 
@@ -34,6 +34,8 @@ def python_stdlib(
         )
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     files = sorted(stdlib.glob("*.py"))
+    # first_file/max_files carve disjoint slices (e.g. replay data vs held-out text for the forgetting check).
+    files = files[int(first_file) :]
     if max_files is not None:
         files = files[: int(max_files)]
     rows: list[dict[str, str]] = []
