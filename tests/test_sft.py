@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -198,3 +199,19 @@ def test_forgetting_study_tabulates_full_lora_and_replay(tiny_pretrain_run, tmp_
     # Replay trains on pretraining-style text too, so it forgets less than plain full fine-tuning.
     assert rows["replay"]["forgetting_nats_per_char"] < rows["full fine-tuning"]["forgetting_nats_per_char"]
     assert "| replay |" in (out / "forgetting_study.md").read_text()
+
+
+def test_alpaca_data_feeds_sft_through_the_converter_and_long_rows_are_counted(tmp_path, caplog):
+    rows = [{"instruction": f"Repeat the word {w}.", "input": "", "output": f"{w} " * (40 if i % 3 == 0 else 1)}
+            for i, w in enumerate(["apple", "river", "stone", "cloud", "ember", "frost"] * 4)]  # fmt: skip
+    data = tmp_path / "alpaca.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING"):
+        run_recipe("text/sft.py", "--config", SFT_TINY, "--dataset_name", data, "--pipeline", "to_messages",
+                   "--eval_fraction", "0.25", "--max_length", "48", "--max_steps", "3", "--eval_steps", "3",
+                   "--save_steps", "3", "--forgetting_text", "", "--output_dir", out)  # fmt: skip
+    report = read_json(out / "data_report.json")
+    truncated = report["summary"]["truncated_rows"]
+    assert truncated > 0 and f"{truncated} of 18 training conversations exceed max_length=48" in caplog.text
+    assert (out / "model.safetensors").exists()

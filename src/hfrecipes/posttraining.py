@@ -116,7 +116,7 @@ def evaluate_chat_model(
     """Task accuracy (rows with an `answer`), refusal / over-refusal (rows labelled harmful / benign) and
     nats/char on held-out pretraining text, whichever the data allows."""
     from hfrecipes.data.instructions import extract_number, is_refusal
-    from hfrecipes.evaluation import evaluate_sft
+    from hfrecipes.evaluation import evaluate_sft, generate_replies
 
     rows = heldout.select(range(min(max_samples, len(heldout))))
     kwargs: dict[str, Any] = {"heldout_texts": forgetting_texts, "max_new_tokens": max_new_tokens}
@@ -135,6 +135,14 @@ def evaluate_chat_model(
             harmful_conversations=prompts_of(harmful),
             benign_conversations=prompts_of(benign),
             is_refusal=is_refusal,
+        )
+    if not (forgetting_texts or "task_conversations" in kwargs or "is_refusal" in kwargs):
+        # Nothing verifiable in the data: still show what the model answers, for the card.
+        prompts = prompts_of(rows.select(range(min(3, len(rows)))))
+        replies = generate_replies(model, tokenizer, prompts, max_new_tokens=max_new_tokens)
+        return ChatEvaluation(
+            metrics={},
+            samples=[{"prompt": p[-1]["content"], "reply": r} for p, r in zip(prompts, replies, strict=True)],
         )
     result = evaluate_sft(model, tokenizer, **kwargs)
     samples = result.pop("samples", [])
