@@ -20,7 +20,7 @@ from hfrecipes.args import DataArguments, ModelArguments, TokenizerArguments
 from hfrecipes.data import prepare_text_splits, tokenize_and_pack
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
-from hfrecipes.io import atomic_write_json, publish_staged, staging_dir
+from hfrecipes.io import atomic_write_json, publish_staged
 from hfrecipes.models import context_length, get_causal_lm, special_token_ids
 from hfrecipes.reports import plot_loss_curves
 from hfrecipes.tokenization import fertility, load_or_train_tokenizer
@@ -32,6 +32,7 @@ from hfrecipes.training import (
     resume_checkpoint,
     take_push_request,
     tokens_seen,
+    trainer_staging_dir,
 )
 
 logger = logging.getLogger(__name__)
@@ -153,12 +154,7 @@ def main() -> None:
         )
 
     # --- save (atomically), model card, push --------------------------------------------------------------
-    with training_args.main_process_first(desc="staging"):
-        staging = (
-            staging_dir(output_dir)
-            if trainer.is_world_process_zero()
-            else output_dir.parent / f".{output_dir.name}.staging"
-        )
+    staging = trainer_staging_dir(trainer, output_dir)
     trainer.save_model(str(staging))  # every rank: FSDP / ZeRO-3 gather their shards here
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(staging)

@@ -21,7 +21,7 @@ from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config
 from hfrecipes.data import DataReport, load_source, parse_pipeline, row_text, run_pipeline, validate_format
 from hfrecipes.errors import run_main
 from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
-from hfrecipes.io import atomic_write_json, publish_staged, staging_dir
+from hfrecipes.io import atomic_write_json, publish_staged
 from hfrecipes.models import get_causal_lm, special_token_ids
 from hfrecipes.posttraining import (
     as_prompt_completion,
@@ -40,6 +40,7 @@ from hfrecipes.training import (
     cpu_only_defaults,
     resume_checkpoint,
     take_push_request,
+    trainer_staging_dir,
 )
 
 logger = logging.getLogger(__name__)
@@ -193,12 +194,7 @@ def main() -> None:
         )
 
     # --- save (atomically), model card, push --------------------------------------------------------------
-    with training_args.main_process_first(desc="staging"):
-        staging = (
-            staging_dir(output_dir)
-            if trainer.is_world_process_zero()
-            else output_dir.parent / f".{output_dir.name}.staging"
-        )
+    staging = trainer_staging_dir(trainer, output_dir)
     trainer.save_model(str(staging))
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(staging)

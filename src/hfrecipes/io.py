@@ -35,11 +35,15 @@ def atomic_write_json(path: Path, data: Any) -> None:
 COMPLETION_MARKER = "lineage.json"
 
 
+def staging_path(output_dir: str | Path) -> Path:
+    output_dir = Path(output_dir)
+    return output_dir.parent / f".{output_dir.name}.staging"
+
+
 def staging_dir(output_dir: str | Path) -> Path:
     """A fresh, empty directory beside `output_dir` (same filesystem, so publishing is a rename). Its name is
     fixed so that every process of a distributed run writes its share (e.g. gathered FSDP weights) there."""
-    output_dir = Path(output_dir)
-    staging = output_dir.parent / f".{output_dir.name}.staging"
+    staging = staging_path(output_dir)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     return staging

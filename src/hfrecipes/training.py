@@ -205,3 +205,12 @@ def tokens_seen(args: TrainingArguments, global_step: int, block_size: int) -> i
         * args.world_size
         * block_size
     )
+
+
+def trainer_staging_dir(trainer: Trainer, output_dir: Path) -> Path:
+    """The staging directory every rank saves into: the main process empties it first, the others wait for
+    that and share the same path (FSDP / ZeRO-3 gather their shards there)."""
+    from hfrecipes.io import staging_dir, staging_path
+
+    with trainer.args.main_process_first(desc="staging"):
+        return staging_dir(output_dir) if trainer.is_world_process_zero() else staging_path(output_dir)
