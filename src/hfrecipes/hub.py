@@ -6,7 +6,9 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import json
+import os
 import platform
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
 
 from hfrecipes.data.report import steps_markdown_table
+from hfrecipes.errors import RecipeInputError
 from hfrecipes.io import COMPLETION_MARKER, atomic_write_json, atomic_write_text
 
 TRACKED_LIBRARIES = (
@@ -102,7 +105,16 @@ def build_lineage(
         "data_report": data_report,
         "metrics": metrics,
         **(extra or {}),
+        **_pipeline_entry(),
     }
+
+
+def _pipeline_entry() -> dict[str, Any]:
+    """Set by `hfrecipes run`: which pipeline stage this is and the hash that makes it up to date."""
+    stage_hash = os.environ.get("HFRECIPES_STAGE_HASH")
+    if not stage_hash:
+        return {}
+    return {"pipeline": {"stage": os.environ.get("HFRECIPES_STAGE_NAME"), "hash": stage_hash}}
 
 
 def _metrics_table(metrics: dict[str, Any]) -> str:
@@ -137,6 +149,61 @@ def _data_table(data_report: dict | None) -> str:
     return "\n\n".join(parts)
 
 
+MODEL_INDEX_METRICS = (
+    "eval_nats_per_char", "eval_perplexity", "task_accuracy", "refusal_rate", "over_refusal_rate",
+    "accuracy", "rm_reward", "win_rate_vs_start", "heldout_nats_per_char",
+)  # fmt: skip
+
+
+def eval_results(
+    lineage: dict[str, Any], pipeline_tag: str | None, datasets: list[str] | None
+) -> list | None:
+    """The card's model-index: the stage's main metrics on its held-out data, as Hub EvalResult entries."""
+    from huggingface_hub import EvalResult
+
+    dataset = (datasets or ["held-out data"])[0] or "held-out data"
+    results = [
+        EvalResult(
+            task_type=pipeline_tag or "text-generation",
+            dataset_type=dataset,
+            dataset_name=f"{dataset} (held out)",
+            metric_type=name,
+            metric_value=float(value),
+        )
+        for name, value in lineage["metrics"].items()
+        if name in MODEL_INDEX_METRICS and isinstance(value, int | float)
+    ]
+    return results or None
+
+
+def lineage_chain(lineage: dict[str, Any], depth: int = 0) -> str:
+    """Each input stage, its own inputs, ... down to the raw data, with the data steps' rows in -> out."""
+    lines = []
+    for entry in lineage.get("inputs", []):
+        marker = Path(entry["reference"]) / COMPLETION_MARKER
+        parent = json.loads(marker.read_text()) if marker.is_file() and depth < 12 else None
+        what = f"{'  ' * depth}- {entry['kind']}: `{entry['reference']}`"
+        if parent is None:
+            lines.append(what + " (raw source)")
+            continue
+        report = parent.get("data_report") or {}
+        steps = report.get("steps") or []
+        cleaning = ", ".join(
+            f"{s['step']} {s['rows_in']}→{s['rows_out']}"
+            for s in steps
+            if s.get("rows_in") != s.get("rows_out")
+        )
+        lines.append(
+            what + f" ← recipe `{parent.get('recipe')}`" + (f"; data steps: {cleaning}" if cleaning else "")
+        )
+        deeper = lineage_chain(parent, depth + 1)
+        if deeper:
+            lines.append(deeper)
+    return (
+        "\n".join(lines) if lines or depth else "- none: this stage read raw data only (see Data preparation)"
+    )
+
+
 def render_model_card(
     lineage: dict[str, Any],
     *,
@@ -161,6 +228,8 @@ def render_model_card(
         tags=["hfrecipes", lineage["recipe"].replace("/", "-"), *(tags or [])],
         base_model=base_model if base_model and not Path(base_model).exists() else None,
         datasets=hub_datasets or None,
+        model_name=title.split(":")[0].strip() or "model",
+        eval_results=eval_results(lineage, pipeline_tag, datasets),
     )
     inputs = (
         "\n".join(
@@ -195,6 +264,9 @@ Produced by the `{lineage["recipe"]}` recipe of [hfrecipes](https://github.com/h
 
 Inputs:
 {inputs}
+
+Back to the raw data:
+{lineage_chain(lineage)}
 
 ### Data preparation
 
@@ -243,17 +315,82 @@ def write_stage_files(directory: Path, lineage: dict[str, Any], card: ModelCard)
     atomic_write_json(directory / COMPLETION_MARKER, lineage)
 
 
+UPLOAD_IGNORE = ["checkpoint-*", "checkpoint-*/**", ".*", "**/.*"]
+
+
+def check_stage_output(output_dir: str | Path) -> ModelCard:
+    """A finished stage (lineage.json present) with a model card whose metadata parses; returns the card."""
+    output_dir = Path(output_dir)
+    if not (output_dir / COMPLETION_MARKER).is_file():
+        raise RecipeInputError(
+            f"{output_dir} is not a finished stage output (no {COMPLETION_MARKER}); run the recipe to the end first."
+        )
+    if not (output_dir / "README.md").is_file():
+        raise RecipeInputError(f"{output_dir} has no README.md model card to upload with it.")
+    card = ModelCard.load(output_dir / "README.md")
+    metadata = card.data.to_dict()
+    missing = [key for key in ("license", "tags") if not metadata.get(key)]
+    if missing:
+        raise RecipeInputError(f"The model card in {output_dir} lacks metadata {missing}.")
+    return card
+
+
+def upload_files(output_dir: Path) -> list[Path]:
+    """Exactly the files `push` uploads: the stage output without checkpoints and hidden files."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    files = sorted(str(p.relative_to(output_dir)) for p in output_dir.rglob("*") if p.is_file())
+    return [output_dir / f for f in filter_repo_objects(files, ignore_patterns=UPLOAD_IGNORE)]
+
+
+def offline_export(output_dir: str | Path, export_dir: str | Path) -> list[Path]:
+    """Write the folder `push` would upload (uploads have no dry run), into a new or empty directory."""
+    output_dir, export_dir = Path(output_dir), Path(export_dir)
+    check_stage_output(output_dir)
+    if export_dir.exists() and any(export_dir.iterdir()):
+        raise RecipeInputError(
+            f"--offline-export directory {export_dir} is not empty; give a new or empty one."
+        )
+    staging = export_dir.parent / f".{export_dir.name}.export"
+    shutil.rmtree(staging, ignore_errors=True)
+    for file in upload_files(output_dir):
+        target = staging / file.relative_to(output_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(file, target)
+    if export_dir.exists():
+        export_dir.rmdir()
+    os.replace(staging, export_dir)
+    return sorted(p for p in export_dir.rglob("*") if p.is_file())
+
+
 def push_output_dir(
     output_dir: str | Path, repo_id: str, *, private: bool = False, token: str | None = None
 ) -> str:
-    """Upload a finished stage directory (model card included); checkpoints stay local."""
+    """Upload a finished stage directory (model card included) in one commit; checkpoints stay local. Without a
+    token or network this stops with one message, and a single commit means nothing is half-uploaded."""
     from huggingface_hub import HfApi
+    from huggingface_hub.utils import get_token
 
+    check_stage_output(output_dir)
+    token = token or get_token()
+    if not token:
+        raise RecipeInputError(
+            "No Hugging Face token: run `hf auth login` or set HF_TOKEN, then push again "
+            "(or use --offline-export DIR to see what would be uploaded)."
+        )
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise RecipeInputError(
+            "HF_HUB_OFFLINE=1 is set: pushing needs the network. Unset it, or use --offline-export."
+        )
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    commit = api.upload_folder(
-        folder_path=str(output_dir),
-        repo_id=repo_id,
-        ignore_patterns=["checkpoint-*", "checkpoint-*/**", ".*"],
-    )
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        commit = api.upload_folder(
+            folder_path=str(output_dir), repo_id=repo_id, ignore_patterns=UPLOAD_IGNORE
+        )
+    except Exception as err:  # noqa: BLE001 - network/auth errors from several libraries; one clear message
+        raise RecipeInputError(
+            f"Could not push {output_dir} to {repo_id}: {type(err).__name__}: {str(err)[:300]}. Nothing was "
+            "committed (uploads are a single commit). Check the network and the token's write access."
+        ) from err
     return str(commit)

@@ -9,7 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    LlamaConfig,
+    PreTrainedModel,
+)
 
 from hfrecipes.errors import RecipeInputError
 
@@ -109,21 +115,33 @@ def get_causal_lm(
     overrides: dict[str, Any] | None = None,
     special_ids: dict[str, int | None] | None = None,
     trust_remote_code: bool = False,
+    head: str = "causal-lm",
 ) -> BuiltModel:
-    """Load `model_name_or_path` when given, else build `preset` with random weights."""
+    """Load `model_name_or_path` when given, else build `preset` with random weights.
+
+    `head="reward"` gives a sequence-classification model with one output (a reward model): from a causal-LM
+    stage the trunk is reused and the score head starts fresh, as TRL's RewardTrainer expects."""
+    if head not in ("causal-lm", "reward"):
+        raise RecipeInputError(f"Unknown model head {head!r}; use causal-lm or reward.")
+    auto_class = AutoModelForCausalLM if head == "causal-lm" else AutoModelForSequenceClassification
+    head_kwargs = {"num_labels": 1} if head == "reward" else {}
     if model_name_or_path:
         try:
-            model = AutoModelForCausalLM.from_pretrained(
-                model_name_or_path, trust_remote_code=trust_remote_code, use_safetensors=True
+            model = auto_class.from_pretrained(
+                model_name_or_path, trust_remote_code=trust_remote_code, use_safetensors=True, **head_kwargs
             )
         except OSError as err:
-            raise RecipeInputError(f"Could not load a causal LM from {model_name_or_path!r}: {err}") from err
+            raise RecipeInputError(
+                f"Could not load a {head} model from {model_name_or_path!r}: {err}"
+            ) from err
         if model.get_input_embeddings().num_embeddings < vocab_size:
             model.resize_token_embeddings(vocab_size)
+        if special_ids and special_ids.get("pad_token_id") is not None and model.config.pad_token_id is None:
+            model.config.pad_token_id = special_ids["pad_token_id"]  # sequence scores are read before padding
         source = model_name_or_path
     else:
-        config = preset_config(preset or "", vocab_size, overrides, **(special_ids or {}))
-        model = AutoModelForCausalLM.from_config(config)
+        config = preset_config(preset or "", vocab_size, overrides, **(special_ids or {}), **head_kwargs)
+        model = auto_class.from_config(config)
         source = f"preset:{preset}"
     return BuiltModel(model=model, source=source, num_parameters=model.num_parameters())
 

@@ -120,11 +120,13 @@ def evaluate_chat_model(
 
     rows = heldout.select(range(min(max_samples, len(heldout))))
     kwargs: dict[str, Any] = {"heldout_texts": forgetting_texts, "max_new_tokens": max_new_tokens}
-    if "answer" in rows.column_names:
-        answers = [str(a) for a in rows["answer"]]
+    # Mixed data (e.g. builtin:chat-mix) leaves `answer` / `label` empty where they do not apply.
+    task_rows = rows.filter(lambda r: r["answer"] not in (None, "")) if "answer" in rows.column_names else []
+    if len(task_rows):
+        answers = [str(a) for a in task_rows["answer"]]
         numeric = all(a.lstrip("-").isdigit() for a in answers)
         kwargs.update(
-            task_conversations=prompts_of(rows),
+            task_conversations=prompts_of(task_rows),
             task_answers=answers,
             extract=extract_number if numeric else None,
         )

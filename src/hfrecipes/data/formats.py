@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import datasets
@@ -611,3 +611,60 @@ __all__ = [
     "transcript_to_messages",
     "validate_format",
 ]
+
+
+@register_step
+@dataclass
+class RenameColumns(Step):
+    """Rename columns to the conventions, e.g. `rename_columns: {mapping: {question: prompt}}` for GSM8K."""
+
+    name: ClassVar[str] = "rename_columns"
+    mapping: dict[str, str] = field(default_factory=dict)
+
+    def apply(
+        self, dataset: datasets.Dataset, report: DataReport, num_proc: int | None = None
+    ) -> datasets.Dataset:
+        missing = [c for c in self.mapping if c not in dataset.column_names]
+        if missing or not self.mapping:
+            raise RecipeInputError(
+                f"rename_columns: columns {missing or '(none given)'} are not in the dataset "
+                f"({dataset.column_names}); give mapping: {{old: new}}."
+            )
+        clashes = [
+            new
+            for old, new in self.mapping.items()
+            if new in dataset.column_names and new not in self.mapping
+        ]
+        renamed = dataset.remove_columns(clashes).rename_columns(self.mapping)
+        report.add(self.name, rows_in=len(dataset), rows_out=len(renamed),
+                   details={"mapping": self.mapping, "replaced": clashes})  # fmt: skip
+        return renamed
+
+
+@register_step
+@dataclass
+class ExtractAnswer(Step):
+    """Write `answer` from the first regex group of a column (e.g. GSM8K's "#### 42"); rows without a match are
+    dropped and counted, since a reward function cannot check them."""
+
+    name: ClassVar[str] = "extract_answer"
+    source: str = "answer"
+    pattern: str = r"####\s*(-?[\d,\.]+)"
+
+    def apply(
+        self, dataset: datasets.Dataset, report: DataReport, num_proc: int | None = None
+    ) -> datasets.Dataset:
+        if self.source not in dataset.column_names:
+            raise RecipeInputError(f"extract_answer: no column {self.source!r} in {dataset.column_names}.")
+        regex = re.compile(self.pattern)
+        found = [regex.search(str(v or "")) for v in dataset[self.source]]
+        answers = [m.group(1).replace(",", "").strip() if m else "" for m in found]
+        kept = [i for i, a in enumerate(answers) if a]
+        out = dataset.remove_columns([c for c in ("answer",) if c in dataset.column_names])
+        out = out.add_column("answer", answers).select(kept)
+        report.add(self.name, rows_in=len(dataset), rows_out=len(out), details={"pattern": self.pattern})
+        if not len(out):
+            raise RecipeInputError(
+                f"extract_answer: pattern {self.pattern!r} matched no row of {self.source!r}."
+            )
+        return out

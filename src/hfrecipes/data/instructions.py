@@ -64,6 +64,16 @@ def _int_option(source: str, name: str, value: int | str, minimum: int) -> int:
     return number
 
 
+def _fraction_option(source: str, name: str, value: float | str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise RecipeInputError(f"builtin:{source}: {name} must be a number, got {value!r}.") from None
+    if not 0.0 <= number <= 1.0:
+        raise RecipeInputError(f"builtin:{source}: {name} must be between 0 and 1, got {number}.")
+    return number
+
+
 def _choices_option(source: str, name: str, value: str, allowed: Sequence[str]) -> list[str]:
     """A comma list of names from `allowed`, in the order given, without repeats."""
     chosen = list(dict.fromkeys(part.strip() for part in str(value).split(",") if part.strip()))
@@ -650,16 +660,7 @@ def safety(
     category (credentials, malware, weapons, self_harm), domain ("safety")."""
     n = _int_option("safety", "n", n, 1)
     seed = _int_option("safety", "seed", seed, 0)
-    try:
-        benign_fraction = float(benign_fraction)
-    except (TypeError, ValueError):
-        raise RecipeInputError(
-            f"builtin:safety: benign_fraction must be a number, got {benign_fraction!r}."
-        ) from None
-    if not 0.0 <= benign_fraction <= 1.0:
-        raise RecipeInputError(
-            f"builtin:safety: benign_fraction must be between 0 and 1, got {benign_fraction}."
-        )
+    benign_fraction = _fraction_option("safety", "benign_fraction", benign_fraction)
     rng = random.Random(seed)
     benign_count = round(n * benign_fraction)
     labels = ["benign"] * benign_count + ["harmful"] * (n - benign_count)

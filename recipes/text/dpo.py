@@ -1,0 +1,207 @@
+"""Direct preference optimisation with TRL's `DPOTrainer`, from the SFT stage's output.
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/text/dpo.py \
+        --config recipes/text/configs/dpo_tiny.yaml [--key value ...]
+
+The policy and the frozen reference are both loaded from `model_name_or_path` (a saved path, which is how TRL
+builds the reference; with LoRA the reference is the base with the adapter switched off). `loss_type` picks the
+objective (sigmoid = DPO, ipo, hinge, robust, ... as TRL offers). Pairs come from a dataset or, with
+`ai_feedback: true`, from two sampled replies per prompt labelled by reward functions / a reward model. The start
+and the trained policy are compared on held-out prompts: reward-model score and win rate, accuracy, refusals, KL.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from trl import DPOConfig, DPOTrainer, ModelConfig, TrlParser, get_peft_config
+
+from hfrecipes.alignment import compare, comparison_table, evaluate_policy, load_split, reply_logprobs
+from hfrecipes.data import parse_pipeline
+from hfrecipes.data.preferences import ai_feedback_pairs, as_preference_rows
+from hfrecipes.errors import RecipeInputError, run_main
+from hfrecipes.evaluation import generate_replies
+from hfrecipes.hub import describe_input
+from hfrecipes.posttraining import check_lora_targets
+from hfrecipes.rewards import RewardModelScorer, check_weights, combined_scorer, resolve_reward_functions
+from hfrecipes.stages import save_trainer_stage
+from hfrecipes.training import (
+    check_distributed_state,
+    cpu_only_defaults,
+    resume_checkpoint,
+    take_push_request,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DPOScriptArguments:
+    dataset_name: str = field(
+        default="builtin:preferences",
+        metadata={"help": "prompt/chosen/rejected data: builtin:, path or Hub id."},
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
+    dataset_split: str = field(default="train", metadata={"help": "Split to read."})
+    pipeline: list[str] | None = field(
+        default=None, metadata={"help": "Data steps first, e.g. [to_preference]."}
+    )
+    eval_fraction: float = field(
+        default=0.1, metadata={"help": "Held out for DPO eval metrics and generation."}
+    )
+    reward_model_path: str | None = field(
+        default=None, metadata={"help": "Reward model judging held-out replies (win rate vs the start)."}
+    )
+    ai_feedback: bool = field(
+        default=False, metadata={"help": "Build pairs by sampling two replies per prompt and scoring them."}
+    )
+    ai_feedback_reward_funcs: list[str] | None = field(
+        default=None,
+        metadata={"help": "Reward functions labelling AI-feedback pairs (plus reward_model_path)."},
+    )
+    eval_max_samples: int = field(default=64, metadata={"help": "Held-out prompts generated for the table."})
+    eval_max_new_tokens: int = field(default=24, metadata={"help": "Tokens generated per held-out prompt."})
+    merge_adapter: bool = field(
+        default=False, metadata={"help": "With LoRA: also write merged/ (standalone)."}
+    )
+
+
+def logprob_margin(model, tokenizer, rows) -> float:
+    """Mean log p(chosen) - log p(rejected) on held-out pairs: what DPO pushes up relative to the reference."""
+    prompts = list(rows["prompt"])
+    chosen = reply_logprobs(model, tokenizer, prompts, [c[-1]["content"] for c in rows["chosen"]])
+    rejected = reply_logprobs(model, tokenizer, prompts, [r[-1]["content"] for r in rows["rejected"]])
+    return sum(c - r for c, r in zip(chosen, rejected, strict=True)) / len(prompts)
+
+
+def main() -> None:
+    # --- args ---------------------------------------------------------------------------------------------
+    parser = TrlParser((DPOScriptArguments, DPOConfig, ModelConfig))
+    parser.set_defaults(**cpu_only_defaults(), output_dir="runs/dpo", eval_strategy="steps")
+    script_args, training_args, model_args = parser.parse_args_and_config()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    set_seed(training_args.seed)
+    push_repo = take_push_request(training_args)
+    check_distributed_state(training_args)
+    output_dir = Path(training_args.output_dir)
+    start_path = model_args.model_name_or_path
+    if not start_path:
+        raise RecipeInputError(
+            "DPO starts from a trained chat model: set model_name_or_path (e.g. runs/sft_chat_tiny)."
+        )
+
+    # --- data, start model, reward model ------------------------------------------------------------------
+    train_data, eval_data, report = load_split(
+        script_args.dataset_name,
+        split=script_args.dataset_split,
+        hub_config=script_args.dataset_config,
+        steps=parse_pipeline(script_args.pipeline),
+        kind="prompt" if script_args.ai_feedback else "preference",
+        eval_fraction=script_args.eval_fraction,
+        seed=training_args.seed,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(start_path)
+    start = AutoModelForCausalLM.from_pretrained(start_path, use_safetensors=True)
+    reward_model = (
+        RewardModelScorer.from_pretrained(script_args.reward_model_path, tokenizer)
+        if script_args.reward_model_path
+        else None
+    )
+    if script_args.ai_feedback:
+        functions = resolve_reward_functions(script_args.ai_feedback_reward_funcs or [])
+        scorer = combined_scorer(
+            functions, reward_model, check_weights(len(functions) + bool(reward_model), None)
+        )
+        train_data, dropped = ai_feedback_pairs(
+            train_data,
+            lambda prompts, seed: generate_replies(
+                start, tokenizer, prompts, script_args.eval_max_new_tokens, do_sample=True, seed=seed
+            ),
+            scorer,
+        )
+        report.add("ai_feedback", rows_in=len(train_data) + sum(dropped.values()), rows_out=len(train_data),
+                   removed=sum(dropped.values()), details=dropped)  # fmt: skip
+    peft_config = get_peft_config(model_args)
+    check_lora_targets(start, peft_config)
+    evaluate = dict(max_samples=script_args.eval_max_samples, max_new_tokens=script_args.eval_max_new_tokens)
+    before = evaluate_policy(start, tokenizer, eval_data, reward_model=reward_model, **evaluate)
+    has_pairs = "chosen" in eval_data.column_names
+    margin_before = logprob_margin(start, tokenizer, eval_data) if has_pairs else None
+
+    # --- trainer and training -----------------------------------------------------------------------------
+    trainer = DPOTrainer(
+        model=start_path,  # a path: TRL loads the policy and, from the same path, the frozen reference
+        args=training_args,
+        train_dataset=as_preference_rows(train_data),
+        eval_dataset=as_preference_rows(eval_data) if has_pairs else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    resumed_from = resume_checkpoint(training_args)
+    train_result = trainer.train(resume_from_checkpoint=resumed_from)
+
+    # --- evaluate -----------------------------------------------------------------------------------------
+    dpo_metrics = trainer.evaluate() if has_pairs else {}
+    policy = trainer.model.merge_and_unload() if peft_config else trainer.model
+    after = evaluate_policy(
+        policy, tokenizer, eval_data, reward_model=reward_model, reference=start, **evaluate
+    )
+    metrics = {
+        "global_step": trainer.state.global_step,
+        "train_loss": train_result.training_loss,
+        "loss_type": ",".join(training_args.loss_type),
+        **{k.replace("/", "_"): v for k, v in dpo_metrics.items() if k.startswith("eval_rewards")},
+        **compare(before, after),
+    }
+    if has_pairs:
+        metrics.update(
+            logprob_margin_before=margin_before, logprob_margin=logprob_margin(policy, tokenizer, eval_data)
+        )
+
+    # --- save (atomically), model card, push --------------------------------------------------------------
+    def save_merged(staging: Path) -> None:
+        if peft_config is not None and script_args.merge_adapter:
+            policy.save_pretrained(staging / "merged")
+            tokenizer.save_pretrained(staging / "merged")
+
+    kind = f"LoRA adapter (r={model_args.lora_r})" if peft_config else "fully fine-tuned model"
+    save_trainer_stage(
+        trainer,
+        output_dir,
+        tokenizer=tokenizer,
+        recipe="text/dpo",
+        config={"script": script_args, "training": training_args, "model": model_args},
+        inputs=[
+            describe_input("data", script_args.dataset_name),
+            describe_input("model", start_path),
+            describe_input("reward_model", script_args.reward_model_path),
+        ],
+        report=report,
+        metrics=metrics,
+        card={
+            "title": f"{output_dir.name}: DPO with hfrecipes",
+            "description": f"A {kind} trained with TRL's DPOTrainer (loss {metrics['loss_type']}, beta "
+            f"{training_args.beta}) on `{script_args.dataset_name}` from `{start_path}`.\n\n"
+            + comparison_table(before, after, "start (SFT)", "DPO"),
+            "usage": f'from transformers import pipeline\n\nchat = pipeline("text-generation", model="{output_dir}")\n'
+            'print(chat([{"role": "user", "content": "What is 2 + 3?"}], max_new_tokens=24)[0]["generated_text"])',
+            "base_model": start_path,
+            "datasets": [script_args.dataset_name],
+            "tags": ["dpo", "trl"],
+        },
+        push_repo=push_repo,
+        samples={"before": before.samples, "after": after.samples},
+        loss_title="DPO loss",
+        extra={"resumed_from": resumed_from},
+        save_more=save_merged,
+    )
+    if trainer.is_world_process_zero():
+        summary = ", ".join(f"{k} {before.metrics[k]:.3f} -> {after.metrics[k]:.3f}" for k in before.metrics)
+        print(f"DPO done: {summary}; outputs in {output_dir}")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,194 @@
+"""Online RL with TRL's `GRPOTrainer` (group-relative advantages) or `RLOOTrainer` (leave-one-out baseline):
+the policy samples `num_generations` replies per prompt, scored by named reward functions and/or a reward model.
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/text/grpo.py \
+        --config recipes/text/configs/grpo_tiny.yaml [--algorithm rloo] [--key value ...]
+
+Rewards: `reward_funcs` from the registry in `hfrecipes.rewards` (correctness, format, length_penalty, refusal)
+plus `reward_model_path`, weighted by `reward_weights` (functions first, then the reward model). Generation runs
+in transformers on CPU; on GPUs set `use_vllm: true` with `vllm_mode: colocate` (one node, shares the GPUs) or
+`server` (a separate `trl vllm-serve` process) — see the full-scale config.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from trl import GRPOConfig, GRPOTrainer, ModelConfig, RLOOConfig, RLOOTrainer, TrlParser, get_peft_config
+
+from hfrecipes.alignment import (
+    as_conversational_prompts,
+    check_generation_fits,
+    compare,
+    comparison_table,
+    evaluate_policy,
+    load_split,
+    prompt_conversations,
+)
+from hfrecipes.data import parse_pipeline
+from hfrecipes.errors import RecipeInputError, run_main
+from hfrecipes.hub import describe_input
+from hfrecipes.posttraining import check_lora_targets
+from hfrecipes.rewards import RewardModelScorer, check_weights, resolve_reward_functions
+from hfrecipes.stages import save_trainer_stage
+from hfrecipes.training import (
+    check_distributed_state,
+    cpu_only_defaults,
+    resume_checkpoint,
+    take_push_request,
+)
+
+logger = logging.getLogger(__name__)
+ALGORITHMS = {"grpo": (GRPOConfig, GRPOTrainer), "rloo": (RLOOConfig, RLOOTrainer)}
+
+
+@dataclass
+class GRPOScriptArguments:
+    algorithm: str = field(default="grpo", metadata={"help": "grpo or rloo."})
+    dataset_name: str = field(
+        default="builtin:chat-mix", metadata={"help": "Prompts (+ answer/label columns for the rewards)."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
+    dataset_split: str = field(default="train", metadata={"help": "Split to read."})
+    pipeline: list[str] | None = field(default=None, metadata={"help": "Data steps run first."})
+    eval_fraction: float = field(
+        default=0.1, metadata={"help": "Held-out prompts for the before/after table."}
+    )
+    reward_funcs: list[str] | None = field(
+        default=None, metadata={"help": "Registered reward functions, e.g. [correctness, format]."}
+    )
+    reward_model_path: str | None = field(
+        default=None, metadata={"help": "A reward model (reward.py's output)."}
+    )
+    eval_max_samples: int = field(default=64, metadata={"help": "Held-out prompts generated for the table."})
+    eval_max_new_tokens: int = field(default=24, metadata={"help": "Tokens generated per held-out prompt."})
+
+
+def parse_arguments():
+    """Two passes: `algorithm` decides which TRL config class parses the rest of the arguments."""
+    first, _ = TrlParser((GRPOScriptArguments,)).parse_args_and_config(return_remaining_strings=True)
+    if first.algorithm not in ALGORITHMS:
+        raise RecipeInputError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {first.algorithm!r}.")
+    parser = TrlParser((GRPOScriptArguments, ALGORITHMS[first.algorithm][0], ModelConfig))
+    parser.set_defaults(**cpu_only_defaults(), output_dir=f"runs/{first.algorithm}")
+    return parser.parse_args_and_config()
+
+
+def main() -> None:
+    # --- args ---------------------------------------------------------------------------------------------
+    script_args, training_args, model_args = parse_arguments()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    set_seed(training_args.seed)
+    push_repo = take_push_request(training_args)
+    check_distributed_state(training_args)
+    output_dir = Path(training_args.output_dir)
+    start_path = model_args.model_name_or_path
+    if not start_path:
+        raise RecipeInputError(
+            "Online RL starts from a chat model: set model_name_or_path (e.g. runs/sft_chat_tiny)."
+        )
+
+    # --- data, rewards, start model -----------------------------------------------------------------------
+    train_data, eval_data, report = load_split(
+        script_args.dataset_name,
+        split=script_args.dataset_split,
+        hub_config=script_args.dataset_config,
+        steps=parse_pipeline(script_args.pipeline),
+        kind="prompt",
+        eval_fraction=script_args.eval_fraction,
+        seed=training_args.seed,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(start_path)
+    functions = resolve_reward_functions(script_args.reward_funcs or [])
+    reward_model = (
+        RewardModelScorer.from_pretrained(script_args.reward_model_path, tokenizer)
+        if script_args.reward_model_path
+        else None
+    )
+    training_args.reward_weights = check_weights(
+        len(functions) + bool(reward_model), training_args.reward_weights
+    )
+    start = AutoModelForCausalLM.from_pretrained(start_path, use_safetensors=True)
+    check_generation_fits(
+        tokenizer,
+        prompt_conversations(train_data),
+        training_args.max_completion_length,
+        start.config.max_position_embeddings,
+    )
+    peft_config = get_peft_config(model_args)
+    check_lora_targets(start, peft_config)
+    evaluate = dict(max_samples=script_args.eval_max_samples, max_new_tokens=script_args.eval_max_new_tokens)
+    before = evaluate_policy(start, tokenizer, eval_data, reward_model=reward_model, **evaluate)
+
+    # --- trainer and training -----------------------------------------------------------------------------
+    trainer_class = ALGORITHMS[script_args.algorithm][1]
+    trainer = trainer_class(
+        model=start_path,
+        reward_funcs=[*functions, *([reward_model.model] if reward_model else [])],
+        reward_processing_classes=[None] * len(functions)
+        + ([reward_model.tokenizer] if reward_model else []),
+        args=training_args,
+        train_dataset=as_conversational_prompts(train_data),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    resumed_from = resume_checkpoint(training_args)
+    train_result = trainer.train(resume_from_checkpoint=resumed_from)
+
+    # --- evaluate -----------------------------------------------------------------------------------------
+    policy = trainer.model.merge_and_unload() if peft_config else trainer.model
+    after = evaluate_policy(
+        policy, tokenizer, eval_data, reward_model=reward_model, reference=start, **evaluate
+    )
+    rewards = [entry["reward"] for entry in trainer.state.log_history if "reward" in entry]
+    metrics = {
+        "global_step": trainer.state.global_step,
+        "train_loss": train_result.training_loss,
+        "train_reward_first": rewards[0] if rewards else None,
+        "train_reward_last": rewards[-1] if rewards else None,
+        **compare(before, after),
+    }
+
+    # --- save (atomically), model card, push --------------------------------------------------------------
+    name = script_args.algorithm.upper()
+    reward_names = [f.__name__ for f in functions] + (["reward_model"] if reward_model else [])
+    save_trainer_stage(
+        trainer,
+        output_dir,
+        tokenizer=tokenizer,
+        recipe=f"text/{script_args.algorithm}",
+        config={"script": script_args, "training": training_args, "model": model_args},
+        inputs=[
+            describe_input("data", script_args.dataset_name),
+            describe_input("model", start_path),
+            describe_input("reward_model", script_args.reward_model_path),
+        ],
+        report=report,
+        metrics=metrics,
+        card={
+            "title": f"{output_dir.name}: {name} with hfrecipes",
+            "description": f"A policy trained online with TRL's {trainer_class.__name__} from `{start_path}` on "
+            f"`{script_args.dataset_name}`; rewards {reward_names} weighted {training_args.reward_weights}, "
+            f"{training_args.num_generations} generations per prompt.\n\n"
+            + comparison_table(before, after, "start", name),
+            "usage": f'from transformers import pipeline\n\nchat = pipeline("text-generation", model="{output_dir}")\n'
+            'print(chat([{"role": "user", "content": "What is 2 + 3?"}], max_new_tokens=24)[0]["generated_text"])',
+            "base_model": start_path,
+            "datasets": [script_args.dataset_name],
+            "tags": [script_args.algorithm, "trl", "reinforcement-learning"],
+        },
+        push_repo=push_repo,
+        samples={"before": before.samples, "after": after.samples},
+        loss_title=f"{name} loss",
+        extra={"resumed_from": resumed_from},
+    )
+    if trainer.is_world_process_zero():
+        summary = ", ".join(f"{k} {before.metrics[k]:.3f} -> {after.metrics[k]:.3f}" for k in before.metrics)
+        print(f"{name} done: {summary}; outputs in {output_dir}")
+
+
+if __name__ == "__main__":
+    run_main(main)

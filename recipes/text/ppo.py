@@ -1,0 +1,183 @@
+"""Classic RLHF: actor-critic PPO with a value head, GAE, clipped policy/value losses and a KL penalty (adaptive or
+fixed) to the frozen reference, on Accelerate. TRL 1.x removed its PPOTrainer; the algorithm lives in
+`hfrecipes.ppo` (small, unit-tested) and this recipe wires data, rewards and evaluation around it.
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/text/ppo.py \
+        --config recipes/text/configs/ppo_tiny.yaml [--key value ...]
+
+Rewards: a reward model (`reward_model_path`, e.g. reward.py's output) and/or registered reward functions
+(`reward_funcs`), weighted. Re-running resumes from the last complete `checkpoint-<update>/`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from trl import TrlParser
+
+from hfrecipes.alignment import (
+    check_generation_fits,
+    compare,
+    comparison_table,
+    evaluate_policy,
+    load_split,
+    prompt_conversations,
+)
+from hfrecipes.data import parse_pipeline
+from hfrecipes.errors import RecipeInputError, run_main
+from hfrecipes.hub import describe_input
+from hfrecipes.io import staging_dir, staging_path
+from hfrecipes.ppo import PPOConfig, PPOTrainer, plot_ppo_curves
+from hfrecipes.rewards import RewardModelScorer, check_weights, combined_scorer, resolve_reward_functions
+from hfrecipes.stages import publish_stage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PPOScriptArguments:
+    model_name_or_path: str | None = field(default=None, metadata={"help": "The SFT stage's output."})
+    dataset_name: str = field(
+        default="builtin:chat-mix", metadata={"help": "Prompts (+ answer/label columns)."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
+    dataset_split: str = field(default="train", metadata={"help": "Split to read."})
+    pipeline: list[str] | None = field(default=None, metadata={"help": "Data steps run first."})
+    eval_fraction: float = field(
+        default=0.1, metadata={"help": "Held-out prompts for the before/after table."}
+    )
+    reward_funcs: list[str] | None = field(default=None, metadata={"help": "Registered reward functions."})
+    reward_model_path: str | None = field(
+        default=None, metadata={"help": "A reward model (reward.py's output)."}
+    )
+    reward_weights: list[float] | None = field(
+        default=None, metadata={"help": "Functions first, then the RM."}
+    )
+    eval_max_samples: int = field(default=64, metadata={"help": "Held-out prompts generated for the table."})
+    eval_max_new_tokens: int = field(default=24, metadata={"help": "Tokens generated per held-out prompt."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the result (needs hub_model_id)."})
+    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo for push_to_hub."})
+
+
+def main() -> None:
+    # --- args ---------------------------------------------------------------------------------------------
+    script_args, config = TrlParser((PPOScriptArguments, PPOConfig)).parse_args_and_config()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    set_seed(config.seed)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    output_dir = Path(config.output_dir)
+    start_path = script_args.model_name_or_path
+    if not start_path:
+        raise RecipeInputError(
+            "PPO starts from a chat model: set model_name_or_path (e.g. runs/sft_chat_tiny)."
+        )
+    if script_args.push_to_hub and not script_args.hub_model_id:
+        raise RecipeInputError("push_to_hub needs hub_model_id (the repo to create or update).")
+
+    # --- data, rewards, models ----------------------------------------------------------------------------
+    train_data, eval_data, report = load_split(
+        script_args.dataset_name,
+        split=script_args.dataset_split,
+        hub_config=script_args.dataset_config,
+        steps=parse_pipeline(script_args.pipeline),
+        kind="prompt",
+        eval_fraction=script_args.eval_fraction,
+        seed=config.seed,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(start_path)
+    functions = resolve_reward_functions(script_args.reward_funcs or [])
+    reward_model = (
+        RewardModelScorer.from_pretrained(script_args.reward_model_path, tokenizer)
+        if script_args.reward_model_path
+        else None
+    )
+    weights = check_weights(len(functions) + bool(reward_model), script_args.reward_weights)
+    scorer = combined_scorer(functions, reward_model, weights)
+    policy = AutoModelForCausalLM.from_pretrained(start_path, use_safetensors=True)
+    reference = AutoModelForCausalLM.from_pretrained(start_path, use_safetensors=True).eval()
+    conversations = prompt_conversations(train_data)
+    check_generation_fits(
+        tokenizer, conversations, config.max_new_tokens, policy.config.max_position_embeddings
+    )
+    prompts = tokenizer.apply_chat_template(conversations, add_generation_prompt=True, tokenize=False)
+    columns = {c: list(train_data[c]) for c in ("answer", "label") if c in train_data.column_names}
+    evaluate = dict(max_samples=script_args.eval_max_samples, max_new_tokens=script_args.eval_max_new_tokens)
+    before = evaluate_policy(reference, tokenizer, eval_data, reward_model=reward_model, **evaluate)
+
+    # --- trainer and training -----------------------------------------------------------------------------
+    trainer = PPOTrainer(
+        config,
+        policy,
+        reference,
+        tokenizer,
+        reward_fn=scorer,
+        train_prompts=prompts,
+        accelerator=accelerator,
+        prompt_columns=columns,
+    )
+    log_history = trainer.train(resume_from_checkpoint=True)
+
+    # --- evaluate -----------------------------------------------------------------------------------------
+    after = evaluate_policy(
+        trainer.policy, tokenizer, eval_data, reward_model=reward_model, reference=reference, **evaluate
+    )
+    scores = [entry["score"] for entry in log_history]
+    window = max(1, len(scores) // 5)
+    metrics = {
+        "updates": trainer.update,
+        "train_score_first": sum(scores[:window]) / window,
+        "train_score_last": sum(scores[-window:]) / window,
+        "train_kl_last": log_history[-1]["kl"],
+        "kl_coef_last": log_history[-1]["kl_coef"],
+        **compare(before, after),
+    }
+
+    # --- save (atomically), model card, push --------------------------------------------------------------
+    with accelerator.main_process_first():
+        staging = staging_dir(output_dir) if accelerator.is_main_process else staging_path(output_dir)
+    trainer.save_model(staging)
+    if accelerator.is_main_process:
+        publish_stage(
+            staging,
+            output_dir,
+            tokenizer=tokenizer,
+            recipe="text/ppo",
+            config={"script": script_args, "ppo": config},
+            inputs=[
+                describe_input("data", script_args.dataset_name),
+                describe_input("model", start_path),
+                describe_input("reward_model", script_args.reward_model_path),
+            ],
+            report=report,
+            metrics=metrics,
+            card={
+                "title": f"{output_dir.name}: PPO with hfrecipes",
+                "description": f"A policy trained with actor-critic PPO (hfrecipes.ppo: GAE, clipped losses, "
+                f"{'adaptive' if config.target_kl else 'fixed'} KL penalty) from `{start_path}`; rewards "
+                f"{[f.__name__ for f in functions] + (['reward_model'] if reward_model else [])} weighted {weights}. "
+                "The value head is in value_head.safetensors.\n\n"
+                + comparison_table(before, after, "start", "PPO"),
+                "usage": f'from transformers import pipeline\n\nchat = pipeline("text-generation", model="{output_dir}")\n'
+                'print(chat([{"role": "user", "content": "What is 2 + 3?"}], max_new_tokens=24)[0]["generated_text"])',
+                "base_model": start_path,
+                "datasets": [script_args.dataset_name],
+                "tags": ["ppo", "rlhf", "reinforcement-learning"],
+            },
+            log_history=log_history,
+            push_repo=script_args.hub_model_id if script_args.push_to_hub else None,
+            samples={"before": before.samples, "after": after.samples},
+            loss_title="PPO loss",
+            save_more=lambda staging: plot_ppo_curves(log_history, staging / "ppo_curves.png"),
+        )
+        summary = ", ".join(f"{k} {before.metrics[k]:.3f} -> {after.metrics[k]:.3f}" for k in before.metrics)
+        print(f"PPO done: train score {metrics['train_score_first']:.3f} -> {metrics['train_score_last']:.3f}; "
+              f"{summary}; outputs in {output_dir}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    run_main(main)

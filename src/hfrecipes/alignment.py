@@ -1,0 +1,189 @@
+"""What the preference and RL recipes (reward, DPO, GRPO/RLOO, PPO) share: held-out prompts, one evaluation of a
+policy (reward-model score, task accuracy, refusal / over-refusal, KL to the reference, reply length), the
+before/after table for the model card, and the data/model loading they all do the same way."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import datasets
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from hfrecipes.data import DataReport, load_source, run_pipeline, validate_format
+from hfrecipes.data.instructions import extract_number, is_refusal
+from hfrecipes.data.steps import Step
+from hfrecipes.errors import RecipeInputError
+from hfrecipes.evaluation import exact_match_accuracy, generate_replies, win_rate
+from hfrecipes.posttraining import split_eval
+from hfrecipes.rewards import RewardModelScorer
+
+Conversation = list[dict[str, str]]
+
+
+def load_split(
+    dataset_name: str,
+    *,
+    split: str,
+    hub_config: str | None,
+    steps: list[Step],
+    kind: str,
+    eval_fraction: float,
+    seed: int,
+) -> tuple[datasets.Dataset, datasets.Dataset, DataReport]:
+    """Load, run the pipeline steps, check the format (`preference` or `prompt`) and hold out an eval split."""
+    report = DataReport(source=dataset_name)
+    dataset = run_pipeline(load_source(dataset_name, split=split, hub_config=hub_config), steps, report)
+    validate_format(dataset, kind)
+    train, heldout = split_eval(dataset, eval_fraction, seed, report)
+    return train, heldout, report
+
+
+def prompt_conversations(rows: datasets.Dataset) -> list[Conversation]:
+    """The held-out prompts as conversations: a conversational `prompt`, a plain-string one as a user turn."""
+    if "prompt" not in rows.column_names:
+        raise RecipeInputError(f"Evaluation needs a `prompt` column; the data has {rows.column_names}.")
+    return [p if isinstance(p, list) else [{"role": "user", "content": str(p)}] for p in rows["prompt"]]
+
+
+def chat_ids(
+    tokenizer: PreTrainedTokenizerBase, conversation: Conversation, add_generation_prompt=False
+) -> list[int]:
+    """Token ids of a conversation rendered with the chat template (which writes its own special tokens)."""
+    text = tokenizer.apply_chat_template(
+        conversation, add_generation_prompt=add_generation_prompt, tokenize=False
+    )
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def check_generation_fits(
+    tokenizer, prompts: Sequence[Conversation], max_new_tokens: int, context: int
+) -> None:
+    longest = max(len(chat_ids(tokenizer, prompt, add_generation_prompt=True)) for prompt in prompts)
+    if longest + max_new_tokens > context:
+        raise RecipeInputError(
+            f"Generation does not fit the model's context: the longest prompt has {longest} tokens and "
+            f"{max_new_tokens} new tokens are asked for, beyond its {context} positions. Lower the generation "
+            "length (max_completion_length / max_new_tokens) or drop long prompts."
+        )
+
+
+@torch.no_grad()
+def reply_logprobs(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[Conversation],
+    replies: list[str],
+) -> list[float]:
+    """Sum of the model's log-probabilities of each reply (its end-of-turn token included) given the prompt."""
+    totals = []
+    was_training = model.training
+    model.eval()
+    for prompt, reply in zip(prompts, replies, strict=True):
+        prefix = chat_ids(tokenizer, prompt, add_generation_prompt=True)
+        full = chat_ids(tokenizer, [*prompt, {"role": "assistant", "content": reply}])
+        ids = torch.tensor([full], device=model.device)
+        logprobs = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
+        targets = ids[0, 1:]
+        picked = logprobs.gather(-1, targets[:, None])[:, 0]
+        totals.append(float(picked[len(prefix) - 1 :].sum()))
+    model.train(was_training)
+    return totals
+
+
+@dataclass
+class PolicyEvaluation:
+    metrics: dict[str, float]
+    replies: list[str]
+    rm_scores: list[float] | None = None
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+def evaluate_policy(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    heldout: datasets.Dataset,
+    *,
+    reward_model: RewardModelScorer | None = None,
+    reference: PreTrainedModel | None = None,
+    max_samples: int = 64,
+    max_new_tokens: int = 24,
+    seed: int = 0,
+    num_samples: int = 4,
+) -> PolicyEvaluation:
+    """One table row for a policy on held-out prompts (greedy replies):
+
+    - `rm_reward`: mean reward-model score; `task_accuracy` on rows with an `answer`;
+    - `refusal_rate` / `over_refusal_rate` on rows labelled harmful / benign;
+    - `kl_to_reference`: Monte-Carlo KL(policy || reference) in nats per reply, from one sampled reply per prompt
+      (log-ratio summed over the reply's tokens, averaged over prompts);
+    - `reply_chars`: mean reply length.
+    """
+    rows = heldout.select(range(min(max_samples, len(heldout))))
+    prompts = prompt_conversations(rows)
+    replies = generate_replies(model, tokenizer, prompts, max_new_tokens=max_new_tokens)
+    metrics: dict[str, float] = {"reply_chars": statistics.fmean(len(r) for r in replies)}
+    columns = set(rows.column_names)
+    answers = list(rows["answer"]) if "answer" in columns else [""] * len(rows)
+    labels = list(rows["label"]) if "label" in columns else [""] * len(rows)
+    task = [i for i, a in enumerate(answers) if a not in (None, "")]
+    if task:
+        metrics["task_accuracy"] = exact_match_accuracy(
+            [replies[i] for i in task], [str(answers[i]) for i in task], extract_number
+        )
+    for name, label in (("refusal_rate", "harmful"), ("over_refusal_rate", "benign")):
+        chosen = [replies[i] for i, value in enumerate(labels) if value == label]
+        if chosen:
+            metrics[name] = sum(map(is_refusal, chosen)) / len(chosen)
+    rm_scores = None
+    if reward_model is not None:
+        rm_scores = reward_model.score(prompts, replies)
+        metrics["rm_reward"] = statistics.fmean(rm_scores)
+    if reference is not None:
+        sampled = generate_replies(
+            model, tokenizer, prompts, max_new_tokens=max_new_tokens, do_sample=True, seed=seed
+        )
+        policy = reply_logprobs(model, tokenizer, prompts, sampled)
+        ref = reply_logprobs(reference, tokenizer, prompts, sampled)
+        metrics["kl_to_reference"] = statistics.fmean(p - r for p, r in zip(policy, ref, strict=True))
+    samples = [
+        {
+            "prompt": p[-1]["content"],
+            "reply": r,
+            **({"rm_score": round(rm_scores[i], 3)} if rm_scores else {}),
+        }
+        for i, (p, r) in enumerate(zip(prompts[:num_samples], replies, strict=False))
+    ]
+    return PolicyEvaluation(metrics=metrics, replies=replies, rm_scores=rm_scores, samples=samples)
+
+
+def compare(before: PolicyEvaluation, after: PolicyEvaluation) -> dict[str, float]:
+    """Flat metrics for metrics.json: the trained policy's, the start's with `_before`, and the RM-judged win rate
+    of the trained policy's replies against the starting policy's on the same prompts."""
+    metrics = {**{f"{k}_before": v for k, v in before.metrics.items()}, **after.metrics}
+    if before.rm_scores is not None and after.rm_scores is not None:
+        metrics["win_rate_vs_start"] = win_rate(after.rm_scores, before.rm_scores)
+    return metrics
+
+
+def comparison_table(before: PolicyEvaluation, after: PolicyEvaluation, start: str, trained: str) -> str:
+    """The before/after markdown table every preference/RL model card carries."""
+    lines = [f"| metric | {start} | {trained} |", "|---|---|---|"]
+    for name in after.metrics:
+        old = before.metrics.get(name)
+        lines.append(f"| {name} | {'' if old is None else f'{old:.4g}'} | {after.metrics[name]:.4g} |")
+    return "\n".join(lines)
+
+
+REWARD_COLUMNS = ("answer", "label", "category")
+
+
+def as_conversational_prompts(rows: datasets.Dataset) -> datasets.Dataset:
+    """Prompt rows for the online trainers: `prompt` as a conversation (so TRL applies the chat template) plus
+    the columns reward functions read; everything else (e.g. the SFT `messages`) is dropped."""
+    keep = [c for c in REWARD_COLUMNS if c in rows.column_names]
+    prompts = prompt_conversations(rows)
+    return rows.select_columns(keep).add_column("prompt", prompts)
