@@ -3,7 +3,7 @@ config that no test runs (the GPU-scale ones) still fails here."""
 
 import pytest
 from transformers import TrainingArguments
-from trl import ModelConfig, SFTConfig, TrlParser
+from trl import DPOConfig, GRPOConfig, ModelConfig, RewardConfig, RLOOConfig, SFTConfig, TrlParser
 
 from hfrecipes.args import DataArguments, ModelArguments, TokenizerArguments
 
@@ -26,6 +26,17 @@ def parser_types(config_name: str) -> tuple:
         return (load_recipe("text/prepare_data.py").PrepareArguments,)
     if config_name.startswith("sft_"):
         return (load_recipe("text/sft.py").SFTScriptArguments, SFTConfig, ModelConfig)
+    if config_name.startswith("reward_"):
+        return (load_recipe("text/reward.py").RewardScriptArguments, RewardConfig, ModelConfig)
+    if config_name.startswith("dpo_"):
+        return (load_recipe("text/dpo.py").DPOScriptArguments, DPOConfig, ModelConfig)
+    if config_name.startswith(("grpo_", "rloo_")):
+        config_class = GRPOConfig if config_name.startswith("grpo_") else RLOOConfig
+        return (load_recipe("text/grpo.py").GRPOScriptArguments, config_class, ModelConfig)
+    if config_name.startswith("ppo_"):
+        from hfrecipes.ppo import PPOConfig
+
+        return (load_recipe("text/ppo.py").PPOScriptArguments, PPOConfig)
     raise AssertionError(f"no recipe known for {config_name}")
 
 
@@ -33,7 +44,9 @@ def parser_types(config_name: str) -> tuple:
 def test_config_parses(config):
     # use_cpu/bf16 overrides: GPU configs ask for bf16, which TrainingArguments checks against the machine.
     extra = (
-        [] if config.name.startswith(("prepare_", "tokenizer_")) else ["--use_cpu", "true", "--bf16", "false"]
+        []
+        if config.name.startswith(("prepare_", "tokenizer_", "ppo_"))
+        else ["--use_cpu", "true", "--bf16", "false"]
     )
     parsed = TrlParser(parser_types(config.name)).parse_args_and_config(["--config", str(config), *extra])
     assert parsed
