@@ -20,7 +20,7 @@ GENERATION = ("--eval_max_samples", "48", "--eval_max_new_tokens", "12")
 def chat_sft(tmp_path_factory):
     out = tmp_path_factory.mktemp("chain") / "sft"
     run_recipe("text/sft.py", "--config", CONFIGS / "sft_chat_tiny.yaml",
-               "--dataset_name", "builtin:chat-mix?arithmetic_rows=1500&safety_rows=300&digits=1&seed=0",
+               "--dataset_name", "builtin:chat-mix?arithmetic_rows=1500&safety_rows=300&digits=1&seed=0&unhelpful_fraction=0.15",
                "--max_steps", "200", "--eval_steps", "200", "--save_steps", "200", "--max_length", "128",
                "--forgetting_text", "", *GENERATION, "--output_dir", out)  # fmt: skip
     return out

@@ -217,9 +217,10 @@ def run_pipeline_file(
     start_from: str | None = None,
     only: str | None = None,
     dry_run: bool = False,
-    out=sys.stdout,
+    out=None,
 ) -> int:
     """Run the stages; returns the exit code (0, or the failing stage's)."""
+    out = out or sys.stdout
     pipeline = load_pipeline(path, run_dir)
     names = pipeline.stage_names()
     for option, value in (("--from", start_from), ("--only", only)):
@@ -269,13 +270,13 @@ def run_pipeline_file(
             process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd()
             )
+            live = out.isatty()  # a ticking clock on a terminal; one line in logs and CI
+            if not live:
+                print(f"{label} running (log: {log_path})", file=out, flush=True)
             while process.poll() is None:
-                print(
-                    f"\r{label} running {_format_seconds(time.monotonic() - started)}",
-                    end="",
-                    file=out,
-                    flush=True,
-                )
+                if live:
+                    clock = _format_seconds(time.monotonic() - started)
+                    print(f"\r{label} running {clock}", end="", file=out, flush=True)
                 time.sleep(1.0)
         elapsed = time.monotonic() - started
         if process.returncode != 0:

@@ -34,11 +34,18 @@ def chat_mix(
     safety_rows: int | str = 600,
     digits: int | str = 1,
     seed: int | str = 0,
+    unhelpful_fraction: float | str = 0.0,
 ) -> datasets.Dataset:
     """SFT conversations that teach two things at once: verifiable arithmetic (`answer`) and refusing harmful
     requests while still answering their benign look-alikes (`label`). Columns: messages, prompt, answer,
-    label, category, domain; shuffled with `seed`."""
+    label, category, domain; shuffled with `seed`.
+
+    `unhelpful_fraction` replaces that share of the arithmetic replies with unhelpful or off-topic ones, the way
+    real demonstration data is noisy: the model picks the habit up in SFT, and preference tuning (whose
+    pairs reject exactly those replies) has something visible to remove."""
     seed = _int_option("chat-mix", "seed", seed, 0)
+    noise = _fraction_option("chat-mix", "unhelpful_fraction", unhelpful_fraction)
+    noise_rng = random.Random(seed + 17)
     parts = []
     if _int_option("chat-mix", "arithmetic_rows", arithmetic_rows, 0):
         parts.append(arithmetic(n=arithmetic_rows, seed=seed, digits=digits))
@@ -51,6 +58,10 @@ def chat_mix(
         for part in parts
         for row in part
     ]
+    for row in rows:
+        if row["answer"] and noise and noise_rng.random() < noise:
+            reply = noise_rng.choice(UNHELPFUL_REPLIES + OFF_TOPIC_REPLIES)
+            row["messages"] = [*row["messages"][:-1], {"role": "assistant", "content": reply}]
     random.Random(seed).shuffle(rows)
     return datasets.Dataset.from_list(rows)
 
