@@ -146,3 +146,13 @@ def test_copy_gives_a_recipe_that_runs_from_its_new_place(tmp_path):
 def test_the_full_tiny_lifecycle_runs_end_to_end(tmp_path):
     assert run_pipeline_file(ROOT / "recipes/lifecycle/text_tiny.yaml", run_dir=tmp_path / "run") == 0
     assert "| grpo |" in (tmp_path / "run" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["text_tiny.yaml", "alignment_tiny.yaml", "text_full.yaml"])
+def test_shipped_pipelines_load_and_their_stage_configs_parse(name):
+    from hfrecipes.lifecycle import check_stage_configs
+
+    pipeline = load_pipeline(ROOT / "recipes/lifecycle" / name)
+    assert pipeline.stage_names()[-1] == "evaluate"
+    if "full" not in name:  # GPU configs ask for bf16, which the parser checks against this CPU machine
+        check_stage_configs(pipeline, pipeline.stages)
