@@ -35,6 +35,7 @@ def chat_mix(
     digits: int | str = 1,
     seed: int | str = 0,
     unhelpful_fraction: float | str = 0.0,
+    ops: str = "add,sub,mul",
 ) -> datasets.Dataset:
     """SFT conversations that teach two things at once: verifiable arithmetic (`answer`) and refusing harmful
     requests while still answering their benign look-alikes (`label`). Columns: messages, prompt, answer,
@@ -48,7 +49,7 @@ def chat_mix(
     noise_rng = random.Random(seed + 17)
     parts = []
     if _int_option("chat-mix", "arithmetic_rows", arithmetic_rows, 0):
-        parts.append(arithmetic(n=arithmetic_rows, seed=seed, digits=digits))
+        parts.append(arithmetic(n=arithmetic_rows, seed=seed, digits=digits, ops=ops))
     if _int_option("chat-mix", "safety_rows", safety_rows, 0):
         parts.append(safety(n=safety_rows, seed=seed + 1))
     if not parts:
@@ -108,6 +109,7 @@ def preferences(
     safety_fraction: float | str = 0.3,
     digits: int | str = 1,
     seed: int | str = 0,
+    ops: str = "add,sub,mul",
 ) -> datasets.Dataset:
     """Conversational preference pairs (TRL's prompt/chosen/rejected message lists) from the synthetic sets:
     chosen = the correct, helpful or safe reply; rejected = a wrong answer, an unhelpful or off-topic reply,
@@ -120,7 +122,7 @@ def preferences(
     rng = random.Random(seed)
     rows = []
     if n - safety_rows:
-        for row in arithmetic(n=n - safety_rows, seed=seed + 2, digits=digits):
+        for row in arithmetic(n=n - safety_rows, seed=seed + 2, digits=digits, ops=ops):
             rejected, kind = _arithmetic_pair(row, rng)
             rows.append(_pair(row, row["messages"][-1]["content"], rejected, kind))
     if safety_rows:
