@@ -19,14 +19,22 @@ from pathlib import Path
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import DPOConfig, DPOTrainer, ModelConfig, TrlParser, get_peft_config
 
-from hfrecipes.alignment import compare, comparison_table, evaluate_policy, load_split, reply_logprobs
+from hfrecipes.alignment import (
+    AlignmentDataArguments,
+    chat_usage,
+    compare,
+    comparison_table,
+    evaluate_policy,
+    load_reward_model,
+    reply_logprobs,
+)
 from hfrecipes.data import parse_pipeline
 from hfrecipes.data.preferences import ai_feedback_pairs, as_preference_rows
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.evaluation import generate_replies
 from hfrecipes.hub import describe_input
 from hfrecipes.posttraining import check_lora_targets
-from hfrecipes.rewards import RewardModelScorer, check_weights, combined_scorer, resolve_reward_functions
+from hfrecipes.rewards import check_weights, combined_scorer, resolve_reward_functions
 from hfrecipes.stages import save_trainer_stage
 from hfrecipes.training import (
     check_distributed_state,
@@ -39,19 +47,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class DPOScriptArguments:
-    dataset_name: str = field(
-        default="builtin:preferences",
-        metadata={"help": "prompt/chosen/rejected data: builtin:, path or Hub id."},
-    )
-    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
-    dataset_split: str = field(default="train", metadata={"help": "Split to read."})
-    pipeline: list[str] | None = field(
-        default=None, metadata={"help": "Data steps first, e.g. [to_preference]."}
-    )
-    eval_fraction: float = field(
-        default=0.1, metadata={"help": "Held out for DPO eval metrics and generation."}
-    )
+class DPOScriptArguments(AlignmentDataArguments):
     reward_model_path: str | None = field(
         default=None, metadata={"help": "Reward model judging held-out replies (win rate vs the start)."}
     )
@@ -62,8 +58,6 @@ class DPOScriptArguments:
         default=None,
         metadata={"help": "Reward functions labelling AI-feedback pairs (plus reward_model_path)."},
     )
-    eval_max_samples: int = field(default=64, metadata={"help": "Held-out prompts generated for the table."})
-    eval_max_new_tokens: int = field(default=24, metadata={"help": "Tokens generated per held-out prompt."})
     merge_adapter: bool = field(
         default=False, metadata={"help": "With LoRA: also write merged/ (standalone)."}
     )
@@ -94,22 +88,12 @@ def main() -> None:
         )
 
     # --- data, start model, reward model ------------------------------------------------------------------
-    train_data, eval_data, report = load_split(
-        script_args.dataset_name,
-        split=script_args.dataset_split,
-        hub_config=script_args.dataset_config,
-        steps=parse_pipeline(script_args.pipeline),
-        kind="prompt" if script_args.ai_feedback else "preference",
-        eval_fraction=script_args.eval_fraction,
-        seed=training_args.seed,
-    )
+    steps = parse_pipeline(script_args.pipeline)
+    kind = "prompt" if script_args.ai_feedback else "preference"
+    train_data, eval_data, report = script_args.load(kind, training_args.seed, steps)
     tokenizer = AutoTokenizer.from_pretrained(start_path)
     start = AutoModelForCausalLM.from_pretrained(start_path, use_safetensors=True)
-    reward_model = (
-        RewardModelScorer.from_pretrained(script_args.reward_model_path, tokenizer)
-        if script_args.reward_model_path
-        else None
-    )
+    reward_model = load_reward_model(script_args.reward_model_path, tokenizer)
     if script_args.ai_feedback:
         functions = resolve_reward_functions(script_args.ai_feedback_reward_funcs or [])
         scorer = combined_scorer(
@@ -186,8 +170,7 @@ def main() -> None:
             "description": f"A {kind} trained with TRL's DPOTrainer (loss {metrics['loss_type']}, beta "
             f"{training_args.beta}) on `{script_args.dataset_name}` from `{start_path}`.\n\n"
             + comparison_table(before, after, "start (SFT)", "DPO"),
-            "usage": f'from transformers import pipeline\n\nchat = pipeline("text-generation", model="{output_dir}")\n'
-            'print(chat([{"role": "user", "content": "What is 2 + 3?"}], max_new_tokens=24)[0]["generated_text"])',
+            "usage": chat_usage(output_dir),
             "base_model": start_path,
             "datasets": [script_args.dataset_name],
             "tags": ["dpo", "trl"],

@@ -20,19 +20,21 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, RLOOConfig, RLOOTrainer, TrlParser, get_peft_config
 
 from hfrecipes.alignment import (
+    AlignmentDataArguments,
     as_conversational_prompts,
+    chat_usage,
     check_generation_fits,
     compare,
     comparison_table,
     evaluate_policy,
-    load_split,
+    load_reward_model,
     prompt_conversations,
 )
 from hfrecipes.data import parse_pipeline
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.hub import describe_input
 from hfrecipes.posttraining import check_lora_targets
-from hfrecipes.rewards import RewardModelScorer, check_weights, resolve_reward_functions
+from hfrecipes.rewards import check_weights, resolve_reward_functions
 from hfrecipes.stages import save_trainer_stage
 from hfrecipes.training import (
     check_distributed_state,
@@ -46,16 +48,10 @@ ALGORITHMS = {"grpo": (GRPOConfig, GRPOTrainer), "rloo": (RLOOConfig, RLOOTraine
 
 
 @dataclass
-class GRPOScriptArguments:
+class GRPOScriptArguments(AlignmentDataArguments):
     algorithm: str = field(default="grpo", metadata={"help": "grpo or rloo."})
     dataset_name: str = field(
         default="builtin:chat-mix", metadata={"help": "Prompts (+ answer/label columns for the rewards)."}
-    )
-    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
-    dataset_split: str = field(default="train", metadata={"help": "Split to read."})
-    pipeline: list[str] | None = field(default=None, metadata={"help": "Data steps run first."})
-    eval_fraction: float = field(
-        default=0.1, metadata={"help": "Held-out prompts for the before/after table."}
     )
     reward_funcs: list[str] | None = field(
         default=None, metadata={"help": "Registered reward functions, e.g. [correctness, format]."}
@@ -63,8 +59,6 @@ class GRPOScriptArguments:
     reward_model_path: str | None = field(
         default=None, metadata={"help": "A reward model (reward.py's output)."}
     )
-    eval_max_samples: int = field(default=64, metadata={"help": "Held-out prompts generated for the table."})
-    eval_max_new_tokens: int = field(default=24, metadata={"help": "Tokens generated per held-out prompt."})
 
 
 def parse_arguments():
@@ -92,22 +86,12 @@ def main() -> None:
         )
 
     # --- data, rewards, start model -----------------------------------------------------------------------
-    train_data, eval_data, report = load_split(
-        script_args.dataset_name,
-        split=script_args.dataset_split,
-        hub_config=script_args.dataset_config,
-        steps=parse_pipeline(script_args.pipeline),
-        kind="prompt",
-        eval_fraction=script_args.eval_fraction,
-        seed=training_args.seed,
+    train_data, eval_data, report = script_args.load(
+        "prompt", training_args.seed, parse_pipeline(script_args.pipeline)
     )
     tokenizer = AutoTokenizer.from_pretrained(start_path)
     functions = resolve_reward_functions(script_args.reward_funcs or [])
-    reward_model = (
-        RewardModelScorer.from_pretrained(script_args.reward_model_path, tokenizer)
-        if script_args.reward_model_path
-        else None
-    )
+    reward_model = load_reward_model(script_args.reward_model_path, tokenizer)
     training_args.reward_weights = check_weights(
         len(functions) + bool(reward_model), training_args.reward_weights
     )
@@ -174,8 +158,7 @@ def main() -> None:
             f"`{script_args.dataset_name}`; rewards {reward_names} weighted {training_args.reward_weights}, "
             f"{training_args.num_generations} generations per prompt.\n\n"
             + comparison_table(before, after, "start", name),
-            "usage": f'from transformers import pipeline\n\nchat = pipeline("text-generation", model="{output_dir}")\n'
-            'print(chat([{"role": "user", "content": "What is 2 + 3?"}], max_new_tokens=24)[0]["generated_text"])',
+            "usage": chat_usage(output_dir),
             "base_model": start_path,
             "datasets": [script_args.dataset_name],
             "tags": [script_args.algorithm, "trl", "reinforcement-learning"],

@@ -21,11 +21,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from trl import TrlParser
 
 from hfrecipes.alignment import (
+    AlignmentDataArguments,
+    chat_usage,
     check_generation_fits,
     compare,
     comparison_table,
     evaluate_policy,
-    load_split,
+    load_reward_model,
     prompt_conversations,
 )
 from hfrecipes.data import parse_pipeline
@@ -33,23 +35,17 @@ from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.hub import describe_input
 from hfrecipes.io import staging_dir, staging_path
 from hfrecipes.ppo import PPOConfig, PPOTrainer, plot_ppo_curves
-from hfrecipes.rewards import RewardModelScorer, check_weights, combined_scorer, resolve_reward_functions
+from hfrecipes.rewards import check_weights, combined_scorer, resolve_reward_functions
 from hfrecipes.stages import publish_stage
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class PPOScriptArguments:
+class PPOScriptArguments(AlignmentDataArguments):
     model_name_or_path: str | None = field(default=None, metadata={"help": "The SFT stage's output."})
     dataset_name: str = field(
         default="builtin:chat-mix", metadata={"help": "Prompts (+ answer/label columns)."}
-    )
-    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
-    dataset_split: str = field(default="train", metadata={"help": "Split to read."})
-    pipeline: list[str] | None = field(default=None, metadata={"help": "Data steps run first."})
-    eval_fraction: float = field(
-        default=0.1, metadata={"help": "Held-out prompts for the before/after table."}
     )
     reward_funcs: list[str] | None = field(default=None, metadata={"help": "Registered reward functions."})
     reward_model_path: str | None = field(
@@ -58,8 +54,6 @@ class PPOScriptArguments:
     reward_weights: list[float] | None = field(
         default=None, metadata={"help": "Functions first, then the RM."}
     )
-    eval_max_samples: int = field(default=64, metadata={"help": "Held-out prompts generated for the table."})
-    eval_max_new_tokens: int = field(default=24, metadata={"help": "Tokens generated per held-out prompt."})
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the result (needs hub_model_id)."})
     hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo for push_to_hub."})
 
@@ -80,22 +74,12 @@ def main() -> None:
         raise RecipeInputError("push_to_hub needs hub_model_id (the repo to create or update).")
 
     # --- data, rewards, models ----------------------------------------------------------------------------
-    train_data, eval_data, report = load_split(
-        script_args.dataset_name,
-        split=script_args.dataset_split,
-        hub_config=script_args.dataset_config,
-        steps=parse_pipeline(script_args.pipeline),
-        kind="prompt",
-        eval_fraction=script_args.eval_fraction,
-        seed=config.seed,
+    train_data, eval_data, report = script_args.load(
+        "prompt", config.seed, parse_pipeline(script_args.pipeline)
     )
     tokenizer = AutoTokenizer.from_pretrained(start_path)
     functions = resolve_reward_functions(script_args.reward_funcs or [])
-    reward_model = (
-        RewardModelScorer.from_pretrained(script_args.reward_model_path, tokenizer)
-        if script_args.reward_model_path
-        else None
-    )
+    reward_model = load_reward_model(script_args.reward_model_path, tokenizer)
     weights = check_weights(len(functions) + bool(reward_model), script_args.reward_weights)
     scorer = combined_scorer(functions, reward_model, weights)
     policy = AutoModelForCausalLM.from_pretrained(start_path, use_safetensors=True)
@@ -162,8 +146,7 @@ def main() -> None:
                 f"{[f.__name__ for f in functions] + (['reward_model'] if reward_model else [])} weighted {weights}. "
                 "The value head is in value_head.safetensors.\n\n"
                 + comparison_table(before, after, "start", "PPO"),
-                "usage": f'from transformers import pipeline\n\nchat = pipeline("text-generation", model="{output_dir}")\n'
-                'print(chat([{"role": "user", "content": "What is 2 + 3?"}], max_new_tokens=24)[0]["generated_text"])',
+                "usage": chat_usage(output_dir),
                 "base_model": start_path,
                 "datasets": [script_args.dataset_name],
                 "tags": ["ppo", "rlhf", "reinforcement-learning"],

@@ -18,7 +18,7 @@ from pathlib import Path
 from transformers import set_seed
 from trl import ModelConfig, RewardConfig, RewardTrainer, TrlParser, get_peft_config
 
-from hfrecipes.alignment import load_split
+from hfrecipes.alignment import AlignmentDataArguments
 from hfrecipes.data import parse_pipeline, row_text
 from hfrecipes.data.preferences import as_preference_rows
 from hfrecipes.errors import run_main
@@ -40,17 +40,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class RewardScriptArguments:
-    dataset_name: str = field(
-        default="builtin:preferences",
-        metadata={"help": "prompt/chosen/rejected data: builtin:, path or Hub id."},
-    )
-    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
-    dataset_split: str = field(default="train", metadata={"help": "Split to read."})
-    pipeline: list[str] | None = field(
-        default=None, metadata={"help": "Data steps first, e.g. [to_preference]."}
-    )
-    eval_fraction: float = field(default=0.1, metadata={"help": "Pairs held out for accuracy and margin."})
+class RewardScriptArguments(AlignmentDataArguments):
     chat_template: str | None = field(
         default=None, metadata={"help": "chatml or a .jinja file; default: the model's tokenizer template."}
     )
@@ -85,15 +75,8 @@ def main() -> None:
     output_dir = Path(training_args.output_dir)
 
     # --- data ---------------------------------------------------------------------------------------------
-    train_data, eval_data, report = load_split(
-        script_args.dataset_name,
-        split=script_args.dataset_split,
-        hub_config=script_args.dataset_config,
-        steps=parse_pipeline(script_args.pipeline),
-        kind="preference",
-        eval_fraction=script_args.eval_fraction,
-        seed=training_args.seed,
-    )
+    steps = parse_pipeline(script_args.pipeline)
+    train_data, eval_data, report = script_args.load("preference", training_args.seed, steps)
 
     # --- tokenizer and model ------------------------------------------------------------------------------
     with training_args.main_process_first(desc="tokenizer"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -187,3 +188,38 @@ def as_conversational_prompts(rows: datasets.Dataset) -> datasets.Dataset:
     keep = [c for c in REWARD_COLUMNS if c in rows.column_names]
     prompts = prompt_conversations(rows)
     return rows.select_columns(keep).add_column("prompt", prompts)
+
+
+@dataclass
+class AlignmentDataArguments:
+    """Data and held-out evaluation fields shared by reward.py, dpo.py, grpo.py and ppo.py."""
+
+    dataset_name: str = field(
+        default="builtin:preferences", metadata={"help": "builtin:, local path or Hub id."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
+    dataset_split: str = field(default="train", metadata={"help": "Split to read."})
+    pipeline: list[str] | None = field(default=None, metadata={"help": "Data steps run first."})
+    eval_fraction: float = field(default=0.1, metadata={"help": "Held out for the before/after measures."})
+    eval_max_samples: int = field(default=64, metadata={"help": "Held-out prompts generated for the table."})
+    eval_max_new_tokens: int = field(default=24, metadata={"help": "Tokens generated per held-out prompt."})
+
+    def load(
+        self, kind: str, seed: int, steps: list[Step]
+    ) -> tuple[datasets.Dataset, datasets.Dataset, DataReport]:
+        return load_split(self.dataset_name, split=self.dataset_split, hub_config=self.dataset_config, steps=steps,
+                          kind=kind, eval_fraction=self.eval_fraction, seed=seed)  # fmt: skip
+
+
+def load_reward_model(
+    path: str | None, policy_tokenizer: PreTrainedTokenizerBase
+) -> RewardModelScorer | None:
+    return RewardModelScorer.from_pretrained(path, policy_tokenizer) if path else None
+
+
+def chat_usage(output_dir: str | Path) -> str:
+    """The model card's usage snippet for a chat policy."""
+    return (
+        f'from transformers import pipeline\n\nchat = pipeline("text-generation", model="{output_dir}")\n'
+        'print(chat([{"role": "user", "content": "What is 2 + 3?"}], max_new_tokens=24)[0]["generated_text"])'
+    )
