@@ -121,6 +121,7 @@ def evaluate_policy(
     - `refusal_rate` / `over_refusal_rate` on rows labelled harmful / benign;
     - `kl_to_reference`: Monte-Carlo KL(policy || reference) in nats per reply, from one sampled reply per prompt
       (log-ratio summed over the reply's tokens, averaged over prompts);
+    - `sampled_task_accuracy`: task accuracy of one sampled reply per prompt (temperature 1);
     - `reply_chars`: mean reply length.
     """
     rows = heldout.select(range(min(max_samples, len(heldout))))
@@ -143,10 +144,16 @@ def evaluate_policy(
     if reward_model is not None:
         rm_scores = reward_model.score(prompts, replies)
         metrics["rm_reward"] = statistics.fmean(rm_scores)
-    if reference is not None:
-        sampled = generate_replies(
-            model, tokenizer, prompts, max_new_tokens=max_new_tokens, do_sample=True, seed=seed
+    # One sampled reply per prompt (temperature 1): RL optimises the sampling policy, so its accuracy is reported
+    # beside the greedy one, and the same samples give the KL estimate.
+    sampled = generate_replies(
+        model, tokenizer, prompts, max_new_tokens=max_new_tokens, do_sample=True, seed=seed
+    )
+    if task:
+        metrics["sampled_task_accuracy"] = exact_match_accuracy(
+            [sampled[i] for i in task], [str(answers[i]) for i in task], extract_number
         )
+    if reference is not None:
         policy = reply_logprobs(model, tokenizer, prompts, sampled)
         ref = reply_logprobs(reference, tokenizer, prompts, sampled)
         metrics["kl_to_reference"] = statistics.fmean(p - r for p, r in zip(policy, ref, strict=True))
