@@ -129,7 +129,7 @@ def main() -> None:
 
     # --- evaluate -----------------------------------------------------------------------------------------
     dpo_metrics = trainer.evaluate() if has_pairs else {}
-    policy = trainer.model.merge_and_unload() if peft_config else trainer.model
+    policy = trainer.model  # with LoRA a PeftModel: evaluated as is, merged only after the adapter is saved
     after = evaluate_policy(
         policy, tokenizer, eval_data, reward_model=reward_model, reference=start, **evaluate
     )
@@ -148,7 +148,7 @@ def main() -> None:
     # --- save (atomically), model card, push --------------------------------------------------------------
     def save_merged(staging: Path) -> None:
         if peft_config is not None and script_args.merge_adapter:
-            policy.save_pretrained(staging / "merged")
+            trainer.model.merge_and_unload().save_pretrained(staging / "merged")
             tokenizer.save_pretrained(staging / "merged")
 
     kind = f"LoRA adapter (r={model_args.lora_r})" if peft_config else "fully fine-tuned model"

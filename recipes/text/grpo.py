@@ -123,7 +123,7 @@ def main() -> None:
     train_result = trainer.train(resume_from_checkpoint=resumed_from)
 
     # --- evaluate -----------------------------------------------------------------------------------------
-    policy = trainer.model.merge_and_unload() if peft_config else trainer.model
+    policy = trainer.model  # with LoRA a PeftModel, evaluated as is (merging would change what is saved)
     after = evaluate_policy(
         policy, tokenizer, eval_data, reward_model=reward_model, reference=start, **evaluate
     )

@@ -116,8 +116,7 @@ def main() -> None:
     train_result = trainer.train(resume_from_checkpoint=resumed_from)
 
     # --- evaluate -----------------------------------------------------------------------------------------
-    scored_model = trainer.model.merge_and_unload() if peft_config else trainer.model
-    after = pairwise(RewardModelScorer(scored_model, tokenizer), eval_data)
+    after = pairwise(RewardModelScorer(trainer.model, tokenizer), eval_data)
     metrics = {
         "parameters": built.num_parameters,
         "global_step": trainer.state.global_step,
