@@ -131,9 +131,8 @@ def get_causal_lm(
                 model_name_or_path, trust_remote_code=trust_remote_code, use_safetensors=True, **head_kwargs
             )
         except OSError as err:
-            raise RecipeInputError(
-                f"Could not load a {head} model from {model_name_or_path!r}: {err}"
-            ) from err
+            what = "causal LM" if head == "causal-lm" else "reward model"
+            raise RecipeInputError(f"Could not load a {what} from {model_name_or_path!r}: {err}") from err
         if model.get_input_embeddings().num_embeddings < vocab_size:
             model.resize_token_embeddings(vocab_size)
         if special_ids and special_ids.get("pad_token_id") is not None and model.config.pad_token_id is None:
