@@ -37,6 +37,19 @@ def parser_types(config_name: str) -> tuple:
         from hfrecipes.ppo import PPOConfig
 
         return (load_recipe("text/ppo.py").PPOScriptArguments, PPOConfig)
+    if config_name.startswith("evaluate_"):
+        return (load_recipe("text/evaluate.py").EvaluateArguments,)
+    if config_name.startswith("tts_"):
+        from transformers import Seq2SeqTrainingArguments
+
+        return (load_recipe("audio/train_tts.py").TTSArguments, Seq2SeqTrainingArguments)
+    if config_name.startswith("diffusion_"):
+        from hfrecipes.diffusion import DiffusionTrainingArguments
+
+        recipe = load_recipe("image/train_diffusion.py")
+        return (recipe.ImageDataArguments, recipe.DiffusionModelArguments, DiffusionTrainingArguments)
+    if config_name.startswith("clip_"):
+        return (load_recipe("multimodal/train_clip.py").CLIPScriptArguments, TrainingArguments)
     raise AssertionError(f"no recipe known for {config_name}")
 
 
@@ -45,7 +58,7 @@ def test_config_parses(config):
     # use_cpu/bf16 overrides: GPU configs ask for bf16, which TrainingArguments checks against the machine.
     extra = (
         []
-        if config.name.startswith(("prepare_", "tokenizer_", "ppo_"))
+        if config.name.startswith(("prepare_", "tokenizer_", "ppo_", "evaluate_"))
         else ["--use_cpu", "true", "--bf16", "false"]
     )
     parsed = TrlParser(parser_types(config.name)).parse_args_and_config(["--config", str(config), *extra])

@@ -60,6 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     push.add_argument("--offline-export", dest="offline_export", metavar="DIR",
                       help="write exactly the folder that would be uploaded into DIR (new or empty) instead")  # fmt: skip
     push.add_argument("--private", action="store_true")
+    synth = sub.add_parser(
+        "synthesize", help="text -> WAV with a recipes/audio/train_tts.py output directory"
+    )
+    synth.add_argument("model_dir", help="a train_tts output_dir")
+    synth.add_argument("text")
+    synth.add_argument("wav_path")
+    synth.add_argument("--speaker", help="a training speaker id (default: the first; see tts_config.json)")
+    synth.add_argument(
+        "--vocoder", help="SpeechT5HifiGan dir/id (default: the one recorded at training, else Griffin-Lim)"
+    )
+    synth.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         return _dispatch(args)
@@ -112,6 +123,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         else:
             commit = push_output_dir(args.output_dir, args.repo_id, private=args.private)
             print(f"Pushed {args.output_dir} to https://huggingface.co/{args.repo_id} ({commit})")
+    elif args.command == "synthesize":
+        from hfrecipes.speech import synthesize
+
+        result = synthesize(args.model_dir, args.text, args.wav_path, speaker=args.speaker, vocoder=args.vocoder,
+                            seed=args.seed)  # fmt: skip
+        note = "" if result["stopped"] else " (no stop token before the length limit)"
+        print(
+            f"Wrote {result['path']}: {result['seconds']:.2f} s, speaker {result['speaker']}, {result['vocoder']}{note}"
+        )
     return 0
 
 
