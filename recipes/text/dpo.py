@@ -27,12 +27,12 @@ from hfrecipes.alignment import (
     evaluate_policy,
     load_reward_model,
     reply_logprobs,
+    stage_inputs,
 )
 from hfrecipes.data import parse_pipeline
 from hfrecipes.data.preferences import ai_feedback_pairs, as_preference_rows
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.evaluation import generate_replies
-from hfrecipes.hub import describe_input
 from hfrecipes.posttraining import check_lora_targets
 from hfrecipes.rewards import check_weights, combined_scorer, resolve_reward_functions
 from hfrecipes.stages import save_trainer_stage
@@ -158,11 +158,7 @@ def main() -> None:
         tokenizer=tokenizer,
         recipe="text/dpo",
         config={"script": script_args, "training": training_args, "model": model_args},
-        inputs=[
-            describe_input("data", script_args.dataset_name),
-            describe_input("model", start_path),
-            describe_input("reward_model", script_args.reward_model_path),
-        ],
+        inputs=stage_inputs(script_args.dataset_name, start_path, script_args.reward_model_path),
         report=report,
         metrics=metrics,
         card={

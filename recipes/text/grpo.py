@@ -29,10 +29,10 @@ from hfrecipes.alignment import (
     evaluate_policy,
     load_reward_model,
     prompt_conversations,
+    stage_inputs,
 )
 from hfrecipes.data import parse_pipeline
 from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.hub import describe_input
 from hfrecipes.posttraining import check_lora_targets
 from hfrecipes.rewards import check_weights, resolve_reward_functions
 from hfrecipes.stages import save_trainer_stage
@@ -145,11 +145,7 @@ def main() -> None:
         tokenizer=tokenizer,
         recipe=f"text/{script_args.algorithm}",
         config={"script": script_args, "training": training_args, "model": model_args},
-        inputs=[
-            describe_input("data", script_args.dataset_name),
-            describe_input("model", start_path),
-            describe_input("reward_model", script_args.reward_model_path),
-        ],
+        inputs=stage_inputs(script_args.dataset_name, start_path, script_args.reward_model_path),
         report=report,
         metrics=metrics,
         card={

@@ -29,10 +29,10 @@ from hfrecipes.alignment import (
     evaluate_policy,
     load_reward_model,
     prompt_conversations,
+    stage_inputs,
 )
 from hfrecipes.data import parse_pipeline
 from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.hub import describe_input
 from hfrecipes.io import staging_dir, staging_path
 from hfrecipes.ppo import PPOConfig, PPOTrainer, plot_ppo_curves
 from hfrecipes.rewards import check_weights, combined_scorer, resolve_reward_functions
@@ -132,11 +132,7 @@ def main() -> None:
             tokenizer=tokenizer,
             recipe="text/ppo",
             config={"script": script_args, "ppo": config},
-            inputs=[
-                describe_input("data", script_args.dataset_name),
-                describe_input("model", start_path),
-                describe_input("reward_model", script_args.reward_model_path),
-            ],
+            inputs=stage_inputs(script_args.dataset_name, start_path, script_args.reward_model_path),
             report=report,
             metrics=metrics,
             card={
