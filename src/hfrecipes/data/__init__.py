@@ -3,6 +3,7 @@
 # Modules imported for their registrations (builtin: generators and pipeline steps).
 from hfrecipes.data import builtins as _builtins  # noqa: F401
 from hfrecipes.data import formats as _formats  # noqa: F401
+from hfrecipes.data import images as _images  # noqa: F401
 from hfrecipes.data import instructions as _instructions  # noqa: F401
 from hfrecipes.data import labels as _labels  # noqa: F401
 from hfrecipes.data import media as _media  # noqa: F401

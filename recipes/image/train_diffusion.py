@@ -1,0 +1,155 @@
+"""Diffusion training for images: unconditional, class- or text-conditional, from scratch or fine-tuning a
+pipeline (fully or with LoRA), in pixel space (tiny presets) or latent space (with a VAE).
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/image/train_diffusion.py \
+        --config recipes/image/configs/diffusion_digits_tiny.yaml [--output_dir runs/digits] [--key value ...]
+
+Output: a pipeline folder for `diffusers.DiffusionPipeline.from_pretrained` (DDPMPipeline unconditional,
+IFPipeline text-conditional in pixel space, StableDiffusionPipeline with a VAE), or LoRA weights for the base
+pipeline (`pipe.load_lora_weights(output_dir)`); sample grids (`samples.png`, `samples/step-*.png`), metrics
+of the untrained and trained model (prompt adherence, Fréchet distance, validation loss), lineage and card.
+Class conditioning is text conditioning on captions made from the labels (`class_caption_template`), so the
+standard text-to-image pipelines load and sample it. Re-running resumes from the last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from functools import partial
+from pathlib import Path
+
+import torch
+from transformers import set_seed
+from trl import TrlParser
+
+from hfrecipes import diffusion as dm
+from hfrecipes.errors import RecipeInputError, run_main
+from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
+from hfrecipes.image_diffusion import DiffusionModelArguments, ImageComponents, ImageDataArguments
+from hfrecipes.io import atomic_write_json, staged_output
+from hfrecipes.reports import plot_loss_curves
+from hfrecipes.vision_text import PixelCaptionDataset, prepare_image_splits
+
+logger = logging.getLogger(__name__)
+
+
+def main() -> None:
+    # --- args -------------------------------------------------------------------------------------------
+    parser = TrlParser((ImageDataArguments, DiffusionModelArguments, dm.DiffusionTrainingArguments))
+    parser.set_defaults(use_cpu=not torch.cuda.is_available(), output_dir="runs/diffusion")
+    data_args, model_args, args = parser.parse_args_and_config()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    set_seed(args.seed)
+    if args.push_to_hub and not args.hub_model_id:
+        raise RecipeInputError("push_to_hub is set but hub_model_id is not: set hub_model_id: <user>/<repo>.")
+    components = ImageComponents.plan(data_args, model_args)  # every input check before any work
+    output_dir = Path(args.output_dir)
+
+    # --- data -------------------------------------------------------------------------------------------
+    train, validation, report = prepare_image_splits(
+        dataset_name=data_args.dataset_name, dataset_split=data_args.dataset_split,
+        dataset_config=data_args.dataset_config, image_column=data_args.image_column,
+        required_columns=components.required_columns, pipeline=data_args.pipeline,
+        validation_fraction=data_args.validation_fraction, max_samples=data_args.max_samples, seed=args.seed,
+    )  # fmt: skip
+    train_captions, validation_captions = components.captions(train), components.captions(validation)
+    size, channels = data_args.resolution, data_args.channels
+    train_set = PixelCaptionDataset(train, train_captions, size, channels, report=report, split="train")
+    validation_set = PixelCaptionDataset(
+        validation, validation_captions, size, channels, report=report, split="validation"
+    )
+    plan = components.eval_plan(train, validation, validation_captions)
+
+    # --- model --------------------------------------------------------------------------------------------
+    components.build((train_captions or []) + plan.row_labels, seed=args.seed)
+    evaluator = components.evaluator(train, train_set, validation, validation_set, seed=args.seed)
+    logger.warning("UNet: %.2f M parameters; %d training images; pipeline %s", components.unet_parameters / 1e6,
+                   len(train_set), components.kind)  # fmt: skip
+
+    # --- trainer ------------------------------------------------------------------------------------------
+    samples_dir = output_dir / "samples"
+
+    def evaluate(step: int, modules: dict) -> dict:
+        images = components.sample(modules, plan.prompts, seed=args.seed)
+        dm.save_image_grid(images, samples_dir / f"step-{step:06d}.png", row_labels=plan.row_labels or None,
+                           rows=len(plan.row_labels) or model_args.num_eval_prompts)  # fmt: skip
+        metrics = components.validation_losses(modules, validation_set, seed=args.seed)
+        if evaluator is not None:
+            metrics.update(evaluator(images, plan.targets))
+        return metrics
+
+    loop = dm.DiffusionLoop(
+        args, modules=components.trainable(), loss_fn=partial(components.loss, dropout=model_args.condition_dropout),
+        dataset=train_set, num_rows=len(train_set), evaluate=evaluate, fingerprint=components.fingerprint(),
+        ema_modules=[] if model_args.lora_rank else list(components.trainable()),
+    )  # fmt: skip
+
+    # --- train ----------------------------------------------------------------------------------------------
+    result = loop.train()
+    loop.copy_ema_to_modules()
+
+    # --- evaluate -------------------------------------------------------------------------------------------
+    untrained = result.evaluations[0] if result.evaluations and result.evaluations[0]["step"] == 0 else {}
+    final = result.evaluations[-1] if result.evaluations else {}
+    losses = [e["loss"] for e in result.log_history]
+    metrics = {
+        "global_step": result.global_step,
+        "images_seen": result.samples_seen,
+        "train_seconds": result.train_seconds,
+        "images_per_second": result.samples_seen / result.train_seconds if result.train_seconds else None,
+        "unet_parameters": components.unet_parameters,
+        "trainable_parameters": sum(p.numel() for m in components.trainable().values() for p in m.parameters() if p.requires_grad),
+        "train_loss_first": losses[0] if losses else None,
+        "train_loss_last": losses[-1] if losses else None,
+        **{k: v for k, v in final.items() if k != "step"},
+        **{f"untrained_{k}": v for k, v in untrained.items() if k != "step"},
+        **(evaluator.reference_metrics if evaluator else {}),
+    }  # fmt: skip
+
+    # --- save, model card, push -------------------------------------------------------------------------
+    if not loop.is_main_process:
+        return
+    with staged_output(output_dir) as staging:
+        components.save(staging)
+        if samples_dir.is_dir():
+            shutil.copytree(samples_dir, staging / "samples")
+            grids = sorted((staging / "samples").glob("step-*.png"))
+            shutil.copy(grids[-1], staging / "samples.png")
+            if untrained:
+                shutil.copy(grids[0], staging / "samples_untrained.png")
+        plot_loss_curves(result.log_history, staging / "loss_curve.png", title="denoising loss (MSE)")
+        atomic_write_json(
+            staging / "log_history.json", {"train": result.log_history, "eval": result.evaluations}
+        )
+        report.save(staging / "data_report.json")
+        lineage = build_lineage(
+            recipe="image/train_diffusion",
+            config={"data": data_args, "model": model_args, "training": args},
+            inputs=[describe_input("data", data_args.dataset_name),
+                    describe_input("pipeline", model_args.pretrained_pipeline),
+                    describe_input("text_encoder", model_args.text_encoder_name_or_path),
+                    describe_input("vae", model_args.vae_name_or_path)],
+            data_report=report.to_dict(), metrics=metrics,
+            extra={"resumed_from": result.resumed_from, "pipeline_class": components.pipeline_class_name,
+                   "distributed": result.distributed},
+        )  # fmt: skip
+        card = render_model_card(
+            lineage, title=f"{output_dir.name}: {components.describe()}",
+            description=components.card_description(metrics, data_args.dataset_name, result.global_step),
+            usage=components.usage(str(output_dir), plan.row_labels),
+            tags=["diffusers", "diffusion", components.pipeline_class_name], base_model=model_args.pretrained_pipeline,
+            datasets=[data_args.dataset_name],
+            pipeline_tag="text-to-image" if components.conditional else "unconditional-image-generation",
+        )  # fmt: skip
+        write_stage_files(staging, lineage, card)
+    if args.push_to_hub:
+        push_output_dir(output_dir, args.hub_model_id)
+    adherence = {k: round(v, 3) for k, v in metrics.items() if "adherence" in k and "chance" not in k}
+    print(f"Trained {result.global_step} steps in {result.train_seconds:.0f} s; validation loss "
+          f"{untrained.get('validation_loss', float('nan')):.4f} -> {final.get('validation_loss', float('nan')):.4f}; "
+          f"{adherence}; outputs in {output_dir}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,221 @@
+"""CLIP-style contrastive training of an image tower and a text tower on image–caption pairs, with the HF Trainer.
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/multimodal/train_clip.py \
+        --config recipes/multimodal/configs/clip_shapes_tiny.yaml [--output_dir runs/clip] [--key value ...]
+
+`CLIPModel` is built from a preset (with a word-level caption tokenizer trained on the captions) or loaded from
+`model_name_or_path` (a Hub CLIP or a previous run). Image→text and text→image recall@k on held-out pairs are
+measured before and after training. The output loads with `CLIPModel` / `CLIPProcessor.from_pretrained`, and
+its text tower and tokenizer plug into the diffusion recipe (`text_encoder_name_or_path: <this output>`).
+Re-running resumes from the last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor, Trainer, TrainingArguments, set_seed
+from trl import TrlParser
+
+from hfrecipes.errors import RecipeInputError, run_main
+from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
+from hfrecipes.image_eval import clip_retrieval
+from hfrecipes.io import atomic_write_json, publish_staged
+from hfrecipes.reports import plot_loss_curves
+from hfrecipes.tokenization import load_tokenizer
+from hfrecipes.training import (
+    check_distributed_state,
+    cpu_only_defaults,
+    resume_checkpoint,
+    take_push_request,
+    trainer_staging_dir,
+)
+from hfrecipes.vision_text import (
+    CLIP_MEAN,
+    CLIP_STD,
+    CaptionCollator,
+    PixelCaptionDataset,
+    caption_tokenizer,
+    clip_config,
+    prepare_image_splits,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CLIPScriptArguments:
+    dataset_name: str = field(
+        default="builtin:shapes", metadata={"help": "builtin:shapes, image folder, Hub id."}
+    )
+    dataset_config: str | None = None
+    dataset_split: str = "train"
+    image_column: str = "image"
+    caption_column: str = "text"
+    pipeline: list[str] | None = field(
+        default=None, metadata={"help": "Cleaning steps; default image_filter >= 8 px."}
+    )
+    validation_fraction: float = field(
+        default=0.1, metadata={"help": "Held-out pairs for eval loss and recall@k."}
+    )
+    max_samples: int | None = None
+    image_size: int | None = field(
+        default=32, metadata={"help": "Image tower input size (a loaded model's own if null)."}
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Hub CLIP or previous output; else a preset."}
+    )
+    model_preset: str = field(
+        default="tiny", metadata={"help": "hfrecipes.vision_text presets: tiny, small, clip-base."}
+    )
+    model_overrides: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "text_config / vision_config / projection_dim."}
+    )
+    retrieval_ks: list[int] = field(default_factory=lambda: [1, 5])
+    retrieval_max_pairs: int = field(default=1000, metadata={"help": "Held-out pairs ranked for recall@k."})
+
+
+def main() -> None:
+    # --- args -------------------------------------------------------------------------------------------
+    parser = TrlParser((CLIPScriptArguments, TrainingArguments))
+    parser.set_defaults(
+        **cpu_only_defaults(), output_dir="runs/clip", eval_strategy="steps", remove_unused_columns=False
+    )
+    script_args, training_args = parser.parse_args_and_config()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    set_seed(training_args.seed)
+    push_repo = take_push_request(training_args)
+    check_distributed_state(training_args)
+    training_args.remove_unused_columns = False  # the collator needs the raw rows
+    output_dir = Path(training_args.output_dir)
+    source = script_args.model_name_or_path
+    processor = CLIPImageProcessor.from_pretrained(source) if source else None
+    image_size = script_args.image_size or (processor.crop_size["height"] if processor else None)
+    if not image_size:
+        raise RecipeInputError("Set image_size (the image tower's input size in pixels).")
+
+    # --- data -------------------------------------------------------------------------------------------
+    train, validation, report = prepare_image_splits(
+        dataset_name=script_args.dataset_name, dataset_split=script_args.dataset_split,
+        dataset_config=script_args.dataset_config, image_column=script_args.image_column,
+        required_columns=[script_args.caption_column], pipeline=script_args.pipeline,
+        validation_fraction=script_args.validation_fraction, max_samples=script_args.max_samples,
+        seed=training_args.seed,
+    )  # fmt: skip
+    mean, std = (processor.image_mean, processor.image_std) if processor else (CLIP_MEAN, CLIP_STD)
+    sets = {
+        name: PixelCaptionDataset(split, [str(c) for c in split[script_args.caption_column]], image_size, 3,
+                                  mean=mean, std=std, report=report, split=name)
+        for name, split in (("train", train), ("validation", validation))
+    }  # fmt: skip
+    eval_batch = training_args.per_device_eval_batch_size * training_args.world_size
+    if training_args.dataloader_drop_last and len(validation) < eval_batch:
+        raise RecipeInputError(
+            f"Only {len(validation)} validation pairs, fewer than one evaluation batch of {eval_batch} with "
+            "dataloader_drop_last: raise validation_fraction or lower per_device_eval_batch_size."
+        )
+
+    # --- tokenizer and model ----------------------------------------------------------------------------
+    if source:
+        tokenizer = load_tokenizer(source)
+        try:
+            model = CLIPModel.from_pretrained(source, use_safetensors=True)
+        except OSError as err:
+            raise RecipeInputError(f"Could not load a CLIPModel from {source!r}: {err}") from err
+    else:
+        tokenizer = caption_tokenizer(sets["train"].captions)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(training_args.seed)
+            model = CLIPModel(
+                clip_config(script_args.model_preset, tokenizer, image_size, 3, script_args.model_overrides)
+            )
+    if model.config.vision_config.image_size != image_size:
+        raise RecipeInputError(
+            f"The image tower takes {model.config.vision_config.image_size} px images, image_size is {image_size}."
+        )
+    parameters = model.num_parameters()
+    logger.warning("CLIPModel %s: %.2f M parameters; %d training pairs", source or f"preset:{script_args.model_preset}",
+                   parameters / 1e6, len(train))  # fmt: skip
+    before = clip_retrieval(
+        model, sets["validation"], tokenizer, script_args.retrieval_ks, script_args.retrieval_max_pairs
+    )
+
+    # --- trainer and training -----------------------------------------------------------------------------
+    trainer = Trainer(model=model, args=training_args, train_dataset=sets["train"], eval_dataset=sets["validation"],
+                      data_collator=CaptionCollator(tokenizer))  # fmt: skip
+    resumed_from = resume_checkpoint(training_args)
+    train_result = trainer.train(resume_from_checkpoint=resumed_from)
+
+    # --- evaluate -----------------------------------------------------------------------------------------
+    eval_metrics = trainer.evaluate()
+    after = clip_retrieval(
+        trainer.model,
+        sets["validation"],
+        tokenizer,
+        script_args.retrieval_ks,
+        script_args.retrieval_max_pairs,
+    )
+    metrics = {
+        "parameters": parameters,
+        "global_step": trainer.state.global_step,
+        "train_loss": train_result.training_loss,
+        "train_runtime_s": train_result.metrics.get("train_runtime"),
+        "eval_loss": eval_metrics.get("eval_loss"),
+        **{k: v for k, v in after.items()},
+        **{f"untrained_{k}": v for k, v in before.items() if "recall" in k},
+    }
+
+    # --- save (atomically), model card, push --------------------------------------------------------------
+    staging = trainer_staging_dir(trainer, output_dir)
+    trainer.save_model(str(staging))
+    if not trainer.is_world_process_zero():
+        return
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
+        image_mean=list(mean), image_std=list(std), do_convert_rgb=True,
+    )  # fmt: skip
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(staging)
+    plot_loss_curves(trainer.state.log_history, staging / "loss_curve.png", title="contrastive loss")
+    atomic_write_json(staging / "log_history.json", trainer.state.log_history)
+    report.save(staging / "data_report.json")
+    lineage = build_lineage(
+        recipe="multimodal/train_clip", config={"script": script_args, "training": training_args},
+        inputs=[describe_input("data", script_args.dataset_name), describe_input("model", source)],
+        data_report=report.to_dict(), metrics=metrics, extra={"resumed_from": resumed_from},
+    )  # fmt: skip
+    k1 = script_args.retrieval_ks[0]
+    card = render_model_card(
+        lineage,
+        title=f"{output_dir.name}: a CLIP model trained with hfrecipes",
+        description=(
+            f"A {parameters / 1e6:.2f} M-parameter `CLIPModel` trained contrastively for {trainer.state.global_step} steps "
+            f"on `{script_args.dataset_name}` ({len(train)} pairs, {image_size} px). On {after['retrieval_images']} held-out "
+            f"pairs ({after['retrieval_unique_captions']} distinct captions), image→text recall@{k1} went "
+            f"{before[f'image_to_text_recall@{k1}']:.3f} → {after[f'image_to_text_recall@{k1}']:.3f} and text→image "
+            f"{before[f'text_to_image_recall@{k1}']:.3f} → {after[f'text_to_image_recall@{k1}']:.3f} (chance "
+            f"{after[f'image_to_text_chance@{k1}']:.3f} / {after[f'text_to_image_chance@{k1}']:.3f}). Identical captions "
+            "count as one text. Its text tower plugs into `recipes/image/train_diffusion.py` via "
+            f"`text_encoder_name_or_path: {output_dir}`.\n\n![loss](loss_curve.png)"
+        ),
+        usage=(f'from transformers import CLIPModel, CLIPProcessor\n\nmodel = CLIPModel.from_pretrained("{output_dir}")\n'
+               f'processor = CLIPProcessor.from_pretrained("{output_dir}")\n'
+               'inputs = processor(text=["a large red circle in the center"], images=[image], return_tensors="pt", padding=True)\n'
+               "probs = model(**inputs).logits_per_image.softmax(-1)"),  # fmt: skip
+        tags=["clip", "contrastive"], base_model=source, datasets=[script_args.dataset_name],
+        pipeline_tag="zero-shot-image-classification",
+    )  # fmt: skip
+    write_stage_files(staging, lineage, card)
+    publish_staged(staging, output_dir)
+    if push_repo:
+        push_output_dir(output_dir, push_repo)
+    print(f"image→text recall@{k1} {before[f'image_to_text_recall@{k1}']:.3f} -> {after[f'image_to_text_recall@{k1}']:.3f}, "
+          f"text→image {before[f'text_to_image_recall@{k1}']:.3f} -> {after[f'text_to_image_recall@{k1}']:.3f} "
+          f"(chance {after[f'image_to_text_chance@{k1}']:.3f}); outputs in {output_dir}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    run_main(main)
