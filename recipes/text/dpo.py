@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer, ModelConfig, TrlParser, get_peft_config
 
 from hfrecipes.alignment import (
@@ -37,10 +37,9 @@ from hfrecipes.posttraining import check_lora_targets
 from hfrecipes.rewards import check_weights, combined_scorer, resolve_reward_functions
 from hfrecipes.stages import save_trainer_stage
 from hfrecipes.training import (
-    check_distributed_state,
+    begin_stage,
     cpu_only_defaults,
     resume_checkpoint,
-    take_push_request,
 )
 
 logger = logging.getLogger(__name__)
@@ -76,10 +75,7 @@ def main() -> None:
     parser = TrlParser((DPOScriptArguments, DPOConfig, ModelConfig))
     parser.set_defaults(**cpu_only_defaults(), output_dir="runs/dpo", eval_strategy="steps")
     script_args, training_args, model_args = parser.parse_args_and_config()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    set_seed(training_args.seed)
-    push_repo = take_push_request(training_args)
-    check_distributed_state(training_args)
+    push_repo = begin_stage(training_args)
     output_dir = Path(training_args.output_dir)
     start_path = model_args.model_name_or_path
     if not start_path:

@@ -15,7 +15,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import set_seed
 from trl import ModelConfig, RewardConfig, RewardTrainer, TrlParser, get_peft_config
 
 from hfrecipes.alignment import AlignmentDataArguments
@@ -30,10 +29,9 @@ from hfrecipes.rewards import RewardModelScorer
 from hfrecipes.stages import save_trainer_stage
 from hfrecipes.tokenization import load_or_train_tokenizer
 from hfrecipes.training import (
-    check_distributed_state,
+    begin_stage,
     cpu_only_defaults,
     resume_checkpoint,
-    take_push_request,
 )
 
 logger = logging.getLogger(__name__)
@@ -68,10 +66,7 @@ def main() -> None:
     parser = TrlParser((RewardScriptArguments, RewardConfig, ModelConfig))
     parser.set_defaults(**cpu_only_defaults(), output_dir="runs/reward", eval_strategy="steps")
     script_args, training_args, model_args = parser.parse_args_and_config()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    set_seed(training_args.seed)
-    push_repo = take_push_request(training_args)
-    check_distributed_state(training_args)
+    push_repo = begin_stage(training_args)
     output_dir = Path(training_args.output_dir)
 
     # --- data ---------------------------------------------------------------------------------------------

@@ -197,6 +197,20 @@ def take_push_request(args: TrainingArguments) -> str | None:
     return args.hub_model_id
 
 
+def begin_stage(args: TrainingArguments) -> str | None:
+    """The start every Trainer-based recipe shares: log format, seed, the deferred push request (returned) and
+    the distributed-state check, before any data is read."""
+    import logging
+
+    from transformers import set_seed
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    set_seed(args.seed)
+    push_repo = take_push_request(args)
+    check_distributed_state(args)
+    return push_repo
+
+
 def tokens_seen(args: TrainingArguments, global_step: int, block_size: int) -> int:
     return (
         global_step
