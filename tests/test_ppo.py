@@ -216,7 +216,8 @@ def test_tiny_ppo_run_raises_reward_keeps_kl_bounded_saves_and_resumes(tmp_path)
     )
     assert [h["update"] for h in history] == list(range(1, 31))
     assert last > first + 0.15, (first, last)
-    assert history[0]["kl"] == 0 and history[0]["approx_kl"] < 0.1
+    # Policy == reference at the first update: KL is 0 up to float rounding (batch shapes differ between passes).
+    assert abs(history[0]["kl"]) < 1e-3 and history[0]["approx_kl"] < 0.1
     assert max(h["kl"] for h in history) < 25  # nats per 8-token response
     assert history[-1]["kl_coef"] > 0.05  # KL above target pushed the coefficient up
     assert all(math.isfinite(h[k]) for h in history for k in ("policy_loss", "value_loss", "entropy"))

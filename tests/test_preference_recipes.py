@@ -22,7 +22,8 @@ def chat_sft(tmp_path_factory):
     out = tmp_path_factory.mktemp("chain") / "sft"
     run_recipe("text/sft.py", "--config", CONFIGS / "sft_chat_tiny.yaml",
                "--dataset_name", "builtin:chat-mix?arithmetic_rows=1500&safety_rows=300&digits=1&seed=0&unhelpful_fraction=0.15&ops=add,sub",
-               "--max_steps", "200", "--eval_steps", "200", "--save_steps", "200", "--max_length", "128",
+               "--max_steps", "150", "--eval_steps", "150", "--save_steps", "150", "--max_length", "96",
+               "--per_device_train_batch_size", "16",
                "--forgetting_text", "", *GENERATION, "--output_dir", out)  # fmt: skip
     return out
 
@@ -63,7 +64,10 @@ def test_dpo_raises_the_preference_margin_and_wins_against_the_start(chat_sft, r
     metrics = read_json(out / "metrics.json")
     assert metrics["logprob_margin"] > metrics["logprob_margin_before"] + 1.0
     assert metrics["eval_rewards_margins"] > 0 and metrics["eval_rewards_accuracies"] > 0.6
-    assert 0.0 <= metrics["win_rate_vs_start"] <= 1.0  # measured and reported; not yet reliably above 0.5
+    # The reward model prefers what DPO's policy samples over what the SFT start samples, on held-out prompts.
+    assert metrics["sampled_rm_reward"] > metrics["sampled_rm_reward_before"] + 0.1
+    # Win rates (greedy and sampled) are reported; on ~60 prompts they sit near 0.5 ± 0.06, too noisy to assert.
+    assert 0.0 <= metrics["win_rate_vs_start"] <= 1.0 and 0.0 <= metrics["sampled_win_rate_vs_start"] <= 1.0
     assert metrics["kl_to_reference"] > 0
     assert AutoModelForCausalLM.from_pretrained(out).generation_config.eos_token_id
     assert "| rm_reward |" in (out / "README.md").read_text()

@@ -93,6 +93,9 @@ def main() -> None:
         metrics = dict(result.metrics)
         if previous is not None and result.rm_scores is not None:
             metrics["win_rate_vs_previous"] = win_rate(result.rm_scores, previous.rm_scores)
+            metrics["sampled_win_rate_vs_previous"] = win_rate(
+                result.sampled_rm_scores, previous.sampled_rm_scores
+            )
         if texts:
             metrics["heldout_nats_per_char"] = language_model_loss(model, tokenizer, texts, block_size=128)[
                 "nats_per_char"

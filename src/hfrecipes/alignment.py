@@ -100,6 +100,7 @@ class PolicyEvaluation:
     metrics: dict[str, float]
     replies: list[str]
     rm_scores: list[float] | None = None
+    sampled_rm_scores: list[float] | None = None
     samples: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -121,7 +122,9 @@ def evaluate_policy(
     - `refusal_rate` / `over_refusal_rate` on rows labelled harmful / benign;
     - `kl_to_reference`: Monte-Carlo KL(policy || reference) in nats per reply, from one sampled reply per prompt
       (log-ratio summed over the reply's tokens, averaged over prompts);
-    - `sampled_task_accuracy`: task accuracy of one sampled reply per prompt (temperature 1);
+    - `sampled_task_accuracy` / `sampled_rm_reward`: task accuracy / reward-model score of one sampled reply per
+      prompt (temperature 1): what preference tuning and RL change is the sampling distribution, which greedy
+      replies show only where its mode flips;
     - `reply_chars`: mean reply length.
     """
     rows = heldout.select(range(min(max_samples, len(heldout))))
@@ -153,6 +156,10 @@ def evaluate_policy(
         metrics["sampled_task_accuracy"] = exact_match_accuracy(
             [sampled[i] for i in task], [str(answers[i]) for i in task], extract_number
         )
+    sampled_rm_scores = None
+    if reward_model is not None:
+        sampled_rm_scores = reward_model.score(prompts, sampled)
+        metrics["sampled_rm_reward"] = statistics.fmean(sampled_rm_scores)
     if reference is not None:
         policy = reply_logprobs(model, tokenizer, prompts, sampled)
         ref = reply_logprobs(reference, tokenizer, prompts, sampled)
@@ -165,15 +172,24 @@ def evaluate_policy(
         }
         for i, (p, r) in enumerate(zip(prompts[:num_samples], replies, strict=False))
     ]
-    return PolicyEvaluation(metrics=metrics, replies=replies, rm_scores=rm_scores, samples=samples)
+    return PolicyEvaluation(
+        metrics=metrics,
+        replies=replies,
+        rm_scores=rm_scores,
+        sampled_rm_scores=sampled_rm_scores,
+        samples=samples,
+    )
 
 
 def compare(before: PolicyEvaluation, after: PolicyEvaluation) -> dict[str, float]:
     """Flat metrics for metrics.json: the trained policy's, the start's with `_before`, and the RM-judged win rate
-    of the trained policy's replies against the starting policy's on the same prompts."""
+    of the trained policy's replies against the starting policy's on the same prompts: greedy
+    (`win_rate_vs_start`) and one sampled reply each (`sampled_win_rate_vs_start`)."""
     metrics = {**{f"{k}_before": v for k, v in before.metrics.items()}, **after.metrics}
     if before.rm_scores is not None and after.rm_scores is not None:
         metrics["win_rate_vs_start"] = win_rate(after.rm_scores, before.rm_scores)
+    if before.sampled_rm_scores is not None and after.sampled_rm_scores is not None:
+        metrics["sampled_win_rate_vs_start"] = win_rate(after.sampled_rm_scores, before.sampled_rm_scores)
     return metrics
 
 

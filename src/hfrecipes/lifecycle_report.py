@@ -19,6 +19,7 @@ COLUMNS: list[tuple[str, tuple[str, ...]]] = [
     ("RM acc", ("accuracy",)),
     ("RM reward", ("rm_reward",)),
     ("win vs prev", ("win_rate_vs_start", "win_rate_vs_previous")),
+    ("sampled win vs prev", ("sampled_win_rate_vs_start", "sampled_win_rate_vs_previous")),
     ("KL to ref", ("kl_to_reference",)),
     ("forgetting", ("forgetting_nats_per_char",)),
 ]
