@@ -13,26 +13,23 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import TrainingArguments, default_data_collator, set_seed
+from transformers import TrainingArguments, default_data_collator
 from trl import TrlParser
 
 from hfrecipes.args import DataArguments, ModelArguments, TokenizerArguments
 from hfrecipes.data import prepare_text_splits, tokenize_and_pack
 from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
-from hfrecipes.io import atomic_write_json, publish_staged
+from hfrecipes.hub import describe_input
 from hfrecipes.models import context_length, get_causal_lm, special_token_ids
-from hfrecipes.reports import plot_loss_curves
+from hfrecipes.stages import save_trainer_stage
 from hfrecipes.tokenization import fertility, load_or_train_tokenizer
 from hfrecipes.training import (
     CausalLMTrainer,
-    check_distributed_state,
+    begin_stage,
     cpu_only_defaults,
     ranks_in_sync,
     resume_checkpoint,
-    take_push_request,
     tokens_seen,
-    trainer_staging_dir,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,10 +51,7 @@ def main() -> None:
     )
     parser.set_defaults(**cpu_only_defaults(), output_dir="runs/pretrain", eval_strategy="steps")
     data_args, model_args, tok_args, script_args, training_args = parser.parse_args_and_config()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    set_seed(training_args.seed)
-    push_repo = take_push_request(training_args)
-    check_distributed_state(training_args)
+    push_repo = begin_stage(training_args)
     max_context = context_length(
         model_args.model_name_or_path, model_args.model_preset, model_args.model_overrides
     )
@@ -154,46 +148,40 @@ def main() -> None:
         )
 
     # --- save (atomically), model card, push --------------------------------------------------------------
-    staging = trainer_staging_dir(trainer, output_dir)
-    trainer.save_model(str(staging))  # every rank: FSDP / ZeRO-3 gather their shards here
-    if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(staging)
-        plot_loss_curves(trainer.state.log_history, staging / "loss_curve.png", title="pretraining loss")
-        atomic_write_json(staging / "samples.json", trainer.samples)
-        atomic_write_json(staging / "log_history.json", trainer.state.log_history)
-        report.save(staging / "data_report.json")
-        lineage = build_lineage(
-            recipe="text/pretrain",
-            config={
-                "data": data_args,
-                "model": model_args,
-                "tokenizer": tok_args,
-                "script": script_args,
-                "training": training_args,
-            },
-            inputs=[
-                describe_input("data", data_args.dataset_name),
-                describe_input("model", model_args.model_name_or_path),
-                describe_input("tokenizer", tokenizer_source),
-            ],
-            data_report=report.to_dict(),
-            metrics=metrics,
-            extra={"distributed": sync, "resumed_from": resumed_from},
-        )
-        card = render_model_card(
-            lineage,
-            title=f"{output_dir.name}: a causal LM pretrained with hfrecipes",
-            description=f"A {built.num_parameters / 1e6:.2f} M-parameter decoder-only LM ({built.source}) trained on "
-            f"`{data_args.dataset_name}` for {trainer.state.global_step} steps ({seen:,} tokens).",
-            usage=f'from transformers import pipeline\n\ngenerator = pipeline("text-generation", model="{output_dir}")\n'
+    save_trainer_stage(  # every rank saves: FSDP / ZeRO-3 gather their shards there
+        trainer,
+        output_dir,
+        tokenizer=tokenizer,
+        recipe="text/pretrain",
+        config={
+            "data": data_args,
+            "model": model_args,
+            "tokenizer": tok_args,
+            "script": script_args,
+            "training": training_args,
+        },
+        inputs=[
+            describe_input("data", data_args.dataset_name),
+            describe_input("model", model_args.model_name_or_path),
+            describe_input("tokenizer", tokenizer_source),
+        ],
+        report=report,
+        metrics=metrics,
+        card={
+            "title": f"{output_dir.name}: a causal LM pretrained with hfrecipes",
+            "description": f"A {built.num_parameters / 1e6:.2f} M-parameter decoder-only LM ({built.source}) "
+            f"trained on `{data_args.dataset_name}` for {trainer.state.global_step} steps ({seen:,} tokens).",
+            "usage": f'from transformers import pipeline\n\ngenerator = pipeline("text-generation", model="{output_dir}")\n'
             f'print(generator("{script_args.sample_prompts[0] if script_args.sample_prompts else "The "}", max_new_tokens=40)[0]["generated_text"])',
-            base_model=model_args.model_name_or_path,
-            datasets=[data_args.dataset_name],
-        )
-        write_stage_files(staging, lineage, card)
-        publish_staged(staging, output_dir)
-        if push_repo:
-            push_output_dir(output_dir, push_repo)
+            "base_model": model_args.model_name_or_path,
+            "datasets": [data_args.dataset_name],
+        },
+        push_repo=push_repo,
+        samples=trainer.samples,
+        loss_title="pretraining loss",
+        extra={"distributed": sync, "resumed_from": resumed_from},
+    )
+    if trainer.is_world_process_zero():
         if trainer.samples:
             sample = trainer.samples[-len(script_args.sample_prompts)]
             print(f"\nSample at step {sample['step']}: {sample['prompt']}{sample['completion']}")

@@ -15,13 +15,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from transformers import set_seed
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config
 
 from hfrecipes.data import DataReport, load_source, parse_pipeline, row_text, run_pipeline, validate_format
 from hfrecipes.errors import run_main
-from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
-from hfrecipes.io import atomic_write_json, publish_staged
+from hfrecipes.hub import describe_input
 from hfrecipes.models import get_causal_lm, special_token_ids
 from hfrecipes.posttraining import (
     as_prompt_completion,
@@ -33,15 +31,9 @@ from hfrecipes.posttraining import (
     stop_token_ids,
     with_replay,
 )
-from hfrecipes.reports import plot_loss_curves
+from hfrecipes.stages import save_trainer_stage
 from hfrecipes.tokenization import load_or_train_tokenizer
-from hfrecipes.training import (
-    check_distributed_state,
-    cpu_only_defaults,
-    resume_checkpoint,
-    take_push_request,
-    trainer_staging_dir,
-)
+from hfrecipes.training import begin_stage, cpu_only_defaults, resume_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +79,7 @@ def main() -> None:
     parser = TrlParser((SFTScriptArguments, SFTConfig, ModelConfig))
     parser.set_defaults(**cpu_only_defaults(), output_dir="runs/sft", eval_strategy="steps")
     script_args, training_args, model_args = parser.parse_args_and_config()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    set_seed(training_args.seed)
-    push_repo = take_push_request(training_args)
-    check_distributed_state(training_args)
+    push_repo = begin_stage(training_args)
     steps = parse_pipeline(script_args.pipeline)
     output_dir = Path(training_args.output_dir)
 
@@ -194,44 +183,41 @@ def main() -> None:
         )
 
     # --- save (atomically), model card, push --------------------------------------------------------------
-    staging = trainer_staging_dir(trainer, output_dir)
-    trainer.save_model(str(staging))
-    if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(staging)
+    def save_merged(staging: Path) -> None:
         if peft_config is not None and script_args.merge_adapter:
-            merged = trainer.model.merge_and_unload()
-            merged.save_pretrained(staging / "merged")
+            trainer.model.merge_and_unload().save_pretrained(staging / "merged")
             tokenizer.save_pretrained(staging / "merged")
-        plot_loss_curves(trainer.state.log_history, staging / "loss_curve.png", title="SFT loss")
-        atomic_write_json(staging / "samples.json", {"before": before.samples, "after": after.samples})
-        atomic_write_json(staging / "log_history.json", trainer.state.log_history)
-        report.save(staging / "data_report.json")
-        lineage = build_lineage(
-            recipe="text/sft",
-            config={"script": script_args, "training": training_args, "model": model_args},
-            inputs=[
-                describe_input("data", script_args.dataset_name),
-                describe_input("model", model_args.model_name_or_path),
-            ],
-            data_report=report.to_dict(),
-            metrics=metrics,
-            extra={"resumed_from": resumed_from},
-        )
-        kind = f"LoRA adapter (r={model_args.lora_r})" if peft_config else "fully fine-tuned model"
-        card = render_model_card(
-            lineage,
-            title=f"{output_dir.name}: SFT with hfrecipes",
-            description=f"A {kind} trained with TRL's SFTTrainer on `{script_args.dataset_name}` from {built.source}.",
-            usage=f'from transformers import pipeline\n\nchat = pipeline("text-generation", model="{output_dir}")\n'
+
+    kind = f"LoRA adapter (r={model_args.lora_r})" if peft_config else "fully fine-tuned model"
+    save_trainer_stage(
+        trainer,
+        output_dir,
+        tokenizer=tokenizer,
+        recipe="text/sft",
+        config={"script": script_args, "training": training_args, "model": model_args},
+        inputs=[
+            describe_input("data", script_args.dataset_name),
+            describe_input("model", model_args.model_name_or_path),
+        ],
+        report=report,
+        metrics=metrics,
+        card={
+            "title": f"{output_dir.name}: SFT with hfrecipes",
+            "description": f"A {kind} trained with TRL's SFTTrainer on `{script_args.dataset_name}` from "
+            f"{built.source}.",
+            "usage": f'from transformers import pipeline\n\nchat = pipeline("text-generation", model="{output_dir}")\n'
             'print(chat([{"role": "user", "content": "What is 12 + 7?"}], max_new_tokens=24)[0]["generated_text"])',
-            base_model=model_args.model_name_or_path,
-            datasets=[script_args.dataset_name],
-            tags=["sft", "trl"],
-        )
-        write_stage_files(staging, lineage, card)
-        publish_staged(staging, output_dir)
-        if push_repo:
-            push_output_dir(output_dir, push_repo)
+            "base_model": model_args.model_name_or_path,
+            "datasets": [script_args.dataset_name],
+            "tags": ["sft", "trl"],
+        },
+        push_repo=push_repo,
+        samples={"before": before.samples, "after": after.samples},
+        loss_title="SFT loss",
+        extra={"resumed_from": resumed_from},
+        save_more=save_merged,
+    )
+    if trainer.is_world_process_zero():
         summary = ", ".join(
             f"{k} {before.metrics[k]:.3f} -> {after.metrics[k]:.3f}"
             for k in after.metrics
