@@ -160,6 +160,20 @@ def test_classifier_free_guidance_without_dropout_warns(caplog):
         ImageComponents.plan(data, module.DiffusionModelArguments(conditioning="label"))
 
 
+def test_model_card_names_the_library_that_loads_the_output():
+    from hfrecipes.hub import build_lineage, render_model_card
+
+    lineage = build_lineage(
+        recipe="image/train_diffusion", config={}, inputs=[], data_report=None, metrics={}
+    )
+    card = {"title": "t: x", "description": "d", "usage": "u"}
+    assert ModelCard(str(render_model_card(lineage, **card))).data.library_name == "transformers"
+    diffusers_card = render_model_card(
+        lineage, **card, library_name="diffusers", pipeline_tag="text-to-image"
+    )
+    assert ModelCard(str(diffusers_card)).data.library_name == "diffusers"
+
+
 def _recipe_module():
     from .conftest import load_recipe
 
@@ -196,6 +210,7 @@ def test_class_conditional_digits_learn_and_save_a_loadable_pipeline(digits_run)
     card = ModelCard.load(out / "README.md")
     assert (
         card.data.pipeline_tag == "text-to-image"
+        and card.data.library_name == "diffusers"
         and "![sample grid" in card.text
         and "adherence_label" in card.text
     )
@@ -259,7 +274,10 @@ def test_unconditional_bf16_with_gradient_accumulation_saves_a_ddpm_pipeline(tmp
     assert type(pipe).__name__ == "DDPMPipeline" and type(pipe.scheduler).__name__ == "DDIMScheduler"
     images = pipe(batch_size=2, num_inference_steps=3, generator=torch.Generator().manual_seed(0)).images
     assert len(images) == 2 and images[0].size == (16, 16)
-    assert ModelCard.load(out / "README.md").data.pipeline_tag == "unconditional-image-generation"
+    card = ModelCard.load(out / "README.md")
+    assert (
+        card.data.pipeline_tag == "unconditional-image-generation" and card.data.library_name == "diffusers"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -338,6 +356,11 @@ def test_lora_fine_tuning_of_a_stable_diffusion_pipeline_saves_adapters_for_the_
         (["--resolution", "18"], "not divisible by the UNet's down-sampling factor 4"),
         (["--conditioning", "text", "--caption_column", "caption"], "no column.*caption"),
         (["--conditioning", "unconditional", "--vae_name_or_path", "/nonexistent/vae"], "AutoencoderKL"),
+        (["--clip_model_path", "/nonexistent/clip"], "Could not load a CLIPModel.*clip_model_path"),
+        (
+            ["--conditioning", "unconditional", "--clip_model_path", "/nonexistent/clip"],
+            "unconditional model",
+        ),
     ],
 )
 def test_bad_input_stops_with_a_clear_error(tmp_path, args, message):

@@ -7,7 +7,9 @@ pipeline (fully or with LoRA), in pixel space (tiny presets) or latent space (wi
 Output: a pipeline folder for `diffusers.DiffusionPipeline.from_pretrained` (DDPMPipeline unconditional,
 IFPipeline text-conditional in pixel space, StableDiffusionPipeline with a VAE), or LoRA weights for the base
 pipeline (`pipe.load_lora_weights(output_dir)`); sample grids (`samples.png`, `samples/step-*.png`), metrics
-of the untrained and trained model (prompt adherence, Fréchet distance, validation loss), lineage and card.
+of the untrained and trained model (prompt adherence, Fréchet distance, validation loss, and the CLIP score when
+a trained CLIP is at hand: `clip_model_path`, or the text encoder's source when it is the CLIP recipe's output),
+lineage and card.
 Class conditioning is text conditioning on captions made from the labels (`class_caption_template`), so the
 standard text-to-image pipelines load and sample it. Re-running resumes from the last complete checkpoint.
 """
@@ -77,6 +79,9 @@ def main() -> None:
         metrics = components.validation_losses(modules, validation_set, seed=args.seed)
         if evaluator is not None:
             metrics.update(evaluator(images, plan.targets))
+        metrics.update(
+            components.clip_metrics(images, plan.prompts, next(modules["unet"].parameters()).device)
+        )
         return metrics
 
     loop = dm.DiffusionLoop(
@@ -86,6 +91,7 @@ def main() -> None:
     )  # fmt: skip
 
     # --- train ----------------------------------------------------------------------------------------------
+    clip_reference = components.clip_reference(validation_set, device=loop.accelerator.device)
     result = loop.train()
     loop.copy_ema_to_modules()
 
@@ -104,7 +110,7 @@ def main() -> None:
         "train_loss_last": losses[-1] if losses else None,
         **{k: v for k, v in final.items() if k != "step"},
         **{f"untrained_{k}": v for k, v in untrained.items() if k != "step"},
-        **(evaluator.reference_metrics if evaluator else {}),
+        **(evaluator.reference_metrics if evaluator else {}), **clip_reference,
     }  # fmt: skip
 
     # --- save, model card, push -------------------------------------------------------------------------
@@ -129,7 +135,9 @@ def main() -> None:
             inputs=[describe_input("data", data_args.dataset_name),
                     describe_input("pipeline", model_args.pretrained_pipeline),
                     describe_input("text_encoder", model_args.text_encoder_name_or_path),
-                    describe_input("vae", model_args.vae_name_or_path)],
+                    describe_input("vae", model_args.vae_name_or_path),
+                    describe_input("clip_score_model", components.clip_model_path
+                                   if components.clip_model_path != model_args.text_encoder_name_or_path else None)],
             data_report=report.to_dict(), metrics=metrics,
             extra={"resumed_from": result.resumed_from, "pipeline_class": components.pipeline_class_name,
                    "distributed": result.distributed},
@@ -139,7 +147,7 @@ def main() -> None:
             description=components.card_description(metrics, data_args.dataset_name, result.global_step),
             usage=components.usage(str(output_dir), plan.row_labels),
             tags=["diffusers", "diffusion", components.pipeline_class_name], base_model=model_args.pretrained_pipeline,
-            datasets=[data_args.dataset_name],
+            datasets=[data_args.dataset_name], library_name="diffusers",
             pipeline_tag="text-to-image" if components.conditional else "unconditional-image-generation",
         )  # fmt: skip
         write_stage_files(staging, lineage, card)

@@ -151,7 +151,7 @@ def _data_table(data_report: dict | None) -> str:
 
 MODEL_INDEX_METRICS = (
     "eval_nats_per_char", "eval_perplexity", "task_accuracy", "refusal_rate", "over_refusal_rate",
-    "accuracy", "rm_reward", "win_rate_vs_start", "heldout_nats_per_char",
+    "accuracy", "rm_reward", "win_rate_vs_start", "sampled_win_rate_vs_start", "heldout_nats_per_char",
 )  # fmt: skip
 
 
@@ -214,8 +214,11 @@ def render_model_card(
     base_model: str | None = None,
     datasets: list[str] | None = None,
     pipeline_tag: str | None = "text-generation",
+    library_name: str = "transformers",
 ) -> ModelCard:
-    """A Hub model card from the lineage record: metadata header, what was done, metrics, data cleaning."""
+    """A Hub model card from the lineage record: metadata header, what was done, metrics, data cleaning.
+    `library_name` is the library that loads the output (the Hub's code snippet and filters): "transformers",
+    or "diffusers" for pipeline folders and LoRA weights."""
     hub_datasets = [
         d
         for d in (datasets or [])
@@ -223,7 +226,7 @@ def render_model_card(
     ]
     card_data = ModelCardData(
         license="apache-2.0",
-        library_name="transformers",
+        library_name=library_name,
         pipeline_tag=pipeline_tag,
         tags=["hfrecipes", lineage["recipe"].replace("/", "-"), *(tags or [])],
         base_model=base_model if base_model and not Path(base_model).exists() else None,

@@ -122,6 +122,12 @@ class DiffusionModelArguments:
     eval_attributes: list[str] | None = field(
         default=None, metadata={"help": "Columns the evaluator checks."}
     )
+    clip_model_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "CLIPModel for the CLIP score; default: text_encoder_name_or_path if it is a local one."
+        },
+    )
 
 
 CONDITIONINGS = ("unconditional", "class", "text")
@@ -159,6 +165,8 @@ class ImageComponents:
         self.train_text_encoder = False
         self.unet_parameters = 0
         self._device_ready: Any = None
+        self.clip_scorer: Any = None  # hfrecipes.image_eval.ClipScorer when a trained CLIP is available
+        self.clip_model_path: str | None = None
 
     # -- input checks ------------------------------------------------------------------------------
     @classmethod
@@ -200,7 +208,25 @@ class ImageComponents:
             self._plan_pretrained()
         else:
             self._plan_scratch()
+        self._plan_clip_score()
         return self
+
+    def _plan_clip_score(self) -> None:
+        """Load the CLIPModel that scores samples against their prompts: `clip_model_path`, or else the text
+        encoder's source when it is a local CLIPModel directory (the CLIP recipe's output)."""
+        from hfrecipes.image_eval import ClipScorer, is_clip_model_dir
+
+        a = self.args
+        path = a.clip_model_path
+        if path is None and self.conditional and is_clip_model_dir(a.text_encoder_name_or_path):
+            path = a.text_encoder_name_or_path
+        if path is None:
+            return
+        if not self.conditional:
+            raise RecipeInputError("clip_model_path scores samples against their prompts; an unconditional model "
+                                   "has none: unset clip_model_path or set conditioning: class/text.")  # fmt: skip
+        self.clip_scorer = ClipScorer.load(path)
+        self.clip_model_path = path
 
     def _plan_pretrained(self) -> None:
         a = self.args
@@ -394,6 +420,20 @@ class ImageComponents:
         return ImageEvaluator(pixels(train, train_set), labels["train"], pixels(validation, validation_set),
                               labels["validation"], {c: len(n) for c, n in names.items()}, seed=seed)  # fmt: skip
 
+    def clip_reference(self, validation_set: Any, device: Any = None) -> dict[str, float]:
+        """The CLIP score of real held-out images with their captions (and shuffled captions); {} without CLIP."""
+        return (
+            self.clip_scorer.reference(validation_set, device=device) if self.clip_scorer is not None else {}
+        )
+
+    def clip_metrics(
+        self, images: torch.Tensor, prompts: Sequence[str], device: Any = None
+    ) -> dict[str, float]:
+        """`clip_score` of the samples against their prompts; {} without a CLIP model."""
+        if self.clip_scorer is None:
+            return {}
+        return {"clip_score": self.clip_scorer(images, prompts, device=device)}
+
     def _frozen_to(self, device: Any) -> None:
         if self._device_ready != device:
             for module in (self.vae, self.text_encoder):
@@ -538,7 +578,20 @@ class ImageComponents:
             "Prompt adherence is the accuracy, on generated samples, of a small classifier trained on the real "
             "training images (its accuracy on real held-out images is `classifier_accuracy_*`; chance is "
             "`chance_adherence_*`). `frechet_distance` is an offline stand-in for FID, computed in that classifier's "
-            "feature space (comparable only between runs scored by the same classifier).\n\n" + table
+            "feature space (comparable only between runs scored by the same classifier)."
+            + self._clip_note(metrics)
+            + "\n\n"
+            + table
+        )
+
+    def _clip_note(self, metrics: dict[str, Any]) -> str:
+        if "clip_score_real" not in metrics:
+            return ""
+        return (
+            f" `clip_score` is 100 x the cosine of the image and prompt embeddings of the CLIP model "
+            f"`{self.clip_model_path}` (clipped at 0, averaged over the samples); on real held-out images with their "
+            f"own captions it is {metrics['clip_score_real']:.4g} (`clip_score_real`), with mismatched captions "
+            f"{metrics['clip_score_real_shuffled']:.4g}."
         )
 
     def usage(self, output_dir: str, prompts: Sequence[str]) -> str:

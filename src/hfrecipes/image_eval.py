@@ -11,14 +11,18 @@
   and biased upward for small sample counts like FID.
 - *Retrieval recall@k* for image–text embeddings (CLIP): image→text and text→image, counting identical
   captions as one (any image with the query's caption is a hit).
-- *CLIP score*: 100 x cosine similarity of a CLIP model's image and text embeddings (clipped at 0), averaged.
+- *CLIP score*: 100 x cosine similarity of a CLIP model's image and text embeddings (clipped at 0), averaged;
+  `ClipScorer` scores generated images against their prompts with a trained CLIPModel (the CLIP recipe's output),
+  with the same score of real images as the reference.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -217,6 +221,90 @@ def clip_score(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> float:
     return float((100 * cosine.clamp(min=0)).mean())
 
 
+def is_clip_model_dir(path: str | None) -> bool:
+    """A local directory holding a full `CLIPModel` (image and text towers), e.g. the CLIP recipe's output."""
+    config = Path(path) / "config.json" if path else None
+    if config is None or not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("model_type") == "clip"
+    except (OSError, ValueError):
+        return False
+
+
+class ClipScorer:
+    """CLIP score (`clip_score`: 100 x cosine of image and prompt embeddings, clipped at 0, averaged) of images
+    against their prompts, with a trained `CLIPModel` and its tokenizer and image normalisation.
+
+    Images come as the generators give them (N x C x H x W in [-1, 1], 1 or 3 channels) and are brought to the
+    image tower's input (RGB, resized bicubic with antialiasing to its size, normalised with its mean/std), so
+    real images at the generator's resolution (`reference`) go through the same path and give the level a
+    perfect generator would reach. When the generator's text encoder is this CLIP's text tower the score is not
+    independent of the conditioning (it still goes through the separately trained image tower)."""
+
+    def __init__(
+        self, model: Any, tokenizer: Any, image_size: int, mean: Sequence[float], std: Sequence[float]
+    ):
+        self.model, self.tokenizer, self.image_size = model.eval(), tokenizer, image_size
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+
+    @classmethod
+    def load(cls, name_or_path: str) -> ClipScorer:
+        """From a CLIPModel directory (the CLIP recipe's output) or Hub id; RecipeInputError if it is not one."""
+        from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
+
+        from hfrecipes.errors import RecipeInputError
+        from hfrecipes.vision_text import CLIP_MEAN, CLIP_STD
+
+        try:
+            model = CLIPModel.from_pretrained(name_or_path, use_safetensors=True)
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        except (OSError, ValueError) as err:
+            raise RecipeInputError(
+                f"Could not load a CLIPModel and its tokenizer from {name_or_path!r} for the CLIP score: {err}. "
+                "Point clip_model_path at the CLIP recipe's output (recipes/multimodal/train_clip.py) or a Hub CLIP."
+            ) from err
+        size, mean, std = model.config.vision_config.image_size, CLIP_MEAN, CLIP_STD
+        try:
+            processor = CLIPImageProcessor.from_pretrained(name_or_path)
+            mean, std = processor.image_mean, processor.image_std
+        except (OSError, ValueError):
+            pass  # no preprocessor_config.json: CLIP's own normalisation
+        return cls(model, tokenizer, size, mean, std)
+
+    def pixels(self, images: torch.Tensor) -> torch.Tensor:
+        rgb = resize_to((images.float().cpu() + 1) / 2, self.image_size, 3)
+        return (rgb.clamp(0, 1) - self.mean) / self.std
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, prompts: Sequence[str], device: Any = None) -> float:
+        """The CLIP score of image i against prompt i."""
+        from hfrecipes.vision_text import tokenize
+
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images for {len(prompts)} prompts.")
+        if device is not None:
+            self.model.to(device)
+        tokens = tokenize(self.tokenizer, list(prompts))
+        image_embeds, text_embeds = clip_embeddings(
+            self.model, self.pixels(images), tokens["input_ids"], tokens["attention_mask"]
+        )
+        return clip_score(image_embeds, text_embeds)
+
+    def reference(self, pairs: Any, limit: int = 256, device: Any = None) -> dict[str, float]:
+        """`clip_score_real` on real {"pixels" in [-1, 1], "caption"} rows (what the samples are compared with)
+        and `clip_score_real_shuffled` with the captions rotated by half (the level of an image that ignores its
+        prompt)."""
+        count = min(limit, len(pairs))
+        rows = [pairs[i] for i in range(count)]
+        pixels, captions = torch.stack([r["pixels"] for r in rows]), [r["caption"] for r in rows]
+        return {
+            "clip_score_real": self(pixels, captions, device),
+            "clip_score_real_shuffled": self(pixels, captions[count // 2 :] + captions[: count // 2], device),
+        }
+
+
 # ------------------------------------------------------------------------------ generator evaluation
 
 
@@ -292,6 +380,7 @@ def prompt_plan(
 
 __all__ = [
     "AttributeClassifier",
+    "ClipScorer",
     "ImageEvaluator",
     "PromptPlan",
     "prompt_plan",
@@ -302,6 +391,7 @@ __all__ = [
     "clip_retrieval",
     "clip_score",
     "frechet_distance",
+    "is_clip_model_dir",
     "predict",
     "retrieval_recall",
     "train_attribute_classifier",
