@@ -35,7 +35,7 @@ from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.evaluation import generate_replies
 from hfrecipes.posttraining import check_lora_targets
 from hfrecipes.rewards import check_weights, combined_scorer, resolve_reward_functions
-from hfrecipes.stages import save_trainer_stage
+from hfrecipes.stages import merged_adapter_writer, save_trainer_stage
 from hfrecipes.training import (
     begin_stage,
     cpu_only_defaults,
@@ -142,11 +142,6 @@ def main() -> None:
         )
 
     # --- save (atomically), model card, push --------------------------------------------------------------
-    def save_merged(staging: Path) -> None:
-        if peft_config is not None and script_args.merge_adapter:
-            trainer.model.merge_and_unload().save_pretrained(staging / "merged")
-            tokenizer.save_pretrained(staging / "merged")
-
     kind = f"LoRA adapter (r={model_args.lora_r})" if peft_config else "fully fine-tuned model"
     save_trainer_stage(
         trainer,
@@ -171,7 +166,9 @@ def main() -> None:
         samples={"before": before.samples, "after": after.samples},
         loss_title="DPO loss",
         extra={"resumed_from": resumed_from},
-        save_more=save_merged,
+        save_more=merged_adapter_writer(
+            trainer, tokenizer, peft_config is not None and script_args.merge_adapter
+        ),
     )
     if trainer.is_world_process_zero():
         summary = ", ".join(f"{k} {before.metrics[k]:.3f} -> {after.metrics[k]:.3f}" for k in before.metrics)

@@ -31,7 +31,7 @@ from hfrecipes.posttraining import (
     stop_token_ids,
     with_replay,
 )
-from hfrecipes.stages import save_trainer_stage
+from hfrecipes.stages import merged_adapter_writer, save_trainer_stage
 from hfrecipes.tokenization import load_or_train_tokenizer
 from hfrecipes.training import begin_stage, cpu_only_defaults, resume_checkpoint
 
@@ -183,11 +183,6 @@ def main() -> None:
         )
 
     # --- save (atomically), model card, push --------------------------------------------------------------
-    def save_merged(staging: Path) -> None:
-        if peft_config is not None and script_args.merge_adapter:
-            trainer.model.merge_and_unload().save_pretrained(staging / "merged")
-            tokenizer.save_pretrained(staging / "merged")
-
     kind = f"LoRA adapter (r={model_args.lora_r})" if peft_config else "fully fine-tuned model"
     save_trainer_stage(
         trainer,
@@ -215,7 +210,9 @@ def main() -> None:
         samples={"before": before.samples, "after": after.samples},
         loss_title="SFT loss",
         extra={"resumed_from": resumed_from},
-        save_more=save_merged,
+        save_more=merged_adapter_writer(
+            trainer, tokenizer, peft_config is not None and script_args.merge_adapter
+        ),
     )
     if trainer.is_world_process_zero():
         summary = ", ".join(

@@ -70,3 +70,18 @@ def publish_stage(
     if push_repo:
         push_output_dir(output_dir, push_repo)
     return lineage
+
+
+def merged_adapter_writer(
+    trainer: Trainer, tokenizer: PreTrainedTokenizerBase, enabled: bool
+) -> Callable[[Path], None] | None:
+    """`save_more` for LoRA recipes with `merge_adapter`: also write `merged/`, a standalone model. It runs after
+    the adapter itself is saved, because merging folds the adapter into the base weights in place."""
+    if not enabled:
+        return None
+
+    def write(staging: Path) -> None:
+        trainer.model.merge_and_unload().save_pretrained(staging / "merged")
+        tokenizer.save_pretrained(staging / "merged")
+
+    return write
