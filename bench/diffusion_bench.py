@@ -148,7 +148,7 @@ def markdown(results: list[dict], quick: bool, threads: str) -> str:
         m, key = r["metrics"], headline(r["metrics"])
         batch = m["images_seen"] // max(m["global_step"], 1)
         lines.append(
-            f"| {r['name']} | {m['unet_parameters'] / 1e6:.2f} M | {batch} | {m['global_step']} | "
+            f"| {r['name']} | {m.get('denoiser_parameters', m.get('unet_parameters')) / 1e6:.2f} M | {batch} | {m['global_step']} | "
             f"{m['train_seconds']:.0f} | {m['images_per_second']:.1f} | {r['end_to_end_s']:.0f} | "
             f"{key.removeprefix('adherence_')} {fmt(m.get(key))} | {fmt(chance(m, key), 4)} | "
             f"{fmt(m.get('frechet_distance'), 1)} | {fmt(m.get('clip_score'), 1)} |"

@@ -45,6 +45,9 @@ def test_tiny_pretraining_learns_and_saves_the_output_contract(tiny_pretrain_run
     )
     assert (out / "loss_curve.png").stat().st_size > 1000 and (out / "data_report.json").exists()
     assert read_json(out / "samples.json")[0]["prompt"] == "def "
+    efficiency = lineage["efficiency"]  # throughput, 6·N·D FLOPs, MFU vs the matmul peak, energy
+    assert efficiency["tokens"] == 60 * 16 * 64 and efficiency["steps"] == 60 and 0 < efficiency["mfu"] < 1
+    assert efficiency["energy_kwh"] > 0 and efficiency["co2e_kg"] > 0 and "## Efficiency" in card.text
 
 
 def test_resume_continues_from_the_last_complete_checkpoint(tiny_pretrain_run, tmp_path):

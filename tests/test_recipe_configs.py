@@ -48,6 +48,11 @@ def parser_types(config_name: str) -> tuple:
 
         recipe = load_recipe("image/train_diffusion.py")
         return (recipe.ImageDataArguments, recipe.DiffusionModelArguments, DiffusionTrainingArguments)
+    if config_name.startswith("video_"):
+        from hfrecipes.diffusion import DiffusionTrainingArguments
+        from hfrecipes.video_diffusion import VideoDataArguments, VideoModelArguments
+
+        return (VideoDataArguments, VideoModelArguments, DiffusionTrainingArguments)
     if config_name.startswith("clip_"):
         return (load_recipe("multimodal/train_clip.py").CLIPScriptArguments, TrainingArguments)
     raise AssertionError(f"no recipe known for {config_name}")

@@ -22,6 +22,7 @@ from trl import TrlParser
 from hfrecipes import speech
 from hfrecipes.data import DataReport, parse_pipeline, run_pipeline
 from hfrecipes.data.speech import check_speech_columns, load_speech_source
+from hfrecipes.efficiency import track_efficiency, trainer_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
 from hfrecipes.io import atomic_write_json, publish_staged
@@ -162,6 +163,7 @@ def main() -> None:
             speech.TTSEvalCallback(heldout[: args.num_eval_samples], collator, vocoder, output_dir, **gen)
         ],
     )
+    track_efficiency(trainer, flops="measured", unit="utterances")  # throughput, MFU, energy -> lineage
     resumed_from = resume_checkpoint(training_args)
     train_result = trainer.train(resume_from_checkpoint=resumed_from)
 
@@ -210,6 +212,7 @@ def main() -> None:
             data_report=report.to_dict(),
             metrics=metrics,
             extra={"resumed_from": resumed_from, "vocoder": vocoder.name},
+            efficiency=trainer_efficiency(trainer),
         )
         card = render_model_card(
             lineage,

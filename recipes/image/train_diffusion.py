@@ -17,7 +17,6 @@ standard text-to-image pipelines load and sample it. Re-running resumes from the
 from __future__ import annotations
 
 import logging
-import shutil
 from functools import partial
 from pathlib import Path
 
@@ -29,8 +28,7 @@ from hfrecipes import diffusion as dm
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
 from hfrecipes.image_diffusion import DiffusionModelArguments, ImageComponents, ImageDataArguments
-from hfrecipes.io import atomic_write_json, staged_output
-from hfrecipes.reports import plot_loss_curves
+from hfrecipes.io import staged_output
 from hfrecipes.vision_text import PixelCaptionDataset, prepare_image_splits
 
 logger = logging.getLogger(__name__)
@@ -96,39 +94,16 @@ def main() -> None:
     loop.copy_ema_to_modules()
 
     # --- evaluate -------------------------------------------------------------------------------------------
-    untrained = result.evaluations[0] if result.evaluations and result.evaluations[0]["step"] == 0 else {}
-    final = result.evaluations[-1] if result.evaluations else {}
-    losses = [e["loss"] for e in result.log_history]
-    metrics = {
-        "global_step": result.global_step,
-        "images_seen": result.samples_seen,
-        "train_seconds": result.train_seconds,
-        "images_per_second": result.samples_seen / result.train_seconds if result.train_seconds else None,
-        "unet_parameters": components.unet_parameters,
-        "trainable_parameters": sum(p.numel() for m in components.trainable().values() for p in m.parameters() if p.requires_grad),
-        "train_loss_first": losses[0] if losses else None,
-        "train_loss_last": losses[-1] if losses else None,
-        **{k: v for k, v in final.items() if k != "step"},
-        **{f"untrained_{k}": v for k, v in untrained.items() if k != "step"},
-        **(evaluator.reference_metrics if evaluator else {}), **clip_reference,
-    }  # fmt: skip
+    extra = {**(evaluator.reference_metrics if evaluator else {}), **clip_reference}
+    metrics, untrained, final = dm.run_metrics(result, components.trainable(), unit="images", extra=extra)
 
     # --- save, model card, push -------------------------------------------------------------------------
     if not loop.is_main_process:
         return
     with staged_output(output_dir) as staging:
         components.save(staging)
-        if samples_dir.is_dir():
-            shutil.copytree(samples_dir, staging / "samples")
-            grids = sorted((staging / "samples").glob("step-*.png"))
-            shutil.copy(grids[-1], staging / "samples.png")
-            if untrained:
-                shutil.copy(grids[0], staging / "samples_untrained.png")
-        plot_loss_curves(result.log_history, staging / "loss_curve.png", title="denoising loss (MSE)")
-        atomic_write_json(
-            staging / "log_history.json", {"train": result.log_history, "eval": result.evaluations}
-        )
-        report.save(staging / "data_report.json")
+        dm.write_run_files(staging, result, samples_dir, suffix="png", loss_title="denoising loss (MSE)",
+                           data_report=report)  # fmt: skip
         lineage = build_lineage(
             recipe="image/train_diffusion",
             config={"data": data_args, "model": model_args, "training": args},
@@ -138,7 +113,7 @@ def main() -> None:
                     describe_input("vae", model_args.vae_name_or_path),
                     describe_input("clip_score_model", components.clip_model_path
                                    if components.clip_model_path != model_args.text_encoder_name_or_path else None)],
-            data_report=report.to_dict(), metrics=metrics,
+            data_report=report.to_dict(), metrics=metrics, efficiency=result.efficiency,
             extra={"resumed_from": result.resumed_from, "pipeline_class": components.pipeline_class_name,
                    "distributed": result.distributed},
         )  # fmt: skip

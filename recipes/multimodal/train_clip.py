@@ -21,6 +21,7 @@ import torch
 from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor, Trainer, TrainingArguments, set_seed
 from trl import TrlParser
 
+from hfrecipes.efficiency import track_efficiency, trainer_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
 from hfrecipes.image_eval import clip_retrieval
@@ -147,6 +148,7 @@ def main() -> None:
     # --- trainer and training -----------------------------------------------------------------------------
     trainer = Trainer(model=model, args=training_args, train_dataset=sets["train"], eval_dataset=sets["validation"],
                       data_collator=CaptionCollator(tokenizer))  # fmt: skip
+    track_efficiency(trainer, flops="measured", unit="pairs")  # -> lineage["efficiency"]
     resumed_from = resume_checkpoint(training_args)
     train_result = trainer.train(resume_from_checkpoint=resumed_from)
 
@@ -186,6 +188,7 @@ def main() -> None:
         recipe="multimodal/train_clip", config={"script": script_args, "training": training_args},
         inputs=[describe_input("data", script_args.dataset_name), describe_input("model", source)],
         data_report=report.to_dict(), metrics=metrics, extra={"resumed_from": resumed_from},
+        efficiency=trainer_efficiency(trainer),
     )  # fmt: skip
     k1 = script_args.retrieval_ks[0]
     card = render_model_card(

@@ -31,6 +31,7 @@ from hfrecipes.alignment import (
 )
 from hfrecipes.data import parse_pipeline
 from hfrecipes.data.preferences import ai_feedback_pairs, as_preference_rows
+from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.evaluation import generate_replies
 from hfrecipes.posttraining import check_lora_targets
@@ -120,6 +121,7 @@ def main() -> None:
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    track_efficiency(trainer)  # throughput, MFU, energy and CO2e -> lineage["efficiency"]
     resumed_from = resume_checkpoint(training_args)
     train_result = trainer.train(resume_from_checkpoint=resumed_from)
 

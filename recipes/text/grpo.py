@@ -32,6 +32,7 @@ from hfrecipes.alignment import (
     stage_inputs,
 )
 from hfrecipes.data import parse_pipeline
+from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.posttraining import check_lora_targets
 from hfrecipes.rewards import check_weights, resolve_reward_functions
@@ -115,6 +116,7 @@ def main() -> None:
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    track_efficiency(trainer)  # throughput, MFU, energy and CO2e -> lineage["efficiency"]
     resumed_from = resume_checkpoint(training_args)
     train_result = trainer.train(resume_from_checkpoint=resumed_from)
 

@@ -32,11 +32,13 @@ from hfrecipes.alignment import (
     stage_inputs,
 )
 from hfrecipes.data import parse_pipeline
+from hfrecipes.efficiency import EfficiencyMeter, lm_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.io import staging_dir, staging_path
 from hfrecipes.ppo import PPOConfig, PPOTrainer, plot_ppo_curves
 from hfrecipes.rewards import check_weights, combined_scorer, resolve_reward_functions
 from hfrecipes.stages import publish_stage
+from hfrecipes.training import last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,19 @@ class PPOScriptArguments(AlignmentDataArguments):
     )
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the result (needs hub_model_id)."})
     hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo for push_to_hub."})
+
+
+def ppo_efficiency(trainer: PPOTrainer, meter: EfficiencyMeter, first_update: int) -> dict:
+    """Efficiency of the updates run now: 6·N·D on the tokens of the PPO optimisation passes (ppo_epochs × each
+    rollout's prompt + response tokens); update time includes the rollout (sampling, reference forward)."""
+    cfg, world, run = trainer.config, trainer.accelerator.num_processes, trainer.log_history[first_update:]
+    prompt_tokens = sum(map(len, trainer.prompt_ids)) / len(trainer.prompt_ids)
+    tokens = sum(
+        cfg.ppo_epochs * cfg.batch_size * world * (prompt_tokens + r["response_length"]) for r in run
+    )
+    return lm_efficiency(meter.stop(), trainer.policy, tokens, train_seconds=sum(r["seconds"] for r in run),
+                         steps=len(run), world_size=world, device=trainer.accelerator.device,
+                         note="rollouts (sampling, policy, value and reference forwards) not counted")  # fmt: skip
 
 
 def main() -> None:
@@ -104,7 +119,12 @@ def main() -> None:
         accelerator=accelerator,
         prompt_columns=columns,
     )
-    log_history = trainer.train(resume_from_checkpoint=True)
+    # Resumed here rather than in train(), so that the efficiency meter counts the updates run now.
+    if checkpoint := last_complete_checkpoint(config.output_dir):
+        trainer.load_checkpoint(checkpoint)
+    meter, first_update = EfficiencyMeter(accelerator.device).start(), trainer.update
+    log_history = trainer.train(resume_from_checkpoint=False)
+    efficiency = ppo_efficiency(trainer, meter, first_update)
 
     # --- evaluate -----------------------------------------------------------------------------------------
     after = evaluate_policy(
@@ -152,6 +172,7 @@ def main() -> None:
             samples={"before": before.samples, "after": after.samples},
             loss_title="PPO loss",
             save_more=lambda staging: plot_ppo_curves(log_history, staging / "ppo_curves.png"),
+            efficiency=efficiency,
         )
         summary = ", ".join(f"{k} {before.metrics[k]:.3f} -> {after.metrics[k]:.3f}" for k in before.metrics)
         print(f"PPO done: train score {metrics['train_score_first']:.3f} -> {metrics['train_score_last']:.3f}; "

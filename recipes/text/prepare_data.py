@@ -15,7 +15,7 @@ from pathlib import Path
 
 from trl import TrlParser
 
-from hfrecipes.data import DataReport, load_sources, parse_pipeline, run_pipeline
+from hfrecipes.data import DataReport, SourceSpec, load_sources, parse_pipeline, run_pipeline
 from hfrecipes.data.formats import validate_format
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.hub import build_lineage, render_dataset_card, write_stage_files
@@ -70,7 +70,8 @@ def main() -> None:
     steps = parse_pipeline(args.pipeline)
     if args.backend not in ("datasets", "datatrove"):
         raise RecipeInputError(f"backend must be 'datasets' or 'datatrove', not {args.backend!r}.")
-    report = DataReport(source=", ".join(s if isinstance(s, str) else s["name"] for s in args.sources))
+    specs = [SourceSpec.parse(s) for s in ([args.sources] if isinstance(args.sources, str) else args.sources)]
+    report = DataReport(source=", ".join(spec.name for spec in specs))
 
     # --- data: load, clean, balance, validate ---------------------------------------------------------------
     dataset = load_sources(
@@ -90,7 +91,7 @@ def main() -> None:
         report_dict = {
             **report.to_dict(),
             "recipe": "text/prepare_data",
-            "sources": [s if isinstance(s, str) else s["name"] for s in args.sources],
+            "sources": [spec.name for spec in specs],
         }
         plot_data_report(report_dict, staging / "data_report.png")
         atomic_write_text(staging / "data_report.md", data_report_markdown(report_dict))

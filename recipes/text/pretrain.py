@@ -18,6 +18,7 @@ from trl import TrlParser
 
 from hfrecipes.args import DataArguments, ModelArguments, TokenizerArguments
 from hfrecipes.data import prepare_text_splits, tokenize_and_pack
+from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.hub import describe_input
 from hfrecipes.models import context_length, get_causal_lm, special_token_ids
@@ -121,6 +122,8 @@ def main() -> None:
         sample_prompts=script_args.sample_prompts,
         sample_max_new_tokens=script_args.sample_max_new_tokens,
     )
+    # Throughput, MFU, energy and CO2e of train() -> lineage["efficiency"] (in save_trainer_stage).
+    track_efficiency(trainer, seq_len=script_args.block_size)
     resumed_from = resume_checkpoint(training_args)
     train_result = trainer.train(resume_from_checkpoint=resumed_from)
     train_seconds = trainer.training_seconds()

@@ -20,6 +20,7 @@ from trl import ModelConfig, RewardConfig, RewardTrainer, TrlParser, get_peft_co
 from hfrecipes.alignment import AlignmentDataArguments
 from hfrecipes.data import parse_pipeline, row_text
 from hfrecipes.data.preferences import as_preference_rows
+from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import run_main
 from hfrecipes.evaluation import pairwise_accuracy
 from hfrecipes.hub import describe_input
@@ -107,6 +108,7 @@ def main() -> None:
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    track_efficiency(trainer)  # throughput, MFU, energy and CO2e -> lineage["efficiency"]
     resumed_from = resume_checkpoint(training_args)
     train_result = trainer.train(resume_from_checkpoint=resumed_from)
 

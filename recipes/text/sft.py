@@ -18,6 +18,7 @@ from pathlib import Path
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config
 
 from hfrecipes.data import DataReport, load_source, parse_pipeline, row_text, run_pipeline, validate_format
+from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import run_main
 from hfrecipes.hub import describe_input
 from hfrecipes.models import get_causal_lm, special_token_ids
@@ -163,6 +164,7 @@ def main() -> None:
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    track_efficiency(trainer)  # throughput, MFU, energy and CO2e -> lineage["efficiency"]
     resumed_from = resume_checkpoint(training_args)
     train_result = trainer.train(resume_from_checkpoint=resumed_from)
 

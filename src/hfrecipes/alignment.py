@@ -115,16 +115,18 @@ def evaluate_policy(
     max_new_tokens: int = 24,
     seed: int = 0,
     num_samples: int = 4,
+    samples_per_prompt: int = 4,
 ) -> PolicyEvaluation:
     """One table row for a policy on held-out prompts (greedy replies):
 
     - `rm_reward`: mean reward-model score; `task_accuracy` on rows with an `answer`;
     - `refusal_rate` / `over_refusal_rate` on rows labelled harmful / benign;
-    - `kl_to_reference`: Monte-Carlo KL(policy || reference) in nats per reply, from one sampled reply per prompt
-      (log-ratio summed over the reply's tokens, averaged over prompts);
-    - `sampled_task_accuracy` / `sampled_rm_reward`: task accuracy / reward-model score of one sampled reply per
-      prompt (temperature 1): what preference tuning and RL change is the sampling distribution, which greedy
-      replies show only where its mode flips;
+    - `kl_to_reference`: Monte-Carlo KL(policy || reference) in nats per reply, from the sampled replies
+      (log-ratio summed over the reply's tokens, averaged over replies);
+    - `sampled_task_accuracy` / `sampled_rm_reward`: task accuracy / reward-model score of `samples_per_prompt`
+      sampled replies per prompt (temperature 1): what preference tuning and RL change is the sampling
+      distribution, which greedy replies show only where its mode flips. `sampled_rm_scores` holds each prompt's
+      mean over its samples, so a win rate on them compares the two policies prompt by prompt with less noise;
     - `reply_chars`: mean reply length.
     """
     rows = heldout.select(range(min(max_samples, len(heldout))))
@@ -147,22 +149,28 @@ def evaluate_policy(
     if reward_model is not None:
         rm_scores = reward_model.score(prompts, replies)
         metrics["rm_reward"] = statistics.fmean(rm_scores)
-    # One sampled reply per prompt (temperature 1): RL optimises the sampling policy, so its accuracy is reported
-    # beside the greedy one, and the same samples give the KL estimate.
+    # Sampled replies (temperature 1): RL optimises the sampling policy, so its accuracy is reported beside the
+    # greedy one, and the same samples give the KL estimate. Reply j of prompt i sits at j * len(prompts) + i.
+    repeats = max(samples_per_prompt, 1)
+    sampled_prompts = prompts * repeats
     sampled = generate_replies(
-        model, tokenizer, prompts, max_new_tokens=max_new_tokens, do_sample=True, seed=seed
+        model, tokenizer, sampled_prompts, max_new_tokens=max_new_tokens, do_sample=True, seed=seed
     )
     if task:
+        rows_of_task = [j * len(prompts) + i for j in range(repeats) for i in task]
         metrics["sampled_task_accuracy"] = exact_match_accuracy(
-            [sampled[i] for i in task], [str(answers[i]) for i in task], extract_number
+            [sampled[k] for k in rows_of_task],
+            [str(answers[k % len(prompts)]) for k in rows_of_task],
+            extract_number,
         )
     sampled_rm_scores = None
     if reward_model is not None:
-        sampled_rm_scores = reward_model.score(prompts, sampled)
-        metrics["sampled_rm_reward"] = statistics.fmean(sampled_rm_scores)
+        scores = reward_model.score(sampled_prompts, sampled)
+        sampled_rm_scores = [statistics.fmean(scores[i :: len(prompts)]) for i in range(len(prompts))]
+        metrics["sampled_rm_reward"] = statistics.fmean(scores)
     if reference is not None:
-        policy = reply_logprobs(model, tokenizer, prompts, sampled)
-        ref = reply_logprobs(reference, tokenizer, prompts, sampled)
+        policy = reply_logprobs(model, tokenizer, sampled_prompts, sampled)
+        ref = reply_logprobs(reference, tokenizer, sampled_prompts, sampled)
         metrics["kl_to_reference"] = statistics.fmean(p - r for p, r in zip(policy, ref, strict=True))
     samples = [
         {
@@ -184,7 +192,7 @@ def evaluate_policy(
 def compare(before: PolicyEvaluation, after: PolicyEvaluation) -> dict[str, float]:
     """Flat metrics for metrics.json: the trained policy's, the start's with `_before`, and the RM-judged win rate
     of the trained policy's replies against the starting policy's on the same prompts: greedy
-    (`win_rate_vs_start`) and one sampled reply each (`sampled_win_rate_vs_start`)."""
+    (`win_rate_vs_start`) and the mean score of each prompt's sampled replies (`sampled_win_rate_vs_start`)."""
     metrics = {**{f"{k}_before": v for k, v in before.metrics.items()}, **after.metrics}
     if before.rm_scores is not None and after.rm_scores is not None:
         metrics["win_rate_vs_start"] = win_rate(after.rm_scores, before.rm_scores)

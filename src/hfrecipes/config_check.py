@@ -13,6 +13,8 @@ from pathlib import Path
 
 from trl import TrlParser
 
+from hfrecipes.args import checked_config_parsing
+
 
 class _Parsed(Exception):
     """Raised once the recipe's final parse succeeded: the config is valid, nothing else must run."""
@@ -28,6 +30,11 @@ def _load(recipe: str):
 
 
 def check(stage: str, recipe: str, args: list[str]) -> str | None:
+    with checked_config_parsing():  # the same config checks as a real launch (hfrecipes.errors.run_main)
+        return _check(stage, recipe, args)
+
+
+def _check(stage: str, recipe: str, args: list[str]) -> str | None:
     original = TrlParser.parse_args_and_config
 
     def parse_then_stop(self, *args, **kwargs):

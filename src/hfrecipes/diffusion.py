@@ -408,6 +408,7 @@ class LoopResult:
     resumed_from: str | None
     samples_seen: int
     distributed: dict[str, Any] = field(default_factory=dict)
+    efficiency: dict[str, Any] = field(default_factory=dict)  # hfrecipes.efficiency record (main process)
 
 
 class DiffusionLoop:
@@ -587,19 +588,27 @@ class DiffusionLoop:
         ga = args.gradient_accumulation_steps
         sampler = EpochBatches(self.num_rows, args.per_device_train_batch_size, args.seed,
                                start=state["global_step"] * ga, world=acc.num_processes, rank=acc.process_index)  # fmt: skip
+        # A private generator for the loader's worker seed: drawing it from the global RNG would shift the dropout
+        # masks of a resumed run (its loader starts after the RNG states are restored).
         loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate_fn,
-                                             num_workers=args.dataloader_num_workers)  # fmt: skip
+                                             num_workers=args.dataloader_num_workers,
+                                             generator=torch.Generator().manual_seed(args.seed))  # fmt: skip
         batches = iter(loader)
         for module in self.prepared.values():
             module.train()
         images_per_step = args.per_device_train_batch_size * ga * acc.num_processes
         window: list[float] = []
+        from hfrecipes.efficiency import EfficiencyMeter, FirstStepFlops
+
+        meter, first_step = EfficiencyMeter(acc.device).start(), FirstStepFlops()
+        started_at = (state["global_step"], state["train_seconds"])
         clock = time.perf_counter()
         from tqdm.auto import tqdm
 
         progress = tqdm(total=args.max_steps, initial=state["global_step"], disable=not self.is_main_process,
                         desc="diffusion training")  # fmt: skip
         while state["global_step"] < args.max_steps:
+            first_step.begin()  # FLOPs measured on the run's first step
             for _ in range(ga):
                 batch = _to_device(next(batches), acc.device)
                 with acc.accumulate(*self.prepared.values()):
@@ -612,6 +621,7 @@ class DiffusionLoop:
                     lr_scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                 window.append(float(acc.gather(loss.detach().float().reshape(1)).mean()))
+            first_step.end()
             state["global_step"] += 1
             step = state["global_step"]
             progress.update(1)
@@ -637,6 +647,7 @@ class DiffusionLoop:
                     self._save_checkpoint({**state, "fingerprint": self.fingerprint})
                 clock = time.perf_counter()
         progress.close()
+        efficiency = self._efficiency(meter, first_step.flops, state, started_at, images_per_step)
         from hfrecipes.training import ranks_in_sync
 
         return LoopResult(
@@ -647,7 +658,26 @@ class DiffusionLoop:
             train_seconds=state["train_seconds"],
             resumed_from=str(resume) if resume else None,
             samples_seen=state["global_step"] * images_per_step,
+            efficiency=efficiency,
         )
+
+    def _efficiency(self, meter, step_flops, state, started_at, samples_per_step) -> dict[str, Any]:
+        """`hfrecipes.efficiency` record of the steps run now (main process): FLOPs measured on the first one."""
+        from hfrecipes.efficiency import efficiency_record
+
+        measurement = meter.stop()
+        if not self.is_main_process:
+            return {}
+        world, steps = self.accelerator.num_processes, state["global_step"] - started_at[0]
+        precision = self.args.mixed_precision
+        return efficiency_record(
+            measurement, unit="samples", count=steps * samples_per_step,
+            train_flops=step_flops * steps * world if step_flops else None,
+            flops_method="measured: FlopCounterMode on the run's first training step (forward and backward as run; "
+            "frozen encoders forward only) × steps",
+            train_seconds=state["train_seconds"] - started_at[1], steps=steps, world_size=world,
+            precision="fp32" if precision == "no" else precision, device=self.accelerator.device,
+        )  # fmt: skip
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -837,15 +867,101 @@ def add_lora(unet: nn.Module, rank: int, alpha: int | None, target_modules: Sequ
     return sum(p.numel() for p in unet.parameters() if p.requires_grad)
 
 
-def save_lora(pipeline_class: type, unet: nn.Module, directory: Path) -> None:
-    """`pytorch_lora_weights.safetensors`, which `pipe.load_lora_weights(directory)` loads into the base."""
+def save_lora(pipeline_class: type, denoiser: nn.Module, directory: Path, component: str = "unet") -> None:
+    """`pytorch_lora_weights.safetensors`, which `pipe.load_lora_weights(directory)` loads into the base;
+    `component` is the pipeline's name for the adapted denoiser (unet, transformer)."""
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
-    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(denoiser))
     pipeline_class.save_lora_weights(
-        save_directory=str(directory), unet_lora_layers=layers, safe_serialization=True
+        save_directory=str(directory), **{f"{component}_lora_layers": layers}, safe_serialization=True
     )
+
+
+@torch.no_grad()
+def validation_losses(
+    loss_fn: Callable[..., torch.Tensor],
+    modules: dict[str, nn.Module],
+    dataset: Any,
+    seed: int,
+    *,
+    conditional: bool = True,
+    limit: int = 256,
+    batch_size: int = 64,
+) -> dict[str, float]:
+    """Denoising loss on held-out rows ({"pixels", "caption"}) with fixed noise and timesteps (`validation_loss`)
+    and, for conditional models, the same with every caption swapped for another row's
+    (`validation_loss_mismatched`): the gap measures how much the model uses its prompt."""
+    count = min(limit, len(dataset))
+    rows = [dataset[i] for i in range(count)]
+    captions = [r["caption"] for r in rows]
+    variants = {"validation_loss": captions}
+    if conditional:
+        variants["validation_loss_mismatched"] = captions[count // 2 :] + captions[: count // 2]
+    device = next(modules["unet"].parameters()).device
+    losses = {}
+    for name, texts in variants.items():
+        generator = torch.Generator().manual_seed(seed + 7)
+        total = 0.0
+        for start in range(0, count, batch_size):
+            part = slice(start, min(start + batch_size, count))
+            batch = {
+                "pixels": torch.stack([r["pixels"] for r in rows[part]]).to(device),
+                "caption": texts[part],
+            }
+            total += float(loss_fn(modules, batch, generator)) * len(batch["caption"])
+        losses[name] = total / max(count, 1)
+    return losses
+
+
+def run_metrics(
+    result: LoopResult, modules: dict[str, nn.Module], *, unit: str, extra: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(metrics, untrained evaluation, final evaluation) of a finished DiffusionLoop run: steps, `<unit>_seen`
+    and `<unit>_per_second`, parameter counts, first / last training loss, the final evaluation's measures and
+    the step-0 ones as `untrained_*`. Also names `result.efficiency`'s count in `unit` (for lineage["efficiency"])."""
+    from hfrecipes.efficiency import with_unit
+
+    result.efficiency = with_unit(result.efficiency, unit)
+    untrained = result.evaluations[0] if result.evaluations and result.evaluations[0]["step"] == 0 else {}
+    final = result.evaluations[-1] if result.evaluations else {}
+    losses = [e["loss"] for e in result.log_history]
+    seconds = result.train_seconds
+    metrics = {
+        "global_step": result.global_step,
+        f"{unit}_seen": result.samples_seen,
+        "train_seconds": seconds,
+        f"{unit}_per_second": result.samples_seen / seconds if seconds else None,
+        "denoiser_parameters": sum(p.numel() for p in modules["unet"].parameters()),
+        "trainable_parameters": sum(
+            p.numel() for m in modules.values() for p in m.parameters() if p.requires_grad
+        ),
+        "train_loss_first": losses[0] if losses else None,
+        "train_loss_last": losses[-1] if losses else None,
+        **{k: v for k, v in final.items() if k != "step"},
+        **{f"untrained_{k}": v for k, v in untrained.items() if k != "step"},
+        **(extra or {}),
+    }
+    return metrics, untrained, final
+
+
+def write_run_files(
+    staging: Path, result: LoopResult, samples_dir: Path, *, suffix: str, loss_title: str, data_report: Any
+) -> None:
+    """The per-step sample grids (`samples/step-*.<suffix>`), the last as `samples.<suffix>` and the step-0 one as
+    `samples_untrained.<suffix>`, the loss curve, the train / eval log and the data report."""
+    from hfrecipes.reports import plot_loss_curves
+
+    if samples_dir.is_dir():
+        shutil.copytree(samples_dir, staging / "samples")
+        grids = sorted((staging / "samples").glob(f"step-*.{suffix}"))
+        shutil.copy(grids[-1], staging / f"samples.{suffix}")
+        if result.evaluations and result.evaluations[0]["step"] == 0:
+            shutil.copy(grids[0], staging / f"samples_untrained.{suffix}")
+    plot_loss_curves(result.log_history, staging / "loss_curve.png", title=loss_title)
+    atomic_write_json(staging / "log_history.json", {"train": result.log_history, "eval": result.evaluations})
+    data_report.save(staging / "data_report.json")
 
 
 def fingerprint_of(**parts: Any) -> dict[str, Any]:
@@ -888,7 +1004,10 @@ __all__ = [
     "prune_checkpoints",
     "sample_images",
     "save_image_grid",
+    "run_metrics",
     "save_lora",
+    "validation_losses",
+    "write_run_files",
     "training_scheduler",
     "unet_config",
 ]

@@ -6,11 +6,17 @@ class RecipeInputError(ValueError):
 
 
 def run_main(main) -> None:
-    """Run a recipe's `main()`; bad input ends with one line on stderr and exit status 2, not a traceback."""
+    """Run a recipe's `main()`; bad input ends with one line on stderr and exit status 2, not a traceback.
+
+    The configuration is checked as it is parsed (`hfrecipes.args.checked_config_parsing`): a missing or invalid
+    YAML file, an unknown key or a value of the wrong type is bad input too."""
     import sys
 
+    from hfrecipes.args import checked_config_parsing
+
     try:
-        main()
+        with checked_config_parsing():
+            main()
     except RecipeInputError as err:
         print(f"hfrecipes: error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -94,7 +94,9 @@ def build_lineage(
     data_report: dict | None,
     metrics: dict[str, Any],
     extra: dict[str, Any] | None = None,
+    efficiency: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The lineage record; `efficiency` is `hfrecipes.efficiency.efficiency_record(...)` of the training run."""
     return {
         "recipe": recipe,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -104,6 +106,7 @@ def build_lineage(
         "inputs": [i for i in inputs if i],
         "data_report": data_report,
         "metrics": metrics,
+        **({"efficiency": to_jsonable(efficiency)} if efficiency else {}),
         **(extra or {}),
         **_pipeline_entry(),
     }
@@ -204,6 +207,31 @@ def lineage_chain(lineage: dict[str, Any], depth: int = 0) -> str:
     )
 
 
+def _efficiency_section(record: dict[str, Any] | None) -> str:
+    if not record:
+        return ""
+    from hfrecipes.efficiency import efficiency_markdown
+
+    return f"## Efficiency\n\n{efficiency_markdown(record)}\n\n"
+
+
+def _ran_remote_code(value: Any) -> bool:
+    if isinstance(value, dict):
+        return value.get("trust_remote_code") is True or any(_ran_remote_code(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_ran_remote_code(v) for v in value)
+    return False
+
+
+def _remote_code_section(config: Any) -> str:
+    if not _ran_remote_code(config):
+        return ""
+    return (
+        "## Security\n\nThis stage ran with `trust_remote_code=True`: custom code from the Hub was executed "
+        "while it was built.\n\n"
+    )
+
+
 def render_model_card(
     lineage: dict[str, Any],
     *,
@@ -263,7 +291,7 @@ Produced by the `{lineage["recipe"]}` recipe of [hfrecipes](https://github.com/h
 
 {_metrics_table(lineage["metrics"])}
 
-## Lineage
+{_efficiency_section(lineage.get("efficiency"))}{_remote_code_section(lineage.get("config"))}## Lineage
 
 Inputs:
 {inputs}

@@ -42,6 +42,7 @@ from hfrecipes.diffusion import (
     save_lora,
     training_scheduler,
     unet_config,
+    validation_losses,
 )
 from hfrecipes.errors import RecipeInputError
 
@@ -467,33 +468,10 @@ class ImageComponents:
         return denoising_loss(lambda x, t: unet(x, t, encoder_hidden_states=embeds).sample, self.noise_scheduler,
                               clean, generator)  # fmt: skip
 
-    @torch.no_grad()
     def validation_losses(
         self, modules: dict[str, nn.Module], dataset: Any, seed: int, limit: int = 256
     ) -> dict[str, float]:
-        """Denoising loss on held-out images with fixed noise and timesteps (`validation_loss`) and, for conditional
-        models, the same with every caption swapped for another image's (`validation_loss_mismatched`): the gap
-        measures how much the model uses its prompt."""
-        count = min(limit, len(dataset))
-        rows = [dataset[i] for i in range(count)]
-        captions = [r["caption"] for r in rows]
-        variants = {"validation_loss": captions}
-        if self.conditional:
-            variants["validation_loss_mismatched"] = captions[count // 2 :] + captions[: count // 2]
-        device = next(modules["unet"].parameters()).device
-        losses = {}
-        for name, texts in variants.items():
-            generator = torch.Generator().manual_seed(seed + 7)
-            total = 0.0
-            for start in range(0, count, 64):
-                part = slice(start, min(start + 64, count))
-                batch = {
-                    "pixels": torch.stack([r["pixels"] for r in rows[part]]).to(device),
-                    "caption": texts[part],
-                }
-                total += float(self.loss(modules, batch, generator)) * len(batch["caption"])
-            losses[name] = total / max(count, 1)
-        return losses
+        return validation_losses(self.loss, modules, dataset, seed, conditional=self.conditional, limit=limit)
 
     @torch.no_grad()
     def sample(self, modules: dict[str, nn.Module], prompts: Sequence[str], seed: int) -> torch.Tensor:

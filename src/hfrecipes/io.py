@@ -40,9 +40,32 @@ def staging_path(output_dir: str | Path) -> Path:
     return output_dir.parent / f".{output_dir.name}.staging"
 
 
+def check_output_dir(output_dir: str | Path) -> Path:
+    """Refuse an `output_dir` that publishing would damage: an existing file, the filesystem root, or the
+    directory the command runs from (or one above it), whose README.md and other files would be replaced."""
+    from hfrecipes.errors import RecipeInputError
+
+    path = Path(output_dir).expanduser()
+    if not str(output_dir).strip():
+        raise RecipeInputError("output_dir is empty; set it to a new directory such as runs/my_stage.")
+    if path.exists() and not path.is_dir():
+        raise RecipeInputError(
+            f"output_dir {path} is an existing file, not a directory; choose another path."
+        )
+    resolved, cwd = path.resolve(), Path.cwd().resolve()
+    if not resolved.name or resolved == cwd or resolved in cwd.parents:
+        what = "the filesystem root" if not resolved.name else "the current directory or one above it"
+        raise RecipeInputError(
+            f"output_dir {str(output_dir)!r} is {what}; stage outputs replace files of the same name there. "
+            "Use a directory of its own, e.g. runs/my_stage."
+        )
+    return path
+
+
 def staging_dir(output_dir: str | Path) -> Path:
     """A fresh, empty directory beside `output_dir` (same filesystem, so publishing is a rename). Its name is
     fixed so that every process of a distributed run writes its share (e.g. gathered FSDP weights) there."""
+    check_output_dir(output_dir)
     staging = staging_path(output_dir)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -61,7 +84,10 @@ def publish_staged(staging: Path, output_dir: str | Path) -> None:
     (output_dir / COMPLETION_MARKER).unlink(missing_ok=True)
     for entry in sorted(staging.iterdir(), key=lambda p: p.name == COMPLETION_MARKER):
         target = output_dir / entry.name
-        if target.is_dir() and not target.is_symlink():
+        if target.is_symlink() or target.is_file():
+            if entry.is_dir():  # a directory cannot be renamed over a file or a link
+                target.unlink()
+        elif target.is_dir():
             shutil.rmtree(target)
         os.replace(entry, target)
     shutil.rmtree(staging, ignore_errors=True)

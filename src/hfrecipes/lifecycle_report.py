@@ -1,5 +1,6 @@
-"""report.md for a pipeline run: one row per stage (wall time, parameters, tokens, the stage's main metrics), the
-data-cleaning summary, loss curves per stage and sample generations, built from each stage's own output files."""
+"""report.md for a pipeline run: one row per stage (wall time, parameters, tokens, the stage's main metrics), each
+training stage's efficiency (throughput, MFU, energy, CO2e), the data-cleaning summary, loss curves per stage and
+sample generations, built from each stage's own output files."""
 
 from __future__ import annotations
 
@@ -75,6 +76,30 @@ def stage_table(pipeline, state: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def efficiency_table(pipeline) -> str:
+    """Per training stage: throughput, training FLOPs, MFU, energy and CO2e (`lineage["efficiency"]`), and totals."""
+    from hfrecipes.efficiency import co2e_text, energy_text, throughput_text
+
+    header = ["stage", "throughput", "train FLOPs", "MFU", "energy", "CO₂e", "energy method"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    energy = co2e = 0.0
+    for stage in pipeline.stages:
+        record = (_read(pipeline.output_dir(stage.name) / COMPLETION_MARKER) or {}).get("efficiency")
+        if not record:
+            continue
+        energy += record.get("energy_kwh") or 0.0
+        co2e += record.get("co2e_kg") or 0.0
+        flops, mfu = record.get("train_flops"), record.get("mfu")
+        row = [stage.name, throughput_text(record), f"{flops:.3g}" if flops else "",
+               f"{mfu:.1%}" if mfu is not None else "", energy_text(record.get("energy_kwh")),
+               co2e_text(record.get("co2e_kg")), record.get("energy_method", "")]  # fmt: skip
+        lines.append("| " + " | ".join(row) + " |")
+    if len(lines) == 2:
+        return "_No stage recorded its efficiency._"
+    lines.append(f"| **total** | | | | {energy_text(energy)} | {co2e_text(co2e)} | |")
+    return "\n".join(lines)
+
+
 def data_summary(pipeline) -> str:
     for stage in pipeline.stages:
         report = pipeline.output_dir(stage.name) / "data_report.md"
@@ -130,6 +155,9 @@ def write_report(pipeline, state: dict[str, Any]) -> Path:
             f"{total:.0f} s. Each stage's directory holds its model card (README.md), lineage.json and metrics.json.",
             "## Stages\n\n`a → b` = the stage's starting point → its result on the same held-out data.\n\n"
             + stage_table(pipeline, state),
+            "## Efficiency\n\nThroughput and MFU over the training steps (MFU against the measured matmul peak); "
+            "energy over each training run, CO₂e at the grid intensity recorded (see each model card).\n\n"
+            + efficiency_table(pipeline),
             "## Data\n\n" + data_summary(pipeline),
             "## Loss curves\n\n" + ("\n".join(curves) or "_No curves._"),
             "## Sample generations\n\n" + samples_section(pipeline),

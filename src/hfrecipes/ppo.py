@@ -582,7 +582,10 @@ class PPOTrainer:
         self.update, self.log_history = int(state["global_step"]), list(state["log_history"])
         rng_file = path / f"rng_state_{self.accelerator.process_index}.pth"
         if rng_file.is_file():
-            rng = torch.load(rng_file, weights_only=False)
+            from transformers.trainer_pt_utils import safe_globals
+
+            with safe_globals():  # numpy's RNG state, allow-listed: nothing else is unpickled
+                rng = torch.load(rng_file, weights_only=True)
             random.setstate(rng["python"])
             np.random.set_state(rng["numpy"])
             torch.set_rng_state(rng["torch"])

@@ -11,6 +11,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase, Trainer
 
 from hfrecipes.data import DataReport
+from hfrecipes.efficiency import trainer_efficiency
 from hfrecipes.hub import build_lineage, push_output_dir, render_model_card, write_stage_files
 from hfrecipes.io import atomic_write_json, publish_staged
 from hfrecipes.reports import plot_loss_curves
@@ -19,11 +20,14 @@ from hfrecipes.training import trainer_staging_dir
 
 def save_trainer_stage(trainer: Trainer, output_dir: str | Path, **stage: Any) -> dict[str, Any] | None:
     """Save a Trainer's model on every rank into the shared staging directory, then publish the stage from the
-    main process (see `publish_stage` for the keyword arguments). Returns the lineage there, None elsewhere."""
+    main process (see `publish_stage` for the keyword arguments). Returns the lineage there, None elsewhere.
+    The efficiency record comes from the trainer when `hfrecipes.efficiency.track_efficiency` was attached."""
     staging = trainer_staging_dir(trainer, Path(output_dir))
     trainer.save_model(str(staging))
     if not trainer.is_world_process_zero():
         return None
+    (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; the full config is in lineage.json
+    stage.setdefault("efficiency", trainer_efficiency(trainer))
     return publish_stage(staging, output_dir, log_history=trainer.state.log_history, **stage)
 
 
@@ -44,10 +48,12 @@ def publish_stage(
     loss_title: str = "loss",
     extra: dict[str, Any] | None = None,
     save_more: Callable[[Path], None] | None = None,
+    efficiency: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Main process: the model is already in `staging`; add the tokenizer, loss curve, samples, log history,
     data report, lineage and model card (`card` = render_model_card's keyword arguments; `save_more(staging)`
-    writes recipe-specific files), publish atomically (lineage.json last) and optionally push."""
+    writes recipe-specific files; `efficiency` = `hfrecipes.efficiency.efficiency_record(...)`), publish
+    atomically (lineage.json last) and optionally push."""
     tokenizer.save_pretrained(staging)
     if save_more is not None:
         save_more(staging)
@@ -64,6 +70,7 @@ def publish_stage(
         data_report=report.to_dict() if report is not None else None,
         metrics=metrics,
         extra=extra,
+        efficiency=efficiency,
     )
     write_stage_files(staging, lineage, render_model_card(lineage, **card))
     publish_staged(staging, output_dir)

@@ -207,6 +207,11 @@ def begin_stage(args: TrainingArguments) -> str | None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     set_seed(args.seed)
     push_repo = take_push_request(args)
+    if args.hub_token:  # Trainer pickles its arguments into training_args.bin: keep the token out of them
+        os.environ["HF_TOKEN"] = (
+            args.hub_token
+        )  # push_output_dir reads it through huggingface_hub.get_token()
+        args.hub_token = None
     check_distributed_state(args)
     return push_repo
 

@@ -14,6 +14,7 @@ from hfrecipes.data import quality as _quality  # noqa: F401
 from hfrecipes.data import safety as _safety  # noqa: F401
 from hfrecipes.data import speech as _speech  # noqa: F401
 from hfrecipes.data import synthetic as _synthetic  # noqa: F401
+from hfrecipes.data import videos as _videos  # noqa: F401
 from hfrecipes.data.formats import (
     FORMATS,
     alpaca_to_messages,

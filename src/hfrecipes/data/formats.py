@@ -33,8 +33,11 @@ import datasets
 from hfrecipes.data.report import DataReport
 from hfrecipes.data.steps import Step, batch_rows, register_step
 from hfrecipes.errors import RecipeInputError
+from hfrecipes.tokenization import SPECIAL_TOKENS
 
 ROLES = ("system", "user", "assistant", "tool")
+# Text that the chat template and tokenizer treat as structure: inside a message it would open or close turns.
+CHAT_CONTROL_TOKENS = tuple(SPECIAL_TOKENS)
 
 FORMATS: dict[str, tuple[str, ...]] = {
     "lm": ("text",),
@@ -131,7 +134,7 @@ def transcript_to_messages(text: str) -> list[Message]:
 
 
 def _with_system(messages: list[Message], system_prompt: str | None) -> list[Message]:
-    if system_prompt and not (messages and messages[0]["role"] == "system"):
+    if system_prompt and not (messages and messages[0].get("role") == "system"):
         return [{"role": "system", "content": system_prompt}, *messages]
     return messages
 
@@ -139,22 +142,38 @@ def _with_system(messages: list[Message], system_prompt: str | None) -> list[Mes
 def alpaca_to_messages(row: dict[str, Any], system_prompt: str | None = None) -> dict[str, list[Message]]:
     """{"messages": [...]} from instruction/input/output: the user turn is "instruction\\n\\ninput" (just
     the instruction when input is empty), the assistant turn is the output."""
-    instruction = (row.get("instruction") or "").strip()
-    extra_input = (row.get("input") or "").strip()
+    instruction, extra_input, output = (_text_field(row, key) for key in ("instruction", "input", "output"))
     user = f"{instruction}\n\n{extra_input}" if extra_input else instruction
     messages = [
         {"role": "user", "content": user},
-        {"role": "assistant", "content": (row.get("output") or "").strip()},
+        {"role": "assistant", "content": output},
     ]
     return {"messages": _with_system(messages, system_prompt)}
 
 
+def _text_field(row: dict[str, Any], key: str) -> str:
+    """A text column of a row, stripped; missing or null is empty, anything else but a string is an error."""
+    value = row.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise RecipeInputError(
+            f"`{key}` must be a string, got {type(value).__name__} {_snippet(repr(value), 40)}."
+        )
+    return value.strip()
+
+
 def _as_messages(value: Any, role: str, column: str) -> list[Message]:
-    """A string becomes one turn of `role`; a list is taken as messages already."""
+    """A string becomes one turn of `role`; a list is taken as messages already (each must be a mapping)."""
     if isinstance(value, str):
         return [{"role": role, "content": value}]
     if isinstance(value, list):
-        return [dict(message) if isinstance(message, dict) else message for message in value]
+        for position, message in enumerate(value):
+            if not isinstance(message, dict):
+                raise RecipeInputError(
+                    f"{column}[{position}] is not a {{role, content}} message: {_snippet(repr(message))}."
+                )
+        return [dict(message) for message in value]
     raise RecipeInputError(f"`{column}` must be a string or a list of messages, got {type(value).__name__}.")
 
 
@@ -232,6 +251,39 @@ _CONVERSATIONS: dict[str, Callable[[dict[str, Any]], list[Message]]] = {
 
 
 def _convert_row(
+    source: str, target: str, row: dict[str, Any], system_prompt: str | None, with_answer: bool
+) -> dict[str, Any]:
+    """One converted row whose every message is a {role: str, content: str} mapping (so the output columns have
+    one Arrow type whatever the input held), or a RecipeInputError saying what in the row prevents it."""
+    converted = _convert_row_values(source, target, row, system_prompt, with_answer)
+    for column, value in converted.items():
+        if column == "answer":
+            if not isinstance(value, str):
+                raise RecipeInputError(
+                    f"The final reply is {type(value).__name__}, not text, so it cannot be the `answer`."
+                )
+            continue
+        for position, message in enumerate(value):
+            problem = _message_shape_problem(message, f"{column}[{position}]")
+            if problem:
+                raise RecipeInputError(problem)
+    return converted
+
+
+def _message_shape_problem(message: Any, where: str) -> str | None:
+    if not isinstance(message, dict):
+        return f"{where} is not a {{role, content}} message: {_snippet(repr(message))}"
+    role, content = message.get("role"), message.get("content")
+    if not isinstance(role, str):
+        return f"{where} has no text `role`: {_snippet(repr(message))}"
+    if not isinstance(content, str) and not (
+        role == "assistant" and content is None and message.get("tool_calls")
+    ):
+        return f"{where} content is {type(content).__name__}, not text: {_snippet(repr(message))}"
+    return None
+
+
+def _convert_row_values(
     source: str, target: str, row: dict[str, Any], system_prompt: str | None, with_answer: bool
 ) -> dict[str, Any]:
     if target == "preference":
@@ -380,6 +432,9 @@ def _map_conversion(
                 values, error = _convert_row(source, to, row, system_prompt, with_answer), ""
             except RecipeInputError as err:
                 values, error = placeholder, str(err)
+            except (TypeError, AttributeError, KeyError, IndexError, ValueError) as err:
+                # A shape no converter foresaw (a number where text belongs, ...): count the row, do not crash.
+                values, error = placeholder, f"unexpected value shape ({type(err).__name__}: {err})"
             for column in placeholder:
                 out[column].append(values[column])
             out["_error"].append(error)
@@ -387,9 +442,17 @@ def _map_conversion(
 
     optional = ("input",) if source == "alpaca" else ()
     consumed = [c for c in (*SOURCE_FORMATS[source], *optional) if c in dataset.column_names]
-    return dataset.map(
-        convert_batch, batched=True, num_proc=num_proc, remove_columns=consumed, desc=f"{source} -> {to}"
-    )
+    try:
+        return dataset.map(
+            convert_batch, batched=True, num_proc=num_proc, remove_columns=consumed, desc=f"{source} -> {to}"
+        )
+    except RecipeInputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - pyarrow refuses converted rows of clashing shapes in many ways
+        raise RecipeInputError(
+            f"The rows converted from {source} to {to!r} do not share one shape ({type(err).__name__}: "
+            f"{str(err)[:200]}); give every message the same keys with text values, then convert again."
+        ) from err
 
 
 def _has_content(message: Message) -> bool:
@@ -404,13 +467,26 @@ def _messages_problem(messages: Any, column: str, after: str | None = None) -> P
     previous = after
     for position, message in enumerate(messages):
         role = message.get("role") if isinstance(message, dict) else None
-        if not isinstance(role, str) or not isinstance(message.get("content"), (str, list, type(None))):
+        content = message.get("content") if isinstance(message, dict) else None
+        tool_call_only = role == "assistant" and content is None and bool(message.get("tool_calls"))
+        if not isinstance(role, str) or not (isinstance(content, str) or tool_call_only):
             return (
                 "malformed messages",
-                f"{column}[{position}] is not a {{role, content}} message: {_snippet(repr(message))}",
+                f"{column}[{position}] is not a {{role, content}} message with text content: "
+                f"{_snippet(repr(message))}",
             )
         if role not in ROLES:
-            return "unknown role", f"{column}[{position}] has role {role!r}; roles are {', '.join(ROLES)}"
+            return (
+                "unknown role",
+                f"{column}[{position}] has role {_snippet(role, 30)}; roles are {', '.join(ROLES)}",
+            )
+        markup = _chat_markup(content)
+        if markup:
+            return (
+                "chat markup in content",
+                f"{column}[{position}] contains the chat-template control text {markup!r}, which would fake a "
+                "turn boundary once rendered and tokenized; remove it from the text or drop the row",
+            )
         if role not in _NEXT_ROLES[previous]:
             return (
                 "roles out of order",
@@ -423,12 +499,30 @@ def _messages_problem(messages: Any, column: str, after: str | None = None) -> P
     return None
 
 
-def _text_problem(value: Any, column: str) -> Problem | None:
+def _chat_markup(content: Any) -> str | None:
+    """The first chat-template control token (ChatML turn markers, BOS/EOS/PAD) inside a message's text."""
+    if not isinstance(content, str) or "<|" not in content:
+        return None
+    found = [(content.find(marker), marker) for marker in CHAT_CONTROL_TOKENS if marker in content]
+    return min(found)[1] if found else None
+
+
+def _text_problem(value: Any, column: str, markup: bool = False) -> Problem | None:
     if not isinstance(value, str):
         return "not text", f"`{column}` is {type(value).__name__}, not a string"
     if not value.strip():
         return "empty text", f"`{column}` is empty"
-    return None
+    return _markup_problem(value, column) if markup else None
+
+
+def _markup_problem(value: str, column: str) -> Problem | None:
+    found = _chat_markup(value)
+    if found is None:
+        return None
+    return (
+        "chat markup in content",
+        f"`{column}` contains the chat-template control text {found!r}; remove it from the text or drop the row",
+    )
 
 
 def _sft_problem(row: dict[str, Any]) -> Problem | None:
@@ -441,7 +535,7 @@ def _sft_problem(row: dict[str, Any]) -> Problem | None:
 def _prompt_problem(row: dict[str, Any]) -> Problem | None:
     prompt = row["prompt"]
     if isinstance(prompt, str):
-        return _text_problem(prompt, "prompt")
+        return _text_problem(prompt, "prompt", markup=True)
     problem = _messages_problem(prompt, "prompt")
     if problem is None and prompt[-1]["role"] not in ("user", "tool"):
         return (
@@ -454,7 +548,11 @@ def _prompt_problem(row: dict[str, Any]) -> Problem | None:
 def _preference_problem(row: dict[str, Any]) -> Problem | None:
     prompt, chosen, rejected = row["prompt"], row["chosen"], row["rejected"]
     if all(isinstance(v, str) for v in (prompt, chosen, rejected)):
-        problem = _text_problem(chosen, "chosen") or _text_problem(rejected, "rejected")
+        problem = (
+            _markup_problem(prompt, "prompt")
+            or _text_problem(chosen, "chosen", markup=True)
+            or _text_problem(rejected, "rejected", markup=True)
+        )
     elif all(isinstance(v, list) for v in (prompt, chosen, rejected)):
         problem = _prompt_problem(row)
         if problem is None:
@@ -525,7 +623,7 @@ def converter_hint(dataset: datasets.Dataset, kind: str) -> str:
 def validate_format(dataset: datasets.Dataset, kind: str) -> None:
     """Stop with one RecipeInputError unless every row is valid `kind` data (FORMATS[kind] columns, then
     per-row structure: roles, order, non-empty replies, chosen != rejected)."""
-    if kind not in FORMATS:
+    if not isinstance(kind, str) or kind not in FORMATS:
         raise RecipeInputError(f"Unknown data kind {kind!r}; kinds: {', '.join(FORMATS)}.")
     missing = [c for c in FORMATS[kind] if c not in dataset.column_names]
     if missing:

@@ -13,7 +13,12 @@ from hfrecipes.args import DataArguments
 from hfrecipes.data.report import DataReport
 from hfrecipes.data.sources import is_saved_dataset, load_source
 from hfrecipes.data.steps import parse_pipeline, run_pipeline
-from hfrecipes.data.text import DEFAULT_TEXT_PIPELINE, select_text_column, train_validation_split
+from hfrecipes.data.text import (
+    DEFAULT_TEXT_PIPELINE,
+    require_text_column,
+    select_text_column,
+    train_validation_split,
+)
 from hfrecipes.errors import RecipeInputError
 
 
@@ -71,13 +76,42 @@ class SourceSpec:
         if isinstance(item, str):
             return cls(name=item)
         if not isinstance(item, dict) or "name" not in item:
-            raise RecipeInputError(f"A source must be a string or a mapping with `name`, got {item!r}.")
-        unknown = sorted(set(item) - {f.name for f in fields(cls)})
+            raise RecipeInputError(
+                f"A source must be a string or a mapping with `name`, got {_short(item)}. "
+                "Example: sources: [builtin:noisy-web, {name: data/my.jsonl, domain: web}]"
+            )
+        unknown = sorted(map(str, set(item) - {f.name for f in fields(cls)}))
         if unknown:
             raise RecipeInputError(
-                f"Source {item['name']!r} has unknown keys {unknown}; allowed: {[f.name for f in fields(cls)]}."
+                f"Source {_short(item['name'])} has unknown keys {unknown}; allowed: {[f.name for f in fields(cls)]}."
+            )
+        for key, value in item.items():
+            expected = _SPEC_TYPES[key]
+            if not isinstance(value, expected) or isinstance(value, bool):
+                names = " or ".join("null" if t is type(None) else t.__name__ for t in expected)
+                raise RecipeInputError(
+                    f"Source {_short(item['name'])}: `{key}` must be {names}, got {_short(value)}."
+                )
+        if item.get("max_rows") is not None and item["max_rows"] < 0:
+            raise RecipeInputError(
+                f"Source {item['name']!r}: `max_rows` must be >= 0, got {item['max_rows']}."
             )
         return cls(**item)
+
+
+_SPEC_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "domain": (str, type(None)),
+    "text_column": (str,),
+    "split": (str,),
+    "config": (str, type(None)),
+    "max_rows": (int, type(None)),
+}
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def load_sources(
@@ -90,10 +124,17 @@ def load_sources(
     """Load and concatenate several sources, each row tagged with a `domain` (the source's own `domain`
     column, else the spec's `domain`, else the source name). With `text_only`, rows are reduced to
     `text` + `domain` (language-model data); otherwise all columns are kept and must agree across sources."""
+    if isinstance(items, (str, dict)):
+        items = [items]
+    if not isinstance(items, (list, tuple)):
+        raise RecipeInputError(
+            f"`sources` must be a list of builtin:/path/Hub-id entries or mappings, got {_short(items)}."
+        )
     if not items:
         raise RecipeInputError("No sources given: set `sources:` to a list of builtin:/path/Hub-id entries.")
+    specs = [SourceSpec.parse(item) for item in items]  # all checked before anything loads
     parts = []
-    for spec in map(SourceSpec.parse, items):
+    for spec in specs:
         problems: list[tuple[str, str]] = []
         dataset = load_source(
             spec.name,
@@ -107,14 +148,20 @@ def load_sources(
         if spec.domain is not None:
             dataset = dataset.remove_columns([c for c in ["domain"] if c in dataset.column_names])
             dataset = dataset.add_column("domain", [spec.domain] * len(dataset))
-        elif "domain" not in dataset.column_names:
+        elif (
+            "domain" not in dataset.column_names or getattr(dataset.features["domain"], "dtype", "") == "null"
+        ):
+            dataset = dataset.remove_columns([c for c in ["domain"] if c in dataset.column_names])
             dataset = dataset.add_column("domain", [spec.name] * len(dataset))
+        else:
+            require_text_column(dataset, "domain", source=repr(spec.name), allow_missing=False)
         if text_only:
             if spec.text_column not in dataset.column_names:
                 raise RecipeInputError(
                     f"Source {spec.name!r} has no column {spec.text_column!r} (columns: {dataset.column_names}); "
                     "set `text_column` for it."
                 )
+            require_text_column(dataset, spec.text_column, source=repr(spec.name))
             dataset = dataset.select_columns([spec.text_column, "domain"])
             if spec.text_column != "text":
                 dataset = dataset.rename_column(spec.text_column, "text")

@@ -20,6 +20,9 @@ import datasets
 from hfrecipes.errors import RecipeInputError
 
 BUILTIN_PREFIX = "builtin:"
+# Arrow cannot build a schema much deeper than this ("Recursion level in ArrowSchema struct exceeded");
+# check_jsonl checks it first to name the file and line.
+MAX_JSON_DEPTH = 32
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
 
 _BUILTINS: dict[str, Callable[..., datasets.Dataset]] = {}
@@ -104,9 +107,16 @@ def _load_builtin(name: str, options: dict) -> datasets.Dataset:
         )
     try:
         return _BUILTINS[name](**options)
+    except RecipeInputError:
+        raise
     except TypeError as err:
         raise RecipeInputError(
             f"builtin:{name} does not accept these options {sorted(options)}: {err}"
+        ) from err
+    except (ValueError, OverflowError, OSError) as err:  # int("abc"), a negative seed, an unreadable path=...
+        raise RecipeInputError(
+            f"builtin:{name}: bad option value in {_shorten(options)} ({type(err).__name__}: {err}). "
+            "Options are written `builtin:name?key=value`; numbers must be plain integers or decimals."
         ) from err
 
 
@@ -141,7 +151,13 @@ def load_local(
     (path, reason) so the caller reports it; only when no file can be read is it an error.
     """
     if is_saved_dataset(path):
-        loaded = datasets.load_from_disk(str(path))
+        try:
+            loaded = datasets.load_from_disk(str(path))
+        except Exception as err:  # noqa: BLE001 - a damaged save raises json/pyarrow/OS errors of many types
+            raise RecipeInputError(
+                f"{path} looks like a saved dataset but cannot be loaded ({_cause(err)}). "
+                "Write it again (e.g. rerun prepare_data.py), or point at the raw files instead."
+            ) from err
         if isinstance(loaded, datasets.DatasetDict):
             if split not in loaded:
                 raise RecipeInputError(
@@ -190,17 +206,66 @@ def _load_files(files: list[Path], text_file_unit: str) -> datasets.Dataset:
         return _load_text_files(files, text_file_unit)
     for file in files:
         if file.suffix.lower() == ".jsonl":
-            check_jsonl(file)
+            records, with_fields = check_jsonl(file)
+            if not with_fields:
+                what = "only empty objects {}" if records else "no JSON records (only blank lines)"
+                raise RecipeInputError(f"{file} has {what}; every line must be one JSON object with fields.")
     try:
         return datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
-    except Exception as err:  # pyarrow/json raise many types; all mean "this file cannot be read"
-        raise RecipeInputError(f"Could not read {', '.join(map(str, files))} as {builder}: {err}") from err
+    except Exception as err:  # noqa: BLE001 - pyarrow/pandas/json raise many types: "this file cannot be read"
+        raise RecipeInputError(
+            f"Could not read {', '.join(map(str, files))} as {builder}: {_cause(err).rstrip('.')}. "
+            + _READ_HINTS[files[0].suffix.lower()]
+        ) from err
 
 
-def check_jsonl(path: Path) -> None:
-    """Raise with file and line number at the first line that is not a JSON object."""
-    with open(path, "rb") as handle:
+_READ_HINTS = {
+    ".jsonl": "Every line must be one JSON object, with the same type for a field on every line.",
+    ".json": "A .json file must hold one list of objects (or one object of columns) in UTF-8; nesting is limited "
+    f"to {MAX_JSON_DEPTH} levels.",
+    ".csv": "A .csv file needs a header row, the same number of fields on every line and UTF-8 text.",
+    ".parquet": "The file is not a readable Parquet file; write it again (e.g. pandas.DataFrame.to_parquet).",
+}
+
+
+def _cause(err: BaseException) -> str:
+    """The most specific message in an exception chain: `datasets` wraps the real pyarrow/pandas/json error
+    ("An error occurred while generating the dataset") in its own, and that wrapper says nothing useful."""
+    chain, seen = [], set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen and len(chain) < 8:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    useful = [e for e in chain if type(e).__name__ != "DatasetGenerationError" and str(e).strip()]
+    chosen = useful[0] if useful else err
+    if isinstance(chosen, UnicodeDecodeError):
+        return f"not valid UTF-8 ({chosen.reason} at byte {chosen.start}); re-encode the file as UTF-8"
+    if isinstance(chosen, RecursionError):
+        return "the data is nested too deeply"
+    return _shorten(f"{type(chosen).__name__}: {chosen}")
+
+
+def _shorten(value: object, limit: int = 300) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
+
+
+def check_jsonl(path: Path) -> tuple[int, int]:
+    """Raise with file and line number at the first line that is not a JSON object Arrow can hold; return
+    (records, records with at least one field)."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the `with` below
+    except OSError as err:
+        raise RecipeInputError(f"Cannot open {path}: {err.strerror or err}.") from err
+    records = with_fields = 0
+    with handle:
         for line_number, raw in enumerate(handle, start=1):
+            if line_number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raise RecipeInputError(
+                    f"{path}:1: the file starts with a UTF-8 byte-order mark (BOM). Save it as UTF-8 without BOM "
+                    "(e.g. `sed -i '1s/^\\xEF\\xBB\\xBF//' FILE`)."
+                )
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
@@ -216,10 +281,38 @@ def check_jsonl(path: Path) -> None:
                     f"{path}:{line_number}: malformed JSON line ({err.msg} at column {err.colno}). "
                     "Fix or delete that line; every line must be one JSON object."
                 ) from err
+            except RecursionError as err:
+                raise RecipeInputError(
+                    f"{path}:{line_number}: the JSON is nested too deeply to read (more than {MAX_JSON_DEPTH} "
+                    "levels are not supported). Flatten that record or delete the line."
+                ) from err
             if not isinstance(record, dict):
                 raise RecipeInputError(
                     f"{path}:{line_number}: expected a JSON object per line, got {type(record).__name__}."
                 )
+            if _depth(record) > MAX_JSON_DEPTH:
+                raise RecipeInputError(
+                    f"{path}:{line_number}: the record is nested more than {MAX_JSON_DEPTH} levels deep, more "
+                    "than Arrow can store. Flatten that record or delete the line."
+                )
+            records += 1
+            with_fields += bool(record)
+    return records, with_fields
+
+
+def _depth(value: object) -> int:
+    """Nesting depth of a JSON value, without recursion (a hostile line must not exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > MAX_JSON_DEPTH:
+            break
+        if isinstance(item, dict):
+            stack.extend((child, level + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, level + 1) for child in item)
+    return deepest
 
 
 def _load_text_files(files: list[Path], unit: str) -> datasets.Dataset:
@@ -227,7 +320,10 @@ def _load_text_files(files: list[Path], unit: str) -> datasets.Dataset:
         raise RecipeInputError(f"text_file_unit must be line, paragraph or document, not {unit!r}.")
     rows: list[dict[str, str]] = []
     for file in files:
-        text = file.read_text(encoding="utf-8", errors="replace")
+        try:
+            text = file.read_text(encoding="utf-8", errors="replace")
+        except OSError as err:
+            raise RecipeInputError(f"Cannot read {file}: {err.strerror or err}.") from err
         if unit == "document":
             pieces = [text]
         elif unit == "line":

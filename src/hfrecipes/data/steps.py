@@ -17,6 +17,7 @@ error when a step removes every remaining row.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -166,7 +167,11 @@ class TransformStep(Step):
     def apply(
         self, dataset: datasets.Dataset, report: DataReport, num_proc: int | None = None
     ) -> datasets.Dataset:
-        columns = [c for c in self.resolved_columns(dataset) if dataset.features[c].dtype == "string"]
+        columns = [
+            c
+            for c in self.resolved_columns(dataset)
+            if getattr(dataset.features[c], "dtype", None) in ("string", "large_string")
+        ]
 
         def rewrite(batch: dict[str, list]) -> dict[str, list]:
             self.setup()
@@ -188,37 +193,72 @@ class TransformStep(Step):
 
 
 def parse_pipeline(spec: list[Any] | None) -> list[Step]:
-    """Build steps from the YAML list, refusing unknown names and parameters with what is available."""
+    """Build steps from the YAML list, refusing unknown names, unknown parameters and parameters of the wrong
+    type (checked against the step's field annotations) with what is available."""
     steps_by_name = registered_steps()
+    if isinstance(spec, (str, dict)):
+        spec = [spec]  # `pipeline: normalize` or `pipeline: {corrupted: {...}}`: a pipeline of one step
+    if spec is not None and not isinstance(spec, (list, tuple)):
+        raise RecipeInputError(f"`pipeline` must be a list of steps, got {_short(spec)}.")
     steps: list[Step] = []
     for position, item in enumerate(spec or [], start=1):
         if isinstance(item, str):
             name, params = item, {}
         elif isinstance(item, dict) and len(item) == 1:
             name, params = next(iter(item.items()))
-            params = params or {}
+            params = {} if params is None or params in ([], "") else params
         else:
             raise RecipeInputError(
-                f"Pipeline item {position} must be a step name or a one-key mapping name: {{params}}, got {item!r}."
+                f"Pipeline item {position} must be a step name or a one-key mapping name: {{params}}, "
+                f"got {_short(item)}."
             )
-        if name not in steps_by_name:
+        if not isinstance(name, str) or name not in steps_by_name:
             raise RecipeInputError(
-                f"Unknown pipeline step {name!r} (item {position}). Available: {', '.join(steps_by_name)}."
+                f"Unknown pipeline step {_short(name)} (item {position}). Available: {', '.join(steps_by_name)}."
             )
         cls = steps_by_name[name]
-        accepted = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(params) - accepted)
+        accepted = {f.name for f in dataclasses.fields(cls) if f.init}
+        if not isinstance(params, dict):
+            raise RecipeInputError(
+                f"Step {name!r} (item {position}): its parameters must be a mapping like "
+                f"{{{sorted(accepted)[0] if accepted else 'param'}: value}}, got {_short(params)}."
+            )
+        unknown = sorted(map(str, set(params) - accepted))
         if unknown:
             raise RecipeInputError(
                 f"Step {name!r} has no parameter(s) {unknown}. Its parameters: {', '.join(sorted(accepted))}."
             )
+        # The step's own checks speak first (they know the allowed ranges); the type check catches the rest.
         try:
-            steps.append(cls(**params))
+            step = cls(**params)
         except RecipeInputError:
             raise
-        except (TypeError, ValueError) as err:
-            raise RecipeInputError(f"Step {name!r}: bad parameters {params}: {err}") from err
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as err:
+            check_param_types(cls, params, f"Step {name!r}")
+            raise RecipeInputError(f"Step {name!r}: bad parameters {_short(params)}: {err}") from err
+        check_param_types(cls, params, f"Step {name!r}")
+        steps.append(step)
     return steps
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def check_param_types(cls: type, params: dict[str, Any], what: str) -> None:
+    """Refuse a YAML value whose type does not fit the dataclass field's annotation (a list where a number is
+    expected, a string where a list is, ...), naming the parameter and the expected type."""
+    from hfrecipes.args import describe_type, value_fits
+
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - an annotation that cannot be resolved is simply not checked
+        return
+    for key, value in params.items():
+        hint = hints.get(key)
+        if hint is not None and not value_fits(value, hint):
+            raise RecipeInputError(f"{what}: {key} must be {describe_type(hint)}, got {_short(value)}.")
 
 
 def run_pipeline(
@@ -229,6 +269,8 @@ def run_pipeline(
     on_step: Callable[[Step, datasets.Dataset], None] | None = None,
 ) -> datasets.Dataset:
     """Apply the steps in order; stop with the step's name if one removes every remaining row."""
+    if num_proc is not None and (isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 0):
+        raise RecipeInputError(f"num_proc must be a whole number >= 0 (or unset), got {num_proc!r}.")
     for step in steps:
         rows_in = len(dataset)
         dataset = _apply_in_scope(step, dataset, report, num_proc)

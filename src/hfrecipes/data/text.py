@@ -36,6 +36,9 @@ def select_text_column(
             f"Text column {column!r} not found; the dataset has columns {dataset.column_names}. "
             "Set `text_column` to one of them."
         )
+    require_text_column(dataset, column)
+    if "domain" in dataset.column_names:
+        require_text_column(dataset, "domain", allow_missing=False)
     keep = [c for c in (column, "domain") if c in dataset.column_names]
     dataset = dataset.select_columns(keep)
     if column != "text":
@@ -43,6 +46,37 @@ def select_text_column(
     if report is not None:
         report.add("load", rows_in=len(dataset), rows_out=len(dataset), details={"text_column": column})
     return dataset
+
+
+def require_text_column(
+    dataset: datasets.Dataset, column: str, source: str | None = None, allow_missing: bool = True
+) -> None:
+    """Stop unless `column` holds text (strings; with `allow_missing`, null in some rows). A JSONL column with a
+    number, list or object in some rows loads as a mixed-type `Json` column (or as numbers) and would otherwise
+    be stringified silently or fail deep inside a cleaning step."""
+    feature = dataset.features[column]
+    where = f" of {source}" if source else ""
+    if getattr(feature, "dtype", None) in ("string", "large_string"):
+        values = [] if allow_missing else list(dataset[column])
+        if None in values:
+            row = values.index(None)
+            raise RecipeInputError(
+                f"Column {column!r}{where} is missing (null) in row {row}; give every row a value or drop that row."
+            )
+        return
+    if getattr(feature, "dtype", None) == "null":
+        raise RecipeInputError(
+            f"Column {column!r}{where} is empty in every row (all null); point at the column that holds the "
+            "values (e.g. `text_column`) or fill this one."
+        )
+    for index, value in enumerate(dataset[column]):
+        if value is not None and not isinstance(value, str):
+            raise RecipeInputError(
+                f"Column {column!r}{where} must hold text, but row {index} holds {type(value).__name__} "
+                f"{str(value)[:60]!r}. Make every value a string (quote numbers), fix or drop that row, or set "
+                "`text_column` to the column that holds the text."
+            )
+    raise RecipeInputError(f"Column {column!r}{where} must hold text, but its type is {feature}.")
 
 
 def normalize_text(text: str) -> str:
