@@ -55,6 +55,12 @@ def parser_types(config_name: str) -> tuple:
         return (VideoDataArguments, VideoModelArguments, DiffusionTrainingArguments)
     if config_name.startswith("clip_"):
         return (load_recipe("multimodal/train_clip.py").CLIPScriptArguments, TrainingArguments)
+    if config_name.startswith("distill_"):
+        from trl.experimental.gkd import GKDConfig
+
+        return (DataArguments, load_recipe("text/distill.py").DistillArguments, GKDConfig)
+    if config_name.startswith("quantize_"):
+        return (load_recipe("text/quantize.py").QuantizeArguments, DataArguments)
     raise AssertionError(f"no recipe known for {config_name}")
 
 
@@ -63,7 +69,7 @@ def test_config_parses(config):
     # use_cpu/bf16 overrides: GPU configs ask for bf16, which TrainingArguments checks against the machine.
     extra = (
         []
-        if config.name.startswith(("prepare_", "tokenizer_", "ppo_", "evaluate_"))
+        if config.name.startswith(("prepare_", "tokenizer_", "ppo_", "evaluate_", "quantize_"))
         else ["--use_cpu", "true", "--bf16", "false"]
     )
     parsed = TrlParser(parser_types(config.name)).parse_args_and_config(["--config", str(config), *extra])

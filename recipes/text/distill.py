@@ -1,0 +1,232 @@
+"""Knowledge distillation: a larger teacher (a previous stage's output or a Hub model) into a smaller student,
+with TRL's GKD trainer (`trl.experimental.gkd`), judged against the same student trained from scratch.
+
+    accelerate launch --config_file accelerate_configs/cpu.yaml recipes/text/distill.py \
+        --config recipes/text/configs/distill_tiny.yaml [--key value ...]
+
+The student is a `student_preset` (built with the teacher's tokenizer) or `student_model_name_or_path` (it
+must share the teacher's tokenizer). With `compare_with_scratch`, the same student from the same initial
+weights is also trained with plain cross-entropy on the same data for an equal budget (`compare_budget`:
+`time` = the distillation's training wall time, or `steps`), and teacher, distilled and scratch students are
+compared on held-out nats per character (and task accuracy on chat data with answers). Re-running resumes.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trl import TrlParser
+from trl.experimental.gkd import GKDConfig, GKDTrainer
+
+from hfrecipes.args import DataArguments
+from hfrecipes.distillation import (
+    TrainClock,
+    baseline_writer,
+    check_arguments,
+    check_pair,
+    check_same_tokenizer,
+    compare,
+    comparison_table,
+    evaluate_student,
+    prepare_transfer_data,
+    run_scratch_baseline,
+)
+from hfrecipes.efficiency import track_efficiency
+from hfrecipes.errors import run_main
+from hfrecipes.hub import describe_input
+from hfrecipes.models import get_causal_lm, special_token_ids
+from hfrecipes.posttraining import prepare_chat_tokenizer, stop_token_ids
+from hfrecipes.stages import save_trainer_stage
+from hfrecipes.tokenization import load_tokenizer
+from hfrecipes.training import begin_stage, cpu_only_defaults, resume_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DistillArguments:
+    dataset_kind: str = field(default="text", metadata={"help": "text (packed blocks) or chat (messages)."})
+    chat_template: str | None = field(default=None, metadata={"help": "chat: chatml or a .jinja file."})
+    student_preset: str = field(default="tiny", metadata={"help": "Student preset (hfrecipes.models)."})
+    student_overrides: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "Preset fields to change."}
+    )
+    student_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A pretrained student instead of a preset (same tokenizer as the teacher)."},
+    )
+    block_size: int = field(default=128, metadata={"help": "text: tokens per packed training block."})
+    max_train_documents: int | None = field(
+        default=None, metadata={"help": "Transfer set: only the first N training documents / rows."}
+    )
+    prompt_tokens: int = field(
+        default=16, metadata={"help": "text: block prefix generated from when lmbda > 0."}
+    )
+    compare_with_scratch: bool = field(
+        default=True, metadata={"help": "Also train the student from scratch."}
+    )
+    compare_budget: str = field(
+        default="time", metadata={"help": "Scratch budget: time (wall time) or steps."}
+    )
+    eval_max_documents: int = field(default=200, metadata={"help": "Held-out documents for nats/char."})
+    eval_max_samples: int = field(default=64, metadata={"help": "chat: held-out prompts for task accuracy."})
+    eval_max_new_tokens: int = field(default=16, metadata={"help": "chat: tokens generated per prompt."})
+
+
+def main() -> None:
+    # --- args ---------------------------------------------------------------------------------------------
+    parser = TrlParser((DataArguments, DistillArguments, GKDConfig))
+    parser.set_defaults(
+        **cpu_only_defaults(),
+        output_dir="runs/distill",
+        lmbda=0.0,
+        beta=0.0,
+        bf16=False,
+        activation_checkpointing=False,
+    )
+    data_args, script_args, training_args = parser.parse_args_and_config()
+    teacher_path = training_args.teacher_model_name_or_path
+    student_path = script_args.student_model_name_or_path
+    check_arguments(teacher_path, script_args, on_policy=training_args.lmbda > 0 or training_args.seq_kd)
+    push_repo = begin_stage(training_args)
+    output_dir = Path(training_args.output_dir)
+
+    # --- teacher and tokenizer ----------------------------------------------------------------------------
+    tokenizer = load_tokenizer(teacher_path, training_args.trust_remote_code)
+    if student_path:
+        check_same_tokenizer(tokenizer, load_tokenizer(student_path), teacher_path, student_path)
+    if script_args.dataset_kind == "chat":
+        prepare_chat_tokenizer(tokenizer, script_args.chat_template, assistant_only_loss=False)
+    teacher_built = get_causal_lm(
+        model_name_or_path=teacher_path, preset=None, vocab_size=len(tokenizer),
+        trust_remote_code=training_args.trust_remote_code,
+    )  # fmt: skip
+    teacher = teacher_built.model.eval()
+
+    # --- data ---------------------------------------------------------------------------------------------
+    with training_args.main_process_first(desc="data preparation"):
+        data = prepare_transfer_data(
+            script_args.dataset_kind, data_args, tokenizer,
+            block_size=script_args.block_size, max_length=training_args.max_length,
+            max_train_documents=script_args.max_train_documents, eval_max_documents=script_args.eval_max_documents,
+            prompt_tokens=script_args.prompt_tokens, seed=training_args.seed,
+        )  # fmt: skip
+
+    # --- student --------------------------------------------------------------------------------------------
+    built = get_causal_lm(
+        model_name_or_path=student_path,
+        preset=script_args.student_preset,
+        vocab_size=teacher.config.get_text_config().vocab_size,
+        overrides=script_args.student_overrides,
+        special_ids=special_token_ids(tokenizer),
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    student = built.model
+    student.generation_config.eos_token_id = stop_token_ids(tokenizer)
+    student.generation_config.pad_token_id = tokenizer.pad_token_id
+    check_pair(teacher, student)
+    initial_state = copy.deepcopy(student.state_dict())  # the scratch baseline starts from the same weights
+    logger.warning(
+        "Teacher %s: %.2f M parameters; student %s: %.2f M",
+        teacher_path, teacher_built.num_parameters / 1e6, built.source, built.num_parameters / 1e6,
+    )  # fmt: skip
+
+    # --- trainer and training (GKD) -------------------------------------------------------------------------
+    trainer = GKDTrainer(
+        model=student,
+        teacher_model=teacher,
+        args=training_args,
+        train_dataset=data.train,
+        data_collator=data.collator,
+        processing_class=tokenizer,
+        callbacks=[clock := TrainClock()],  # training seconds, carried across resumes in the checkpoints
+    )
+    track_efficiency(trainer)  # throughput, MFU, energy and CO2e -> lineage["efficiency"]
+    resumed_from = resume_checkpoint(training_args)
+    train_result = trainer.train(resume_from_checkpoint=resumed_from)
+    steps = trainer.state.global_step
+    seconds_per_distill_step = clock.elapsed() / max(steps, 1)
+
+    # --- scratch baseline: the same student, initial weights and data, plain cross-entropy, equal budget ------
+    scratch_model, scratch = None, None
+    if script_args.compare_with_scratch:
+        scratch_model, scratch = run_scratch_baseline(
+            trainer, data, initial_state, script_args.compare_budget, seconds_per_distill_step,
+            output_dir / "checkpoint-scratch", resume_checkpoint,  # a checkpoint-* name: never pushed
+        )  # fmt: skip
+
+    # --- evaluate: teacher, distilled and scratch students on the same held-out data ------------------------
+    models = {"teacher": teacher, "distilled": trainer.model, "scratch": scratch_model}
+    results = {
+        name: evaluate_student(
+            model, tokenizer, data.heldout_texts, script_args.block_size, data.chat_rows,
+            script_args.eval_max_samples, script_args.eval_max_new_tokens,
+        )
+        for name, model in models.items()
+        if model is not None
+    }  # fmt: skip
+    runs = {
+        "teacher": {"parameters": teacher_built.num_parameters},
+        "distilled": {"parameters": built.num_parameters, "steps": steps, "train_seconds": seconds_per_distill_step * steps},
+    }  # fmt: skip
+    if scratch is not None:
+        runs["scratch"] = {"parameters": built.num_parameters, "steps": scratch["global_step"],
+                           "train_seconds": scratch["train_seconds"]}  # fmt: skip
+    rows, metrics = compare(results, runs, teacher_path)
+    metrics.update(
+        parameters=built.num_parameters, global_step=steps, train_loss=train_result.training_loss,
+        train_seconds=seconds_per_distill_step * steps,
+    )  # fmt: skip
+    table = comparison_table(rows)
+    limit = script_args.max_train_documents
+    transfer = f"transfer set: the first {limit} training documents" if limit else "the whole training split"
+    versus = "Against the teacher"
+    if scratch is not None:
+        versus = (
+            f"Against the same student from scratch (`scratch_baseline/`), equal {script_args.compare_budget}"
+        )
+    if script_args.dataset_kind == "chat":
+        table += "\n\nHeld-out nats/char: on the held-out assistant replies, given their conversation."
+
+    # --- save (atomically), model card, push --------------------------------------------------------------
+    save_trainer_stage(
+        trainer,
+        output_dir,
+        tokenizer=tokenizer,
+        recipe="text/distill",
+        config={"data": data_args, "script": script_args, "training": training_args},
+        inputs=[
+            describe_input("teacher", teacher_path),
+            describe_input("student", student_path),
+            describe_input("data", data_args.dataset_name),
+        ],
+        report=data.report,
+        metrics=metrics,
+        card={
+            "title": f"{output_dir.name}: a student distilled with hfrecipes",
+            "description": f"A {built.num_parameters / 1e6:.2f} M-parameter student ({built.source}) distilled "
+            f"from `{teacher_path}` with TRL's GKDTrainer (beta={training_args.beta}, lmbda={training_args.lmbda}) "
+            f"on `{data_args.dataset_name}` ({transfer}). {versus}:\n\n{table}",
+            "usage": f'from transformers import pipeline\n\ngenerator = pipeline("text-generation", model="{output_dir}")\n'
+            + ('print(generator([{"role": "user", "content": "What is 3 + 4?"}], max_new_tokens=16))'
+               if script_args.dataset_kind == "chat" else 'print(generator("ROMEO:", max_new_tokens=40)[0]["generated_text"])'),
+            "base_model": teacher_path,
+            "datasets": [data_args.dataset_name],
+            "tags": ["distillation", "gkd", "trl"],
+        },
+        push_repo=push_repo,
+        loss_title="distillation loss (generalized JSD to the teacher)",
+        extra={"resumed_from": resumed_from, "comparison": rows, "scratch_run": scratch and {
+            k: v for k, v in scratch.items() if k != "log_history"}},
+        save_more=baseline_writer(scratch_model, scratch, tokenizer),
+    )  # fmt: skip
+    if trainer.is_world_process_zero():
+        print(f"\n{table}\n\nOutputs in {output_dir}")
+
+
+if __name__ == "__main__":
+    run_main(main)
