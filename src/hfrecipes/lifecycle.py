@@ -102,7 +102,7 @@ def load_pipeline(path: str | Path, run_dir: str | Path | None = None) -> Pipeli
         unknown = set(item) - {"name", "recipe", "config", "overrides", "inputs", "accelerate_config"}
         if unknown:
             problems.append(f"stage {name!r}: unknown keys {sorted(unknown)}")
-        if any("token" in str(key) for key in item.get("overrides") or {}):
+        if {"hub_token", "token", "hf_token", "use_auth_token"} & set(map(str, item.get("overrides") or {})):
             problems.append(f"stage {name!r}: put tokens in HF_TOKEN, not overrides (they would be in logs)")
         if name in seen:
             problems.append(f"stage {name!r}: the name is used twice")

@@ -55,27 +55,19 @@ BACKBONES = ("unet3d", "wan")
 # UNet3DConditionModel fields; `cross_attention` says which resolution levels attend to the prompt (the mid
 # block always does). "modelscope" is damo-vilab/text-to-video-ms-1.7b's UNet (latent space, for reference).
 UNET3D_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(
-        block_out_channels=(32, 64, 64),
-        layers_per_block=1,
-        norm_num_groups=8,
-        attention_head_dim=8,
-        cross_attention=(False, False, False),
-    ),  # fmt: skip
-    "small": dict(
-        block_out_channels=(64, 128, 128),
-        layers_per_block=2,
-        norm_num_groups=32,
-        attention_head_dim=16,
-        cross_attention=(False, True, True),
-    ),  # fmt: skip
-    "modelscope": dict(
-        block_out_channels=(320, 640, 1280, 1280),
-        layers_per_block=2,
-        norm_num_groups=32,
-        attention_head_dim=64,
-        cross_attention=(True, True, True, False),
-    ),  # fmt: skip
+    # name: (block_out_channels, layers_per_block, norm_num_groups, attention_head_dim, cross_attention)
+    name: dict(
+        block_out_channels=channels,
+        layers_per_block=layers,
+        norm_num_groups=groups,
+        attention_head_dim=head_dim,
+        cross_attention=cross,
+    )  # fmt: skip
+    for name, (channels, layers, groups, head_dim, cross) in {
+        "tiny": ((32, 64, 64), 1, 8, 8, (False, False, False)),
+        "small": ((64, 128, 128), 2, 32, 16, (False, True, True)),
+        "modelscope": ((320, 640, 1280, 1280), 2, 32, 64, (True, True, True, False)),
+    }.items()
 }
 # WanTransformer3DModel fields. "wan2.1-1.3b" is Wan2.1-T2V-1.3B's transformer; text_dim comes from the encoder.
 TRANSFORMER_PRESETS: dict[str, dict[str, Any]] = {
@@ -87,24 +79,19 @@ TRANSFORMER_PRESETS: dict[str, dict[str, Any]] = {
 }
 # UMT5 encoder fields for the wan text encoders built here (WanPipeline's own is UMT5-XXL).
 T5_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(
-        d_model=64,
-        d_kv=16,
-        d_ff=128,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=16,
-        relative_attention_max_distance=32,
-    ),  # fmt: skip
-    "small": dict(
-        d_model=256,
-        d_kv=32,
-        d_ff=1024,
-        num_layers=4,
-        num_heads=8,
-        relative_attention_num_buckets=32,
-        relative_attention_max_distance=64,
-    ),  # fmt: skip
+    name: dict(
+        d_model=d_model,
+        d_kv=d_kv,
+        d_ff=d_ff,
+        num_layers=layers,
+        num_heads=heads,
+        relative_attention_num_buckets=buckets,
+        relative_attention_max_distance=distance,
+    )  # fmt: skip
+    for name, (d_model, d_kv, d_ff, layers, heads, buckets, distance) in {
+        "tiny": (64, 16, 128, 2, 4, 16, 32),
+        "small": (256, 32, 1024, 4, 8, 32, 64),
+    }.items()
 }
 FLOW_SCHEDULERS = ("flow-euler", "unipc")
 DEFAULT_SCHEDULERS = {"unet3d": "ddim", "wan": "flow-euler"}
