@@ -115,7 +115,7 @@ def evaluate_policy(
     max_new_tokens: int = 24,
     seed: int = 0,
     num_samples: int = 4,
-    samples_per_prompt: int = 4,
+    samples_per_prompt: int = 2,
 ) -> PolicyEvaluation:
     """One table row for a policy on held-out prompts (greedy replies):
 
