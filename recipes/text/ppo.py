@@ -119,12 +119,15 @@ def main() -> None:
         accelerator=accelerator,
         prompt_columns=columns,
     )
-    # Resumed here rather than in train(), so that the efficiency meter counts the updates run now.
-    if checkpoint := last_complete_checkpoint(config.output_dir):
-        trainer.load_checkpoint(checkpoint)
-    meter, first_update = EfficiencyMeter(accelerator.device).start(), trainer.update
-    log_history = trainer.train(resume_from_checkpoint=False)
-    efficiency = ppo_efficiency(trainer, meter, first_update)
+    # train() restores the last complete checkpoint itself (RNG states at the point the run saved them); the
+    # efficiency record counts the updates of the log that ran after the start of this process.
+    started = last_complete_checkpoint(config.output_dir)
+    meter = EfficiencyMeter(accelerator.device).start()
+    log_history = trainer.train(resume_from_checkpoint=True)
+    first_update = (
+        len(log_history) - (trainer.update - int(Path(started).name.split("-")[-1])) if started else 0
+    )
+    efficiency = ppo_efficiency(trainer, meter, max(first_update, 0))
 
     # --- evaluate -----------------------------------------------------------------------------------------
     after = evaluate_policy(
