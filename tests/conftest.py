@@ -20,6 +20,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Accelerate keeps its state (mixed precision, device) in process-wide singletons: a test that builds a bf16
+    Accelerator would otherwise silently run every later test of the same worker under bf16 autocast."""
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
 def load_recipe(relative_path: str):
     """Import a recipe script as a module so tests call its main() in-process (imports paid once)."""
     path = ROOT / "recipes" / relative_path
