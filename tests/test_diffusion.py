@@ -382,3 +382,26 @@ def test_class_conditional_digits_follow_their_prompts(tmp_path):
     )
     metrics = read_json(out / "metrics.json")
     assert metrics["adherence_label"] > 0.5 and metrics["untrained_adherence_label"] < 0.2
+
+
+def test_resume_check_ignores_config_bookkeeping_but_not_the_model():
+    # diffusers' `_use_default_values` comes from a set: its order differs between processes (string hashing).
+    saved = {
+        "unet": {
+            "sample_size": 16,
+            "_use_default_values": ["act_fn", "norm_eps"],
+            "_diffusers_version": "0.41",
+        }
+    }
+    same = {
+        "unet": {
+            "sample_size": 16,
+            "_use_default_values": ["norm_eps", "act_fn"],
+            "_diffusers_version": "0.42",
+        }
+    }
+    assert dm.config_differences(saved, same) == []
+    bigger = {"unet": {"sample_size": 32, "_use_default_values": ["act_fn", "norm_eps"]}}
+    assert dm.config_differences(saved, bigger) == [
+        "unet: checkpoint {'sample_size': 16} vs now {'sample_size': 32}"
+    ]

@@ -61,6 +61,12 @@ def parser_types(config_name: str) -> tuple:
         return (DataArguments, load_recipe("text/distill.py").DistillArguments, GKDConfig)
     if config_name.startswith("quantize_"):
         return (load_recipe("text/quantize.py").QuantizeArguments, DataArguments)
+    if config_name.startswith("embedder_"):
+        from sentence_transformers import SentenceTransformerTrainingArguments
+
+        return (load_recipe("text/train_embedder.py").EmbedderArguments, SentenceTransformerTrainingArguments)
+    if config_name.startswith("rag_"):
+        return (load_recipe("text/rag.py").RagArguments, SFTConfig, ModelConfig)
     raise AssertionError(f"no recipe known for {config_name}")
 
 

@@ -351,8 +351,16 @@ def prune_checkpoints(output_dir: str | Path, limit: int | None) -> list[Path]:
     return removed
 
 
+def _public(value: Any) -> Any:
+    """A config without its bookkeeping keys: diffusers' `_use_default_values` is a list built from a set, so its
+    order changes from one process to the next (string hashing), and `_diffusers_version` is not the model."""
+    if isinstance(value, dict):
+        return {k: _public(v) for k, v in value.items() if not str(k).startswith("_")}
+    return value
+
+
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    saved, current = json.loads(json.dumps(saved, default=str)), json.loads(json.dumps(current, default=str))
+    saved, current = (_public(json.loads(json.dumps(c, default=str))) for c in (saved, current))
     return [
         f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}"
         for k in sorted(set(saved) | set(current))
@@ -601,6 +609,9 @@ class DiffusionLoop:
         from hfrecipes.efficiency import EfficiencyMeter, FirstStepFlops
 
         meter, first_step = EfficiencyMeter(acc.device).start(), FirstStepFlops()
+        # Counting FLOPs changes the counted step's rounding: a resumed run reuses the count its checkpoint holds,
+        # so the only step ever counted is the first of the whole run, and resume stays bit-exact.
+        first_step.flops = state.get("step_flops")
         started_at = (state["global_step"], state["train_seconds"])
         clock = time.perf_counter()
         from tqdm.auto import tqdm
@@ -622,6 +633,7 @@ class DiffusionLoop:
                     optimizer.zero_grad(set_to_none=True)
                 window.append(float(acc.gather(loss.detach().float().reshape(1)).mean()))
             first_step.end()
+            state["step_flops"] = first_step.flops
             state["global_step"] += 1
             step = state["global_step"]
             progress.update(1)

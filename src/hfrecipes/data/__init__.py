@@ -10,6 +10,7 @@ from hfrecipes.data import media as _media  # noqa: F401
 from hfrecipes.data import mixing as _mixing  # noqa: F401
 from hfrecipes.data import near_dedup as _near_dedup  # noqa: F401
 from hfrecipes.data import preferences as _preferences  # noqa: F401
+from hfrecipes.data import qa as _qa  # noqa: F401
 from hfrecipes.data import quality as _quality  # noqa: F401
 from hfrecipes.data import safety as _safety  # noqa: F401
 from hfrecipes.data import speech as _speech  # noqa: F401
