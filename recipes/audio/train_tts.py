@@ -24,6 +24,7 @@ from hfrecipes.data import DataReport, parse_pipeline, run_pipeline
 from hfrecipes.data.speech import check_speech_columns, load_speech_source
 from hfrecipes.efficiency import track_efficiency, trainer_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
+from hfrecipes.guards import guard_nonfinite
 from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
 from hfrecipes.io import atomic_write_json, publish_staged
 from hfrecipes.reports import plot_loss_curves
@@ -164,6 +165,7 @@ def main() -> None:
         ],
     )
     track_efficiency(trainer, flops="measured", unit="utterances")  # throughput, MFU, energy -> lineage
+    guard_nonfinite(trainer)  # NaN/inf gradients stop the run naming the step (or skip it)
     resumed_from = resume_checkpoint(training_args)
     train_result = trainer.train(resume_from_checkpoint=resumed_from)
 

@@ -23,6 +23,7 @@ from trl import TrlParser
 
 from hfrecipes.efficiency import track_efficiency, trainer_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
+from hfrecipes.guards import guard_nonfinite
 from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
 from hfrecipes.image_eval import clip_retrieval
 from hfrecipes.io import atomic_write_json, publish_staged
@@ -149,6 +150,7 @@ def main() -> None:
     trainer = Trainer(model=model, args=training_args, train_dataset=sets["train"], eval_dataset=sets["validation"],
                       data_collator=CaptionCollator(tokenizer))  # fmt: skip
     track_efficiency(trainer, flops="measured", unit="pairs")  # -> lineage["efficiency"]
+    guard_nonfinite(trainer)  # NaN/inf gradients stop the run naming the step (or skip it)
     resumed_from = resume_checkpoint(training_args)
     train_result = trainer.train(resume_from_checkpoint=resumed_from)
 

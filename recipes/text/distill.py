@@ -37,6 +37,7 @@ from hfrecipes.distillation import (
 )
 from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import run_main
+from hfrecipes.guards import guard_nonfinite
 from hfrecipes.hub import describe_input
 from hfrecipes.models import get_causal_lm, special_token_ids
 from hfrecipes.posttraining import prepare_chat_tokenizer, stop_token_ids
@@ -146,6 +147,7 @@ def main() -> None:
         callbacks=[clock := TrainClock()],  # training seconds, carried across resumes in the checkpoints
     )
     track_efficiency(trainer)  # throughput, MFU, energy and CO2e -> lineage["efficiency"]
+    guard_nonfinite(trainer)  # NaN/inf gradients stop the run naming the step (or skip it)
     resumed_from = resume_checkpoint(training_args)
     train_result = trainer.train(resume_from_checkpoint=resumed_from)
     steps = trainer.state.global_step

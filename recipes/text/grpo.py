@@ -34,6 +34,7 @@ from hfrecipes.alignment import (
 from hfrecipes.data import parse_pipeline
 from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
+from hfrecipes.guards import guard_nonfinite
 from hfrecipes.posttraining import check_lora_targets
 from hfrecipes.rewards import check_weights, resolve_reward_functions
 from hfrecipes.stages import save_trainer_stage
@@ -117,6 +118,7 @@ def main() -> None:
         peft_config=peft_config,
     )
     track_efficiency(trainer)  # throughput, MFU, energy and CO2e -> lineage["efficiency"]
+    guard_nonfinite(trainer)  # NaN/inf gradients stop the run naming the step (or skip it)
     resumed_from = resume_checkpoint(training_args)
     train_result = trainer.train(resume_from_checkpoint=resumed_from)
 

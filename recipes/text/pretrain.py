@@ -20,6 +20,7 @@ from hfrecipes.args import DataArguments, ModelArguments, TokenizerArguments
 from hfrecipes.data import prepare_text_splits, tokenize_and_pack
 from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
+from hfrecipes.guards import guard_nonfinite
 from hfrecipes.hub import describe_input
 from hfrecipes.models import context_length, get_causal_lm, special_token_ids
 from hfrecipes.stages import save_trainer_stage
@@ -124,6 +125,7 @@ def main() -> None:
     )
     # Throughput, MFU, energy and CO2e of train() -> lineage["efficiency"] (in save_trainer_stage).
     track_efficiency(trainer, seq_len=script_args.block_size)
+    guard_nonfinite(trainer)  # NaN/inf gradients stop the run naming the step (or skip it)
     resumed_from = resume_checkpoint(training_args)
     train_result = trainer.train(resume_from_checkpoint=resumed_from)
     train_seconds = trainer.training_seconds()

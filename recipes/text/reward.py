@@ -23,6 +23,7 @@ from hfrecipes.data.preferences import as_preference_rows
 from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import run_main
 from hfrecipes.evaluation import pairwise_accuracy
+from hfrecipes.guards import guard_nonfinite
 from hfrecipes.hub import describe_input
 from hfrecipes.models import get_causal_lm, special_token_ids
 from hfrecipes.posttraining import check_lora_targets, prepare_chat_tokenizer
@@ -109,6 +110,7 @@ def main() -> None:
         peft_config=peft_config,
     )
     track_efficiency(trainer)  # throughput, MFU, energy and CO2e -> lineage["efficiency"]
+    guard_nonfinite(trainer)  # NaN/inf gradients stop the run naming the step (or skip it)
     resumed_from = resume_checkpoint(training_args)
     train_result = trainer.train(resume_from_checkpoint=resumed_from)
 

@@ -20,6 +20,7 @@ from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config
 from hfrecipes.data import DataReport, load_source, parse_pipeline, row_text, run_pipeline, validate_format
 from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import run_main
+from hfrecipes.guards import guard_nonfinite
 from hfrecipes.hub import describe_input
 from hfrecipes.models import get_causal_lm, special_token_ids
 from hfrecipes.posttraining import (
@@ -165,6 +166,7 @@ def main() -> None:
         peft_config=peft_config,
     )
     track_efficiency(trainer)  # throughput, MFU, energy and CO2e -> lineage["efficiency"]
+    guard_nonfinite(trainer)  # NaN/inf gradients stop the run naming the step (or skip it)
     resumed_from = resume_checkpoint(training_args)
     train_result = trainer.train(resume_from_checkpoint=resumed_from)
 

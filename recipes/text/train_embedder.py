@@ -25,6 +25,7 @@ from trl import TrlParser
 from hfrecipes.data import DataReport, load_source
 from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
+from hfrecipes.guards import guard_nonfinite
 from hfrecipes.hub import describe_input
 from hfrecipes.retrieval import (
     DEFAULT_EMBEDDER,
@@ -137,6 +138,7 @@ def main() -> None:
         model=model, args=training_args, train_dataset=pair_rows, loss=MultipleNegativesRankingLoss(model)
     )
     track_efficiency(trainer, flops="measured", unit="pairs")  # -> lineage["efficiency"]
+    guard_nonfinite(trainer)  # NaN/inf gradients stop the run naming the step (or skip it)
     resumed_from = resume_checkpoint(training_args)
     train_result = trainer.train(resume_from_checkpoint=resumed_from)
 

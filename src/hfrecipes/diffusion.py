@@ -593,6 +593,11 @@ class DiffusionLoop:
         elif args.eval_before_training and (metrics := self._evaluate(0)) is not None:
             state["evaluations"].append(metrics)
 
+        from hfrecipes.guards import NonFiniteGuard
+
+        guard = NonFiniteGuard(lambda: (found := complete_checkpoints(self.output_dir)) and str(found[-1][1]))
+        named_params = [(f"{name}.{n}", p) for name, m in self.modules.items()
+                        for n, p in m.named_parameters() if p.requires_grad]  # fmt: skip
         ga = args.gradient_accumulation_steps
         sampler = EpochBatches(self.num_rows, args.per_device_train_batch_size, args.seed,
                                start=state["global_step"] * ga, world=acc.num_processes, rank=acc.process_index)  # fmt: skip
@@ -626,8 +631,10 @@ class DiffusionLoop:
                     with acc.autocast():
                         loss = self.loss_fn(self.prepared, batch, self.generator)
                     acc.backward(loss)
-                    if acc.sync_gradients and args.max_grad_norm > 0:
-                        acc.clip_grad_norm_(params, args.max_grad_norm)
+                    if acc.sync_gradients:
+                        guard.check(state["global_step"] + 1, named_params, loss.detach())
+                        if args.max_grad_norm > 0:
+                            acc.clip_grad_norm_(params, args.max_grad_norm)
                     optimizer.step()
                     lr_scheduler.step()
                     optimizer.zero_grad(set_to_none=True)

@@ -40,7 +40,7 @@ from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
-from hfrecipes.errors import RecipeInputError
+from hfrecipes.errors import NonFiniteError, RecipeInputError
 from hfrecipes.evaluation import stop_token_ids as default_stop_token_ids
 from hfrecipes.training import last_complete_checkpoint
 
@@ -434,7 +434,7 @@ class PPOTrainer:
         raw = self.reward_fn([self.prompts[i] for i in indices], completions, **columns)
         scores = torch.tensor([float(x) for x in raw], device=device)
         if scores.shape != (len(indices),) or not torch.isfinite(scores).all():
-            raise FloatingPointError(
+            raise NonFiniteError(
                 f"PPO update {update}: reward_fn must return one finite float per completion, got {scores.tolist()}."
             )
         if cfg.missing_eos_penalty is not None:
@@ -469,7 +469,7 @@ class PPOTrainer:
                 )
                 loss = pg_loss + cfg.vf_coef * vf_loss
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(
+                    raise NonFiniteError(
                         f"PPO update {update}: non-finite loss (policy {pg_loss.item()}, value {vf_loss.item()}). "
                         "Lower learning_rate, check the rewards and the model's dtype."
                     )
