@@ -231,12 +231,32 @@ def training_scheduler(num_train_timesteps: int, beta_schedule: str, prediction_
         raise RecipeInputError(f"Unknown beta_schedule {beta_schedule!r}: {err}") from err
 
 
+class ShardedGenerator(torch.Generator):
+    """The training noise generator, seeded alike on every rank: per-sample draws (`rows`) are made for the global
+    batch and each rank keeps its own slice, so N processes with batch B see exactly the noise, timesteps and
+    caption dropout that one process with batch N·B sees (and data-parallel training matches it)."""
+
+    def __new__(cls, seed: int, rank: int = 0, world: int = 1):
+        return super().__new__(cls)
+
+    def __init__(self, seed: int, rank: int = 0, world: int = 1):
+        super().__init__()
+        self.manual_seed(seed)
+        self.rank, self.world = rank, world
+
+
+def rows(draw: Callable[[int], torch.Tensor], count: int, generator: torch.Generator) -> torch.Tensor:
+    """`draw(n)` gives n per-sample values from `generator`; this rank's `count` of them (see ShardedGenerator)."""
+    rank, world = getattr(generator, "rank", 0), getattr(generator, "world", 1)
+    return draw(count * world)[rank * count : (rank + 1) * count]
+
+
 def drop_captions(captions: Sequence[str], probability: float, generator: torch.Generator) -> list[str]:
     """Caption dropout for classifier-free guidance: each caption becomes "" with `probability`; "" is what the
     pipelines encode as the unconditional prompt, so the model learns exactly the embedding they guide with."""
     if probability <= 0:
         return list(captions)
-    drop = torch.rand(len(captions), generator=generator) < probability
+    drop = rows(lambda n: torch.rand(n, generator=generator), len(captions), generator) < probability
     return ["" if d else c for c, d in zip(captions, drop.tolist(), strict=True)]
 
 
@@ -266,9 +286,12 @@ def denoising_loss(
     (epsilon), the velocity (v_prediction) or `clean` itself (sample). Noise and timesteps are drawn from
     `generator` (CPU), so a resumed run replays them. `predict(noisy, t)` may return extra channels (learned
     variance in IF-style UNets): only the first `clean.shape[1]` are trained."""
-    noise = torch.randn(clean.shape, generator=generator).to(clean.device, clean.dtype)
-    steps = torch.randint(0, scheduler.config.num_train_timesteps, (clean.shape[0],), generator=generator)
-    steps = steps.to(clean.device)
+    count, high = clean.shape[0], scheduler.config.num_train_timesteps
+    noise = rows(lambda n: torch.randn((n, *clean.shape[1:]), generator=generator), count, generator)
+    noise = noise.to(clean.device, clean.dtype)
+    steps = rows(lambda n: torch.randint(0, high, (n,), generator=generator), count, generator).to(
+        clean.device
+    )
     noisy = scheduler.add_noise(clean, noise, steps)
     kind = scheduler.config.prediction_type
     target = (
@@ -583,7 +606,7 @@ class DiffusionLoop:
         optimizer, lr_scheduler = prepared[len(names) :]
         for ema in self.emas.values():
             ema.to(acc.device)
-        self.generator = torch.Generator().manual_seed(args.seed * 1009 + acc.process_index)
+        self.generator = ShardedGenerator(args.seed * 1009, acc.process_index, acc.num_processes)
 
         state: dict[str, Any] = {"global_step": 0, "log_history": [], "evaluations": [], "train_seconds": 0.0}
         resume = self._resume_path()

@@ -408,9 +408,9 @@ def noise_levels(count: int, generator: torch.Generator, sampling: str, shift: f
     """Noise levels s in (0, 1): logit-normal (SD3) or uniform, then shifted like the sampler's sigmas
     (s' = shift s / (1 + (shift - 1) s))."""
     if sampling == "logit_normal":
-        levels = torch.sigmoid(torch.randn(count, generator=generator))
+        levels = torch.sigmoid(dm.rows(lambda n: torch.randn(n, generator=generator), count, generator))
     else:
-        levels = torch.rand(count, generator=generator)
+        levels = dm.rows(lambda n: torch.rand(n, generator=generator), count, generator)
     return shift * levels / (1 + (shift - 1) * levels)
 
 
@@ -426,7 +426,10 @@ def flow_matching_loss(
     """MSE between `predict(noisy, timestep)` and the velocity noise - clean, on x_s = (1 - s) clean + s noise
     with timestep = s * num_train_timesteps (what FlowMatchEulerDiscreteScheduler steps with). Noise and levels
     come from `generator` (CPU), so a resumed run replays them."""
-    noise = torch.randn(clean.shape, generator=generator).to(clean.device, clean.dtype)
+    noise = dm.rows(
+        lambda n: torch.randn((n, *clean.shape[1:]), generator=generator), clean.shape[0], generator
+    )
+    noise = noise.to(clean.device, clean.dtype)
     levels = noise_levels(clean.shape[0], generator, sampling, shift).to(clean.device, clean.dtype)
     view = levels.view(-1, *([1] * (clean.dim() - 1)))
     noisy = (1 - view) * clean + view * noise
