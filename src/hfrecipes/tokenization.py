@@ -7,6 +7,8 @@ tokens only (`return_assistant_tokens_mask=True`, TRL's `assistant_only_loss=Tru
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -145,5 +147,11 @@ def load_or_train_tokenizer(
     if (trained_dir / "tokenizer_config.json").is_file():
         return load_tokenizer(str(trained_dir)), None
     tokenizer = train_tokenizer(texts, tokenizer_type, vocab_size, min_frequency)
-    tokenizer.save_pretrained(trained_dir)
+    # Saved beside it and renamed in: a run killed half-way through the save (tokenizer_config.json written,
+    # tokenizer.json not) would otherwise leave a directory that every re-run takes for the tokenizer and fails on.
+    staging = trained_dir.with_name(f".{trained_dir.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    tokenizer.save_pretrained(staging)
+    shutil.rmtree(trained_dir, ignore_errors=True)
+    os.replace(staging, trained_dir)
     return tokenizer, None
