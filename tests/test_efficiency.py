@@ -156,8 +156,9 @@ def test_record_of_a_measured_training_loop_is_plausible(monkeypatch):
 def lm_trainer(tmp_path, **args) -> Trainer:
     ids = torch.randint(0, 256, (64, 32), generator=torch.Generator().manual_seed(0)).tolist()
     data = Dataset.from_dict({"input_ids": ids, "labels": ids})
+    args = {"save_strategy": "no", "logging_steps": 3, **args}
     training_args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=6, per_device_train_batch_size=4,
-                                      report_to="none", use_cpu=True, save_strategy="no", logging_steps=3, **args)  # fmt: skip
+                                      report_to="none", use_cpu=True, **args)  # fmt: skip
     return Trainer(
         model=tiny_lm(), args=training_args, train_dataset=data, data_collator=default_data_collator
     )
@@ -180,6 +181,31 @@ def test_trainer_callback_counts_tokens_and_measured_flops_agree_with_6nd(tmp_pa
     assert other["sequences"] == 6 * 4 and other["flops_method"].startswith("measured")
     assert 0.95 < other["train_flops"] / record["train_flops"] < 1.05
     assert 0 < other["mfu"] < 1
+
+
+def test_measured_flops_are_counted_once_per_run_so_resume_stays_exact(tmp_path):
+    # Counting a step changes its rounding; a resumed run reuses the checkpoint's count instead of counting again.
+    straight = lm_trainer(tmp_path / "a", seed=3, lr_scheduler_type="constant")
+    eff.track_efficiency(straight, flops="measured", unit="sequences")
+    straight.train()
+    interrupted = lm_trainer(
+        tmp_path / "b", seed=3, lr_scheduler_type="constant", save_strategy="steps", save_steps=3
+    )
+    interrupted.args.max_steps = 3
+    eff.track_efficiency(interrupted, flops="measured", unit="sequences")
+    interrupted.train()
+    resumed = lm_trainer(
+        tmp_path / "b", seed=3, lr_scheduler_type="constant", save_strategy="steps", save_steps=3
+    )
+    callback = eff.track_efficiency(resumed, flops="measured", unit="sequences")
+    resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "out" / "checkpoint-3"))
+    record = eff.trainer_efficiency(resumed)
+    assert (
+        record["steps"] == 3
+        and callback.first_step.flops == eff.trainer_efficiency(interrupted)["train_flops"] / 3
+    )
+    for name, weight in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], weight, rtol=0, atol=0)
 
 
 def test_model_card_and_lifecycle_report_show_the_efficiency(tmp_path):

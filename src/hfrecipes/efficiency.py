@@ -44,6 +44,7 @@ from typing import Any
 
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 WATTS_PER_CORE = 6.25  # Intel Xeon Platinum 8480+: 350 W TDP / 56 cores
 WATTS_PER_GPU = 700.0  # H100 / H200 SXM TDP
@@ -430,7 +431,7 @@ def with_unit(record: dict[str, Any], unit: str) -> dict[str, Any]:
 # --- Trainer -----------------------------------------------------------------------------------------------------
 
 
-class EfficiencyCallback(TrainerCallback):
+class EfficiencyCallback(TrainerCallback, ExportableState):
     """Measures a `transformers.Trainer` run: the meter runs from train begin to train end; step time is the sum
     of step begin -> step end (forward, backward, optimizer; data loading, logging, evaluation and saving outside).
     `flops="transformer"`: 6·N·D on the tokens the trainer counted (TRL's `_total_train_tokens`, or
@@ -453,8 +454,17 @@ class EfficiencyCallback(TrainerCallback):
             self.trainer.state.num_input_tokens_seen or 0
         )
 
+    def state(self) -> dict[str, Any]:
+        """Saved in each checkpoint's trainer_state.json: the measured step FLOPs."""
+        return {"args": {}, "attributes": {"step_flops": self.first_step.flops}}
+
     def on_train_begin(self, args, state, control, **kwargs):
         self.step_seconds, self.steps, self.first_step = 0.0, 0, FirstStepFlops()
+        # Counting FLOPs changes the counted step's rounding: a resumed run reuses its checkpoint's count, so only
+        # the first step of the whole run is ever counted and resume stays bit-exact.
+        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
+        if state.global_step > 0 and isinstance(saved, dict):
+            self.first_step.flops = saved.get("attributes", {}).get("step_flops")
         self._tokens_at_start = self._tokens()
         self.meter = EfficiencyMeter(args.device).start()
 
