@@ -22,7 +22,7 @@ from typing import Any
 from transformers import Trainer
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
 
-from hfrecipes.data import DataReport, load_source
+from hfrecipes.data import load_source
 from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.evaluation import stop_token_ids
@@ -33,10 +33,10 @@ from hfrecipes.retrieval import (
     DEFAULT_EMBEDDER,
     RetrievalIndex,
     check_prompt_length,
-    chunk_corpus,
     column,
     evaluate_rag,
     evaluation_prompts,
+    load_passages,
     rag_training_rows,
     relevant_passages,
     retrieval_metrics,
@@ -100,12 +100,8 @@ def main() -> None:
     output_dir = Path(training_args.output_dir)
 
     # --- data: passages, index, questions -----------------------------------------------------------------
-    report = DataReport(source=args.corpus_name)
-    passages = chunk_corpus(
-        load_source(args.corpus_name),
-        max_words=args.chunk_max_words,
-        overlap_words=args.chunk_overlap_words,
-        report=report,
+    passages, report = load_passages(
+        args.corpus_name, max_words=args.chunk_max_words, overlap_words=args.chunk_overlap_words
     )
     if args.top_k > len(passages):
         raise RecipeInputError(

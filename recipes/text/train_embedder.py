@@ -22,7 +22,7 @@ from sentence_transformers import SentenceTransformerTrainer, SentenceTransforme
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 from trl import TrlParser
 
-from hfrecipes.data import DataReport, load_source
+from hfrecipes.data import load_source
 from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.guards import guard_nonfinite
@@ -31,9 +31,9 @@ from hfrecipes.retrieval import (
     DEFAULT_EMBEDDER,
     RetrievalIndex,
     check_lengths,
-    chunk_corpus,
     embedder_hub_id,
     load_embedder,
+    load_passages,
     relevant_passages,
     retrieval_metrics,
     split_questions,
@@ -85,12 +85,10 @@ def main() -> None:
     output_dir = Path(training_args.output_dir)
 
     # --- data: passages, training pairs, held-out queries ------------------------------------------------
-    report = DataReport(source=script_args.corpus_name)
-    passages = chunk_corpus(
-        load_source(script_args.corpus_name),
+    passages, report = load_passages(
+        script_args.corpus_name,
         max_words=script_args.chunk_max_words,
         overlap_words=script_args.chunk_overlap_words,
-        report=report,
     )
     train, heldout = split_questions(
         load_source(script_args.questions_name),

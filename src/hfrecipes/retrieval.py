@@ -115,6 +115,19 @@ def chunk_corpus(
     return step.apply(documents, report if report is not None else DataReport())
 
 
+def load_passages(
+    corpus_name: str, *, max_words: int, overlap_words: int = 0
+) -> tuple[datasets.Dataset, DataReport]:
+    """A corpus (any `hfrecipes.data` source) chunked into passages, with the data report that records it."""
+    from hfrecipes.data import load_source
+
+    report = DataReport(source=corpus_name)
+    passages = chunk_corpus(
+        load_source(corpus_name), max_words=max_words, overlap_words=overlap_words, report=report
+    )
+    return passages, report
+
+
 def check_lengths(embedder: Any, texts: Sequence[str], what: str) -> None:
     """Refuse texts the embedder would truncate (it does so silently, losing what the tail says)."""
     limit = getattr(embedder, "max_seq_length", None)
