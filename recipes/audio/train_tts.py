@@ -128,6 +128,8 @@ def main() -> None:
             SpeechT5ForTextToSpeech(config), *speech.mel_statistics(train_rows, mel)
         )
     model.config.use_cache = not training_args.gradient_checkpointing
+    # SpeechT5's loss is its own batch mean: taking **kwargs, it would get Trainer's DDP scaling by the world size
+    model.accepts_loss_kwargs = False
 
     # --- evaluation before training, intelligibility proxy --------------------------------------------------------
     collator = speech.TTSCollator(config.pad_token_id, mel.num_mel_bins, config.reduction_factor)

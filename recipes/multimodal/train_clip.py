@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor, Trainer, TrainingArguments, set_seed
+from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor, TrainingArguments, set_seed
 from trl import TrlParser
 
 from hfrecipes.efficiency import track_efficiency, trainer_efficiency
@@ -40,6 +40,7 @@ from hfrecipes.vision_text import (
     CLIP_MEAN,
     CLIP_STD,
     CaptionCollator,
+    ContrastiveTrainer,
     PixelCaptionDataset,
     caption_tokenizer,
     clip_config,
@@ -147,8 +148,8 @@ def main() -> None:
     )
 
     # --- trainer and training -----------------------------------------------------------------------------
-    trainer = Trainer(model=model, args=training_args, train_dataset=sets["train"], eval_dataset=sets["validation"],
-                      data_collator=CaptionCollator(tokenizer))  # fmt: skip
+    trainer = ContrastiveTrainer(model=model, args=training_args, train_dataset=sets["train"],  # global negatives
+                                 eval_dataset=sets["validation"], data_collator=CaptionCollator(tokenizer))  # fmt: skip
     track_efficiency(trainer, flops="measured", unit="pairs")  # -> lineage["efficiency"]
     guard_nonfinite(trainer)  # NaN/inf gradients stop the run naming the step (or skip it)
     resumed_from = resume_checkpoint(training_args)

@@ -397,7 +397,8 @@ def encode_text(encoder: nn.Module, tokenizer: Any, prompts: Sequence[str], *, m
     tokens = tokenizer(clean_prompts(prompts), padding="longest", max_length=limit, truncation=True,
                        add_special_tokens=True, return_attention_mask=True, return_tensors="pt")  # fmt: skip
     ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
-    hidden = encoder(ids, mask).last_hidden_state * mask[..., None].to(encoder.dtype)
+    hidden = encoder(ids, mask).last_hidden_state  # `encoder` may be DDP-wrapped: no .dtype / .config on it
+    hidden = hidden * mask[..., None].to(hidden.dtype)
     return F.pad(hidden, (0, 0, 0, max_sequence_length - hidden.shape[1]))
 
 
@@ -901,7 +902,8 @@ class VideoComponents:
             if self.kind == "wan":
                 return encode_text(encoder, self.tokenizer, prompts, max_sequence_length=self.args.max_sequence_length,
                                    device=device)  # fmt: skip
-            mask = bool(getattr(encoder.config, "use_attention_mask", False))
+            # The config from the bare encoder: `encoder` may be its DDP wrapper, which has none.
+            mask = bool(getattr(self.text_encoder.config, "use_attention_mask", False))
             return dm.encode_prompts(encoder, self.tokenizer, prompts, max_length=self.tokenizer.model_max_length,
                                      use_attention_mask=mask, device=device)  # fmt: skip
 

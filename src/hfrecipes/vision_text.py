@@ -20,6 +20,7 @@ import datasets
 import numpy as np
 import torch
 from PIL import Image
+from transformers import Trainer
 
 from hfrecipes.data import (
     DataReport,
@@ -271,6 +272,55 @@ class CaptionCollator:
         tokens = tokenize(self.tokenizer, [r["caption"] for r in rows])
         return {"pixel_values": torch.stack([r["pixels"] for r in rows]), "input_ids": tokens["input_ids"],
                 "attention_mask": tokens["attention_mask"], "return_loss": True}  # fmt: skip
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All ranks' rows of `tensor` (equal counts per rank), differentiable: every rank's loss reads every rank's
+    rows, so the gradient of this rank's rows is the sum over ranks of the gradients flowing into them."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        ctx.rank, ctx.rows = torch.distributed.get_rank(), tensor.shape[0]
+        parts = [torch.empty_like(tensor) for _ in range(torch.distributed.get_world_size())]
+        torch.distributed.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        torch.distributed.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
+
+
+def contrastive_loss(
+    image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE loss (`CLIPModel`'s, on its normalised embeddings) with the negatives of the
+    global batch: under data parallelism each rank scores its own pairs against every rank's pairs (gathered with
+    their gradients), so N processes with batch B optimise exactly what one process with batch N·B does. Per-rank
+    in-batch negatives would instead train a different, easier objective (B - 1 negatives instead of N·B - 1)."""
+    offset, all_images, all_texts = 0, image_embeds, text_embeds
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if distributed and torch.distributed.get_world_size() > 1:
+        offset = torch.distributed.get_rank() * image_embeds.shape[0]
+        all_images, all_texts = _GatherWithGrad.apply(image_embeds), _GatherWithGrad.apply(text_embeds)
+    scale = logit_scale.exp()
+    labels = torch.arange(image_embeds.shape[0], device=image_embeds.device) + offset
+    image_loss = torch.nn.functional.cross_entropy(scale * image_embeds @ all_texts.T, labels)
+    text_loss = torch.nn.functional.cross_entropy(scale * text_embeds @ all_images.T, labels)
+    return (image_loss + text_loss) / 2
+
+
+class ContrastiveTrainer(Trainer):
+    """`Trainer` for `CLIPModel` with `contrastive_loss` (negatives from every rank). DDP averages the ranks'
+    gradients, and the mean of the ranks' losses is the global batch's loss, so no further scaling is needed.
+    The ranks' batches must have equal sizes, which Accelerate's default `even_batches` ensures."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**{k: v for k, v in inputs.items() if k != "return_loss"}, return_loss=False)
+        logit_scale = self.accelerator.unwrap_model(model).logit_scale
+        loss = contrastive_loss(outputs.image_embeds, outputs.text_embeds, logit_scale)
+        return (loss, outputs) if return_outputs else loss
 
 
 def special_ids(tokenizer: Any) -> dict[str, int]:
