@@ -8,8 +8,6 @@ diffusion (diffusers loop) and the PPO prompt sharding; the rest are `slow`."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 import torch
@@ -75,34 +73,6 @@ CONFIGS = ROOT / "recipes/text/configs"
 # recipes run in fp32 here to compare the data-parallel path itself.
 FEW_STEPS = ["--max_steps", "4", "--eval_steps", "4", "--save_steps", "4", "--logging_steps", "1",
              "--warmup_steps", "0"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def tiny_chat_models(tmp_path_factory) -> tuple[Path, Path]:
-    """Untrained tiny models saved as directories (DPO, GRPO and PPO start from paths): a chat policy and a reward
-    model of the `tiny` preset sharing a byte-BPE tokenizer trained on the built-in chat data (ChatML template).
-    The random reward model scores every completion differently, so GRPO's groups have non-zero advantages."""
-    from hfrecipes.data import load_source, row_text
-    from hfrecipes.evaluation import stop_token_ids
-    from hfrecipes.models import get_causal_lm, special_token_ids
-    from hfrecipes.posttraining import prepare_chat_tokenizer
-    from hfrecipes.tokenization import train_tokenizer
-
-    rows = load_source("builtin:chat-mix?arithmetic_rows=300&safety_rows=100&digits=1&seed=0&ops=add,sub")
-    tokenizer = train_tokenizer((row_text(r, ["messages"]) for r in rows), "byte-bpe", 512, 2)
-    prepare_chat_tokenizer(tokenizer, "chatml", assistant_only_loss=False)
-    root, saved = tmp_path_factory.mktemp("start"), []
-    for head, name in (("causal-lm", "policy"), ("reward", "reward_model")):
-        torch.manual_seed(0)
-        model = get_causal_lm(model_name_or_path=None, preset="tiny", vocab_size=len(tokenizer),
-                              special_ids=special_token_ids(tokenizer), head=head).model  # fmt: skip
-        if head == "causal-lm":
-            model.generation_config.eos_token_id = stop_token_ids(tokenizer)
-            model.generation_config.pad_token_id = tokenizer.pad_token_id
-        model.save_pretrained(root / name)  # TRL names the reward model's log columns after its directory
-        tokenizer.save_pretrained(root / name)
-        saved.append(root / name)
-    return saved[0], saved[1]
 
 
 @pytest.mark.slow

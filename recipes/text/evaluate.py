@@ -5,7 +5,7 @@ and the samples show the model grow up (and what each stage cost in forgetting).
         --models runs/sft runs/dpo runs/grpo --reward_model_path runs/reward
 
 Per model: task accuracy (verifiable answers), refusal / over-refusal, reward-model score and win rate against the
-previous model in the list, KL to the first model, nats/char on held-out pretraining-style text; plus each model's
+previous model in the list (or the first: `win_rate_against: first`), KL to the first model, nats/char on held-out pretraining-style text; plus each model's
 replies to the same `sample_prompts`.
 """
 
@@ -55,6 +55,12 @@ class EvaluateArguments:
     max_new_tokens: int = field(default=16, metadata={"help": "Tokens generated per prompt."})
     output_dir: str = field(default="runs/evaluate", metadata={"help": "Where the evaluation is written."})
     seed: int = field(default=0, metadata={"help": "Sampling seed for the KL estimate."})
+    win_rate_against: str = field(
+        default="previous",
+        metadata={
+            "help": "Win rate of each model against the `previous` one (a chain) or the `first` (siblings)."
+        },
+    )
 
 
 def main() -> None:
@@ -62,6 +68,8 @@ def main() -> None:
     (args,) = TrlParser((EvaluateArguments,)).parse_args_and_config()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     set_seed(args.seed)
+    if args.win_rate_against not in ("previous", "first"):
+        raise RecipeInputError(f"win_rate_against must be previous or first, got {args.win_rate_against!r}.")
     if not args.models:
         raise RecipeInputError("Give the chat models to compare: --models runs/sft runs/dpo ...")
     missing = [m for m in args.models if not (Path(m) / "config.json").is_file()]
@@ -92,8 +100,9 @@ def main() -> None:
                                  max_samples=args.max_samples, max_new_tokens=args.max_new_tokens, seed=args.seed)  # fmt: skip
         metrics = dict(result.metrics)
         if previous is not None and result.rm_scores is not None:
-            metrics["win_rate_vs_previous"] = win_rate(result.rm_scores, previous.rm_scores)
-            metrics["sampled_win_rate_vs_previous"] = win_rate(
+            against = args.win_rate_against
+            metrics[f"win_rate_vs_{against}"] = win_rate(result.rm_scores, previous.rm_scores)
+            metrics[f"sampled_win_rate_vs_{against}"] = win_rate(
                 result.sampled_rm_scores, previous.sampled_rm_scores
             )
         if texts:
@@ -104,7 +113,8 @@ def main() -> None:
                                    max_new_tokens=args.max_new_tokens)  # fmt: skip
         for prompt, reply in zip(args.sample_prompts, replies, strict=True):
             same_prompts[prompt][name] = reply
-        table[name], previous = metrics, result
+        table[name] = metrics
+        previous = result if args.win_rate_against == "previous" or previous is None else previous
         logger.warning("%s: %s", name, {k: round(v, 3) for k, v in metrics.items()})
 
     # --- save (atomically) --------------------------------------------------------------------------------

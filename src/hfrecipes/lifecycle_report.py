@@ -19,8 +19,11 @@ COLUMNS: list[tuple[str, tuple[str, ...]]] = [
     ("over-refusal", ("over_refusal_rate",)),
     ("RM acc", ("accuracy",)),
     ("RM reward", ("rm_reward",)),
-    ("win vs prev", ("win_rate_vs_start", "win_rate_vs_previous")),
-    ("sampled win vs prev", ("sampled_win_rate_vs_start", "sampled_win_rate_vs_previous")),
+    ("win vs prev", ("win_rate_vs_start", "win_rate_vs_previous", "win_rate_vs_first")),
+    (
+        "sampled win vs prev",
+        ("sampled_win_rate_vs_start", "sampled_win_rate_vs_previous", "sampled_win_rate_vs_first"),
+    ),
     ("KL to ref", ("kl_to_reference",)),
     ("forgetting", ("forgetting_nats_per_char",)),
 ]
