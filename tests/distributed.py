@@ -131,3 +131,15 @@ def _run_with_rank_probe(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     _run_with_rank_probe(sys.argv[1:])
+
+
+def assert_trainer_runs_match(
+    two: Path, one: Path, rtol: float = 1e-4, weights: str = "model.safetensors"
+) -> None:
+    """A Trainer recipe's 2-process run against its 1-process run: ranks in sync, the same per-step losses and
+    gradient norms, and the same final weights."""
+    assert_ranks_in_sync(two)
+    history = [read_json(d / "log_history.json") for d in (two, one)]
+    assert_close_losses(losses(history[0]), losses(history[1]), rtol)
+    assert_close_losses(losses(history[0], "grad_norm"), losses(history[1], "grad_norm"), rtol)
+    assert max_weight_difference(two / weights, one / weights) < rtol

@@ -16,6 +16,7 @@ from .conftest import ROOT, TINY_PRETRAIN, read_json
 from .distributed import (
     assert_close_losses,
     assert_ranks_in_sync,
+    assert_trainer_runs_match,
     losses,
     max_weight_difference,
     rank_checksums,
@@ -84,11 +85,7 @@ def test_sft_two_processes_match_one_with_the_doubled_batch(tmp_path):
             "--eval_max_new_tokens", "4", "--per_device_eval_batch_size", "16", "--bf16", "false",
             *FEW_STEPS]  # fmt: skip
     two, one = run_pair("text/sft.py", args, "--per_device_train_batch_size", 8, tmp_path)
-    assert_ranks_in_sync(two)
-    history = [read_json(d / "log_history.json") for d in (two, one)]
-    assert_close_losses(losses(history[0]), losses(history[1]), 1e-4)
-    assert_close_losses(losses(history[0], "grad_norm"), losses(history[1], "grad_norm"), 1e-4)
-    assert max_weight_difference(two / "model.safetensors", one / "model.safetensors") < 1e-4
+    assert_trainer_runs_match(two, one)
     metrics = [read_json(d / "metrics.json") for d in (two, one)]
     assert metrics[0]["eval_loss"] == pytest.approx(metrics[1]["eval_loss"], rel=1e-4)
 
@@ -101,11 +98,7 @@ def test_reward_model_two_processes_match_one_with_the_doubled_batch(tmp_path):
             "--tokenizer_vocab_size", "512", "--per_device_eval_batch_size", "16", "--bf16", "false",
             *FEW_STEPS]  # fmt: skip
     two, one = run_pair("text/reward.py", args, "--per_device_train_batch_size", 8, tmp_path)
-    assert_ranks_in_sync(two)
-    history = [read_json(d / "log_history.json") for d in (two, one)]
-    assert_close_losses(losses(history[0]), losses(history[1]), 1e-4)
-    assert_close_losses(losses(history[0], "grad_norm"), losses(history[1], "grad_norm"), 1e-4)
-    assert max_weight_difference(two / "model.safetensors", one / "model.safetensors") < 1e-4
+    assert_trainer_runs_match(two, one)
     metrics = [read_json(d / "metrics.json") for d in (two, one)]
     assert metrics[0]["accuracy"] == metrics[1]["accuracy"]
 
@@ -121,11 +114,7 @@ def test_dpo_two_processes_match_one_with_the_doubled_batch(tiny_chat_models, tm
             "--eval_max_samples", "4", "--eval_max_new_tokens", "4", "--per_device_eval_batch_size", "16",
             "--bf16", "false", *FEW_STEPS]  # fmt: skip
     two, one = run_pair("text/dpo.py", args, "--per_device_train_batch_size", 8, tmp_path)
-    assert_ranks_in_sync(two)
-    history = [read_json(d / "log_history.json") for d in (two, one)]
-    assert_close_losses(losses(history[0]), losses(history[1]), 1e-4)
-    assert_close_losses(losses(history[0], "grad_norm"), losses(history[1], "grad_norm"), 1e-4)
-    assert max_weight_difference(two / "model.safetensors", one / "model.safetensors") < 1e-4
+    assert_trainer_runs_match(two, one)
     metrics = [read_json(d / "metrics.json") for d in (two, one)]
     assert metrics[0]["eval_rewards_margins"] == pytest.approx(
         metrics[1]["eval_rewards_margins"], rel=1e-3, abs=1e-6

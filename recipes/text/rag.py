@@ -57,6 +57,12 @@ class PlainLossSFTTrainer(SFTTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs["use_cache"] = False
+        if (
+            model.training
+        ):  # TRL's token count (efficiency accounting) lives in the compute_loss replaced here
+            self._total_train_tokens += int(
+                self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum()
+            )
         return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
 

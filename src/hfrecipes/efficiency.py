@@ -540,9 +540,12 @@ def track_efficiency(
     trainer, *, flops: str = "transformer", unit: str | None = None, seq_len: int | None = None
 ) -> EfficiencyCallback:
     """Attach an `EfficiencyCallback` to a Trainer before `train()`; `trainer_efficiency(trainer)` reads it. For
-    a language model the Trainer's own count of non-padding input tokens is enabled too: TRL's count is missing
-    when a subclass replaces `compute_loss`."""
-    if flops == "transformer" and trainer.args.include_num_input_tokens_seen in ("no", False):
+    a language model without TRL's token count, the Trainer's own count of non-padding input tokens is enabled."""
+    if (
+        flops == "transformer"
+        and not hasattr(trainer, "_total_train_tokens")
+        and trainer.args.include_num_input_tokens_seen in ("no", False)
+    ):
         trainer.args.include_num_input_tokens_seen = "non_padding"
     callback = EfficiencyCallback(trainer, flops=flops, unit=unit, seq_len=seq_len)
     trainer.add_callback(callback)
