@@ -586,7 +586,9 @@ class DiffusionLoop:
         from diffusers.optimization import get_scheduler
 
         args, acc = self.args, self.accelerator
-        params = [p for m in self.modules.values() for p in m.parameters() if p.requires_grad]
+        named_params = [(f"{name}.{n}", p) for name, m in self.modules.items()
+                        for n, p in m.named_parameters() if p.requires_grad]  # fmt: skip
+        params = [p for _, p in named_params]
         if not params:
             raise RecipeInputError("Nothing to train: every parameter is frozen.")
         optimizer = torch.optim.AdamW(params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
@@ -619,8 +621,6 @@ class DiffusionLoop:
         from hfrecipes.guards import NonFiniteGuard
 
         guard = NonFiniteGuard(lambda: (found := complete_checkpoints(self.output_dir)) and str(found[-1][1]))
-        named_params = [(f"{name}.{n}", p) for name, m in self.modules.items()
-                        for n, p in m.named_parameters() if p.requires_grad]  # fmt: skip
         ga = args.gradient_accumulation_steps
         sampler = EpochBatches(self.num_rows, args.per_device_train_batch_size, args.seed,
                                start=state["global_step"] * ga, world=acc.num_processes, rank=acc.process_index)  # fmt: skip
