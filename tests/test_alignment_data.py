@@ -2,9 +2,16 @@
 
 import datasets
 import pytest
+import torch
 from transformers import AutoModelForSequenceClassification
 
-from hfrecipes.alignment import as_conversational_prompts, check_generation_fits, evaluate_policy
+from hfrecipes.alignment import (
+    as_conversational_prompts,
+    chat_ids,
+    check_generation_fits,
+    evaluate_policy,
+    reply_logprobs,
+)
 from hfrecipes.data import DataReport, load_source, parse_pipeline, run_pipeline, validate_format
 from hfrecipes.data.preferences import ai_feedback_pairs
 from hfrecipes.errors import RecipeInputError
@@ -17,7 +24,7 @@ from hfrecipes.rewards import (
     combined_scorer,
     resolve_reward_functions,
 )
-from hfrecipes.tokenization import CHATML_TEMPLATE, train_tokenizer
+from hfrecipes.tokenization import CHATML_TEMPLATE, IM_END, train_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +136,21 @@ def test_rename_and_extract_answer_steps_bring_gsm8k_shaped_rows_to_the_conventi
     assert out.to_list() == [{"prompt": "Q1", "answer": "1234"}]
     with pytest.raises(RecipeInputError, match="not in the dataset"):
         run_pipeline(rows, parse_pipeline([{"rename_columns": {"mapping": {"nope": "prompt"}}}]), report)
+
+
+def test_reply_log_probabilities_stop_at_the_end_of_turn_token(chat_tokenizer):
+    # ChatML writes a newline after <|im_end|> that is never generated: scoring it would let a policy that drifted
+    # there (RL never trains past the end of its reply) show a negative KL to its reference.
+    policy = get_causal_lm(model_name_or_path=None, preset="tiny", vocab_size=len(chat_tokenizer),
+                           special_ids=special_token_ids(chat_tokenizer)).model  # fmt: skip
+    prompt = [{"role": "user", "content": "What is 2 + 3?"}]
+    reply = "The answer is 5."
+    prefix = chat_ids(chat_tokenizer, prompt, add_generation_prompt=True)
+    full = chat_ids(chat_tokenizer, [*prompt, {"role": "assistant", "content": reply}])
+    end = full.index(chat_tokenizer.convert_tokens_to_ids(IM_END), len(prefix)) + 1
+    assert end < len(full)  # the template does write something after the end-of-turn token
+    with torch.no_grad():
+        logprobs = torch.log_softmax(policy(input_ids=torch.tensor([full])).logits[0, :-1], dim=-1)
+    picked = logprobs.gather(-1, torch.tensor(full[1:])[:, None])[:, 0]
+    expected = float(picked[len(prefix) - 1 : end - 1].sum())
+    assert reply_logprobs(policy, chat_tokenizer, [prompt], [reply]) == [pytest.approx(expected, abs=1e-4)]

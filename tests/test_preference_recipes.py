@@ -108,32 +108,29 @@ def test_rloo_with_reward_functions_and_a_reward_model_trains_and_loads(chat_sft
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="Not yet a reliable setting. Measured with bf16: SFT start greedy 0.79, sampled 0.565; GRPO raised the "
-    "training reward from 0.504 to 0.575, but held-out sampled accuracy fell 0.565 -> 0.52 and greedy fell "
-    "0.79 -> 0.72. In fp32 the start was 0.95 greedy / 0.85 sampled: groups were all right, so GRPO had no signal.",
-)
 def test_grpo_with_the_correctness_reward_raises_held_out_accuracy(tmp_path):
-    # A start where the signal is reliable: an SFT model that already answers one-digit sums often (~0.8), so
-    # most groups of 8 samples hold both right and wrong answers and the group-relative advantage is informative.
+    # A start where the signal is reliable: 250 SFT steps on one-digit sums give a model whose greedy reply is
+    # usually right (~0.7) but whose samples are right only ~0.37 of the time, so most groups of 8 samples hold
+    # both right and wrong answers and the group-relative advantage is informative. 16 prompts x 8 samples a step
+    # and a constant 7e-4 learning rate: with 8 prompts a step or 1.5e-3 the policy drifts and greedy falls.
     sft = tmp_path / "sft_add"
     run_recipe("text/sft.py", "--config", CONFIGS / "sft_tiny.yaml",
-               "--dataset_name", "builtin:arithmetic?n=2000&ops=add&digits=1&seed=0", "--max_steps", "500",
-               "--eval_steps", "500", "--save_steps", "500", "--forgetting_text", "", "--eval_max_samples", "16",
+               "--dataset_name", "builtin:arithmetic?n=2000&ops=add&digits=1&seed=0", "--max_steps", "250",
+               "--eval_steps", "250", "--save_steps", "250", "--forgetting_text", "", "--eval_max_samples", "16",
                "--output_dir", sft)  # fmt: skip
     out = tmp_path / "grpo"
     run_recipe("text/grpo.py", "--config", CONFIGS / "grpo_tiny.yaml", "--model_name_or_path", sft,
                "--dataset_name", "builtin:arithmetic?n=1500&ops=add&digits=1&seed=5", "--eval_fraction", "0.07",
                "--reward_funcs", "correctness", "format", "--reward_weights", "1.0", "0.1", "--beta", "0.0",
-               "--max_steps", "80", "--per_device_train_batch_size", "64", "--learning_rate", "3e-4",
-               "--save_steps", "80", "--eval_max_samples", "100", "--eval_max_new_tokens", "12",
-               "--output_dir", out)  # fmt: skip
+               "--max_steps", "150", "--per_device_train_batch_size", "128", "--learning_rate", "7e-4",
+               "--save_steps", "150", "--eval_max_samples", "100", "--eval_samples_per_prompt", "8",
+               "--eval_max_new_tokens", "12", "--output_dir", out)  # fmt: skip
     metrics = read_json(out / "metrics.json")
-    # RL sharpens the sampling policy: one sampled reply per held-out prompt is right more often than before,
-    # and the greedy reply does not get worse.
-    assert metrics["sampled_task_accuracy"] >= metrics["sampled_task_accuracy_before"] + 0.05
-    assert metrics["task_accuracy"] >= metrics["task_accuracy_before"] - 0.1
+    # RL sharpens the sampling policy: a sampled reply (800 per evaluation: standard error ~0.017) is right more
+    # often than before, and the greedy reply does not get worse.
+    assert 0.2 < metrics["sampled_task_accuracy_before"] < 0.6
+    assert metrics["sampled_task_accuracy"] >= metrics["sampled_task_accuracy_before"] + 0.1
+    assert metrics["task_accuracy"] >= metrics["task_accuracy_before"] - 0.05
 
 
 def test_grpo_short_run_logs_every_named_reward_and_saves(chat_sft, tmp_path):
@@ -152,7 +149,7 @@ def test_ppo_raises_the_reward_with_a_bounded_kl(chat_sft, reward_run, tmp_path)
     out = tmp_path / "ppo"
     run_recipe("text/ppo.py", "--config", CONFIGS / "ppo_tiny.yaml", "--model_name_or_path", chat_sft,
                "--reward_model_path", reward_run, "--num_updates", "12", "--batch_size", "16",
-               "--mini_batch_size", "8", "--max_new_tokens", "12", "--save_steps", "6", "--learning_rate", "1e-3",
+               "--mini_batch_size", "8", "--max_new_tokens", "12", "--save_steps", "6", "--learning_rate", "5e-4",
                "--dataset_name", "builtin:chat-mix?arithmetic_rows=300&safety_rows=100&seed=4&ops=add,sub",
                *GENERATION, "--output_dir", out)  # fmt: skip
     metrics = read_json(out / "metrics.json")

@@ -16,7 +16,7 @@ from hfrecipes.tokenization import CHATML_TEMPLATE, IM_END, train_tokenizer
 from .conftest import ROOT, read_json, run_recipe
 
 SFT_TINY = ROOT / "recipes/text/configs/sft_tiny.yaml"
-FAST = ["--max_steps", "150", "--eval_steps", "150", "--save_steps", "150", "--logging_steps", "10",
+FAST = ["--max_steps", "250", "--eval_steps", "250", "--save_steps", "250", "--logging_steps", "10",
         "--eval_max_samples", "48"]  # fmt: skip
 
 

@@ -108,7 +108,7 @@ def main() -> None:
                    removed=sum(dropped.values()), details=dropped)  # fmt: skip
     peft_config = get_peft_config(model_args)
     check_lora_targets(start, peft_config)
-    evaluate = dict(max_samples=script_args.eval_max_samples, max_new_tokens=script_args.eval_max_new_tokens)
+    evaluate = script_args.evaluation()
     before = evaluate_policy(start, tokenizer, eval_data, reward_model=reward_model, **evaluate)
     has_pairs = "chosen" in eval_data.column_names
     margin_before = logprob_margin(start, tokenizer, eval_data) if has_pairs else None

@@ -102,7 +102,7 @@ def main() -> None:
     )
     peft_config = get_peft_config(model_args)
     check_lora_targets(start, peft_config)
-    evaluate = dict(max_samples=script_args.eval_max_samples, max_new_tokens=script_args.eval_max_new_tokens)
+    evaluate = script_args.evaluation()
     before = evaluate_policy(start, tokenizer, eval_data, reward_model=reward_model, **evaluate)
 
     # --- trainer and training -----------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def main() -> None:
     )
     prompts = tokenizer.apply_chat_template(conversations, add_generation_prompt=True, tokenize=False)
     columns = {c: list(train_data[c]) for c in ("answer", "label") if c in train_data.column_names}
-    evaluate = dict(max_samples=script_args.eval_max_samples, max_new_tokens=script_args.eval_max_new_tokens)
+    evaluate = script_args.evaluation()
     before = evaluate_policy(reference, tokenizer, eval_data, reward_model=reward_model, **evaluate)
 
     # --- trainer and training -----------------------------------------------------------------------------

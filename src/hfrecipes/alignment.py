@@ -18,7 +18,7 @@ from hfrecipes.data import DataReport, load_source, run_pipeline, validate_forma
 from hfrecipes.data.instructions import extract_number, is_refusal
 from hfrecipes.data.steps import Step
 from hfrecipes.errors import RecipeInputError
-from hfrecipes.evaluation import exact_match_accuracy, generate_replies, win_rate
+from hfrecipes.evaluation import exact_match_accuracy, generate_replies, stop_token_ids, win_rate
 from hfrecipes.posttraining import split_eval
 from hfrecipes.rewards import RewardModelScorer
 
@@ -79,14 +79,18 @@ def reply_logprobs(
     prompts: Sequence[Conversation],
     replies: list[str],
 ) -> list[float]:
-    """Sum of the model's log-probabilities of each reply (its end-of-turn token included) given the prompt."""
+    """Sum of the model's log-probabilities of each reply given the prompt, up to and including its end-of-turn
+    token: what the chat template writes after that token (ChatML's newline) is never generated, and a policy
+    trained only on its own replies drifts there freely (it made the KL estimate negative)."""
     totals = []
+    stops = set(stop_token_ids(tokenizer))
     was_training = model.training
     model.eval()
     for prompt, reply in zip(prompts, replies, strict=True):
         prefix = chat_ids(tokenizer, prompt, add_generation_prompt=True)
         full = chat_ids(tokenizer, [*prompt, {"role": "assistant", "content": reply}])
-        ids = torch.tensor([full], device=model.device)
+        end = next((i + 1 for i in range(len(prefix), len(full)) if full[i] in stops), len(full))
+        ids = torch.tensor([full[:end]], device=model.device)
         logprobs = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
         targets = ids[0, 1:]
         picked = logprobs.gather(-1, targets[:, None])[:, 0]
@@ -234,6 +238,14 @@ class AlignmentDataArguments:
     eval_fraction: float = field(default=0.1, metadata={"help": "Held out for the before/after measures."})
     eval_max_samples: int = field(default=64, metadata={"help": "Held-out prompts generated for the table."})
     eval_max_new_tokens: int = field(default=24, metadata={"help": "Tokens generated per held-out prompt."})
+    eval_samples_per_prompt: int = field(
+        default=2, metadata={"help": "Sampled replies per held-out prompt (sampled accuracy, RM reward, KL)."}
+    )
+
+    def evaluation(self) -> dict[str, int]:
+        """`evaluate_policy` keyword arguments for the before/after table."""
+        return dict(max_samples=self.eval_max_samples, max_new_tokens=self.eval_max_new_tokens,
+                    samples_per_prompt=self.eval_samples_per_prompt)  # fmt: skip
 
     def load(
         self, kind: str, seed: int, steps: list[Step]
