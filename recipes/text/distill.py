@@ -86,7 +86,6 @@ def main() -> None:
         output_dir="runs/distill",
         lmbda=0.0,
         beta=0.0,
-        bf16=False,
         activation_checkpointing=False,
     )
     data_args, script_args, training_args = parser.parse_args_and_config()
