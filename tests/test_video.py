@@ -350,11 +350,14 @@ def test_short_and_undecodable_clips_are_refused_or_counted(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.xfail(
-    strict=False, reason="unverified budget: after 250 steps the tiny UNet3D still ignores its prompt"
+    strict=False,
+    reason="direction of motion not learnt: both backbones ignore the direction word (same seed, same motion for "
+    "every direction) while colour is learnt; left/right clips differ only in frame order, which UNet3D's text path "
+    "(per-frame spatial cross-attention) and Wan's relative positions cannot tie to the prompt (see the config)",
 )
 def test_trained_tiny_model_moves_objects_the_way_prompts_say(tmp_path):
     """The budget for motion accuracy clearly above chance (25% for four directions): the shipped tiny config.
-    Measured so far (see video_shapes_tiny.yaml): at 250 steps direction accuracy 0.17, prompt unused."""
+    Measured so far (see video_shapes_tiny.yaml): direction accuracy 0.14-0.23 at 250-1000 steps on both backbones."""
     out = tmp_path / "shapes_full"
     run_recipe(RECIPE, "--config", TINY_CONFIG, "--output_dir", out, "--save_steps", "0")
     metrics = read_json(out / "metrics.json")
