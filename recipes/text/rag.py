@@ -57,12 +57,10 @@ class PlainLossSFTTrainer(SFTTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs["use_cache"] = False
-        if (
-            model.training
-        ):  # TRL's token count (efficiency accounting) lives in the compute_loss replaced here
-            self._total_train_tokens += int(
-                self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum()
-            )
+        # TRL's token count (efficiency accounting) lives in the compute_loss replaced here.
+        if model.training:
+            tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum())
+            self._total_train_tokens += int(tokens.sum())
         return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
 
