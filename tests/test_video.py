@@ -21,8 +21,10 @@ from hfrecipes.video_diffusion import (
     extend_positions,
     flow_matching_loss,
     noise_levels,
+    pixel_cogvideox_vae,
     pixel_image_vae,
     pixel_vae,
+    swap_directions,
     t5_encoder,
 )
 
@@ -41,6 +43,8 @@ TINY_ARGS = [
 TINY = ["--config", TINY_CONFIG, *TINY_ARGS]
 SHORT = ["--max_steps", "3", "--save_steps", "0", "--logging_steps", "1", "--num_eval_prompts", "2"]
 WAN = ["--backbone", "wan", "--sampling_scheduler", "flow-euler", "--max_sequence_length", "16"]
+COGVIDEOX = ["--backbone", "cogvideox", "--max_sequence_length", "8", "--timestep_bias_strategy", "later",
+             "--timestep_bias_portion", "0.15", "--timestep_bias_multiplier", "6"]  # fmt: skip
 
 
 def generate(pipe, frames: int, **kwargs):
@@ -99,7 +103,35 @@ def test_pixel_vaes_are_identities_the_pipelines_can_use():
         assert (image.decode(frames).sample - frames).abs().max() < 1e-4
         assert (image.encode(frames).latent_dist.mean - frames).abs().max() < 1e-4
     assert (wan.config.scale_factor_temporal, wan.config.scale_factor_spatial) == (1, 1)
+    cog = pixel_cogvideox_vae(3)
+    for frames in (6, 5, 1):  # its decoder runs in chunks of two latent frames with causal caches
+        part = clip[:, :, :frames]
+        with torch.no_grad():
+            assert (cog.decode(part).sample - part).abs().max() < 1e-5
+            assert (cog.encode(part).latent_dist.mean - part).abs().max() < 1e-4
     assert image.config.block_out_channels == (8,) and image.config.scaling_factor == 1.0
+
+
+def test_timestep_bias_weights_the_noisiest_steps_and_sampling_follows_them():
+    from hfrecipes.diffusion import timestep_weights
+
+    assert (
+        timestep_weights("none", 0.25, 5.0, 1000) is None
+        and timestep_weights("later", 0.25, 1.0, 1000) is None
+    )
+    weights = timestep_weights("later", 0.15, 6.0, 1000)
+    assert weights[-150:].sum().item() == pytest.approx(0.9 / 1.75)  # 150 x 6 of 850 + 150 x 6 in total
+    draws = torch.multinomial(weights, 20000, replacement=True, generator=torch.Generator().manual_seed(0))
+    assert abs((draws >= 850).float().mean().item() - 0.9 / 1.75) < 0.02
+    assert timestep_weights("earlier", 0.1, 3.0, 100)[:10].sum().item() == pytest.approx(30 / 120)
+    with pytest.raises(RecipeInputError, match="timestep_bias_strategy must be one of"):
+        timestep_weights("noisier", 0.1, 3.0, 100)
+
+
+def test_direction_words_are_swapped_for_their_opposites_and_nothing_else():
+    assert swap_directions("a red square moving left") == "a red square moving right"
+    assert swap_directions("a blue circle moving down quickly") == "a blue circle moving up quickly"
+    assert swap_directions("a bright upright sign") == "a bright upright sign"
 
 
 @pytest.mark.parametrize("sampling", ["logit_normal", "uniform"])
@@ -166,7 +198,8 @@ def test_tiny_run_lowers_the_loss_and_saves_a_pipeline_that_makes_clips(video_ru
     assert metrics["train_loss_last"] < 0.6 * metrics["train_loss_first"]
     expected = {"motion_accuracy_direction", "motion_accuracy_speed", "color_drift", "flicker", "track_jitter",
                 "adherence_color", "frame_agreement_color", "untrained_motion_accuracy_direction",
-                "real_motion_accuracy_direction", "chance_motion_accuracy_direction", "classifier_accuracy_color"}  # fmt: skip
+                "real_motion_accuracy_direction", "chance_motion_accuracy_direction", "classifier_accuracy_color",
+                "validation_loss_direction_swapped"}  # fmt: skip
     assert expected <= set(metrics)
     assert metrics["real_motion_accuracy_direction"] > 0.9 and metrics["classifier_accuracy_color"] > 0.9
 
@@ -247,6 +280,51 @@ def test_wan_backbone_in_pixel_space_and_lora_on_its_pipeline(tmp_path):
     assert abs(generate(pipe, 5, max_sequence_length=16) - before).max() > 1e-4
 
 
+def test_cogvideox_backbone_in_pixel_space_saves_a_cogvideox_pipeline(tmp_path):
+    """CogVideoX (absolute space-time positions, T5 text, identity CogVideoX VAE) with noisier timesteps drawn
+    more often: the loss falls, the direction-swapped validation loss is reported, and CogVideoXPipeline loads
+    and makes clips."""
+    from diffusers import DiffusionPipeline
+
+    out = tmp_path / "cogvideox"
+    run_recipe(RECIPE, *TINY, *COGVIDEOX, "--output_dir", out)
+    metrics, lineage = read_json(out / "metrics.json"), read_json(out / "lineage.json")
+    assert metrics["validation_loss"] < 0.6 * metrics["untrained_validation_loss"]
+    assert {"validation_loss_direction_swapped", "motion_accuracy_direction"} <= set(metrics)
+    assert lineage["pixel_space"] is True
+    pipe = DiffusionPipeline.from_pretrained(out)
+    assert type(pipe).__name__ == "CogVideoXPipeline" and type(pipe.vae).__name__ == "AutoencoderKLCogVideoX"
+    assert type(pipe.text_encoder).__name__ == "T5EncoderModel"
+    length = pipe.transformer.config.max_text_seq_length
+    assert generate(pipe, 6, max_sequence_length=length).shape == (1, 6, 16, 16, 3)
+    assert f"max_sequence_length={length}" in ModelCard.load(out / "README.md").text
+
+
+def test_animatediff_backbone_saves_an_animatediff_pipeline_and_lora_on_it_loads(tmp_path):
+    """UNetMotionModel (absolute frame positions in its motion modules) in pixel space: the saved
+    AnimateDiffPipeline (no separate motion adapter) makes clips, and LoRA on it loads with load_lora_weights."""
+    from diffusers import DiffusionPipeline
+
+    config = write_config(tmp_path, backbone="animatediff",
+                          model_overrides={"block_out_channels": [16, 32], "cross_attention": [False, True]})  # fmt: skip
+    out = tmp_path / "animatediff"
+    run_recipe(RECIPE, "--config", config, *TINY_ARGS, "--output_dir", out, *SHORT)
+    metrics = read_json(out / "metrics.json")
+    assert metrics["train_loss_last"] < metrics["train_loss_first"]
+    pipe = DiffusionPipeline.from_pretrained(out)
+    assert type(pipe).__name__ == "AnimateDiffPipeline" and type(pipe.unet).__name__ == "UNetMotionModel"
+    assert pipe.unet.config.down_block_types == ["DownBlockMotion", "CrossAttnDownBlockMotion"]
+    before = generate(pipe, 6)
+    assert before.shape == (1, 6, 16, 16, 3)
+
+    lora = tmp_path / "animatediff_lora"
+    run_recipe(RECIPE, *TINY, "--output_dir", lora, "--pretrained_pipeline", out, "--lora_rank", "4",
+               "--learning_rate", "5e-3", *SHORT)  # fmt: skip
+    assert read_json(lora / "metrics.json")["trainable_parameters"] < pipe.unet.num_parameters() / 10
+    pipe.load_lora_weights(lora)
+    assert abs(generate(pipe, 6) - before).max() > 1e-4
+
+
 def test_wan_in_latent_space_with_a_video_vae_and_a_clip_text_encoder(
     tiny_wan_vae, clip_text_tower, tmp_path
 ):
@@ -302,6 +380,13 @@ def write_config(tmp_path: Path, **changes) -> Path:
         (["--sampling_scheduler", "heun"], "Unknown sampling_scheduler 'heun'"),
         (["--backbone", "wan", "--sampling_scheduler", "ddim"], "Unknown sampling_scheduler 'ddim'"),
         (["--backbone", "dit"], "backbone must be one of"),
+        (["--timestep_bias_strategy", "noisier"], "timestep_bias_strategy must be one of"),
+        (
+            [*WAN, "--timestep_bias_strategy", "later", "--timestep_bias_multiplier", "3"],
+            "timestep_bias_.*wan",
+        ),
+        (["--backbone", "cogvideox", "--vae_name_or_path", "/some/vae"], "cogvideox trains in pixel space"),
+        (["--backbone", "cogvideox", "--resolution", "20"], "resolution 20 .* multiple of 8, e.g. 16"),
         (["--lora_rank", "4"], "set pretrained_pipeline"),
         (["--vae_name_or_path", "/nonexistent/vae"], "AutoencoderKL"),
         ([*WAN, "--text_encoder_name_or_path", "/nonexistent/t5"], "text encoder"),
@@ -351,13 +436,15 @@ def test_short_and_undecodable_clips_are_refused_or_counted(tmp_path):
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,
-    reason="direction of motion not learnt: both backbones ignore the direction word (same seed, same motion for "
-    "every direction) while colour is learnt; left/right clips differ only in frame order, which UNet3D's text path "
-    "(per-frame spatial cross-attention) and Wan's relative positions cannot tie to the prompt (see the config)",
+    reason="direction of motion not learnt: every backbone tried (UNet3D, AnimateDiff, CogVideoX, Wan) ignores the "
+    "direction word while colour is learnt (CogVideoX: validation_loss_direction_swapped equals validation_loss to "
+    "1e-5; UNet3D: at t=999 its x0-predictions for left and right differ by 1e-4 rms): using it needs a direction x "
+    "frame x position "
+    "interaction that only pays at the noisiest steps (see video_shapes_tiny.yaml)",
 )
 def test_trained_tiny_model_moves_objects_the_way_prompts_say(tmp_path):
     """The budget for motion accuracy clearly above chance (25% for four directions): the shipped tiny config.
-    Measured so far (see video_shapes_tiny.yaml): direction accuracy 0.14-0.23 at 250-1000 steps on both backbones."""
+    Measured so far (see video_shapes_tiny.yaml): direction accuracy 0.06-0.28 at 250-1500 steps on all backbones."""
     out = tmp_path / "shapes_full"
     run_recipe(RECIPE, "--config", TINY_CONFIG, "--output_dir", out, "--save_steps", "0")
     metrics = read_json(out / "metrics.json")

@@ -276,22 +276,52 @@ def encode_prompts(
     return text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0]
 
 
+TIMESTEP_BIAS_STRATEGIES = ("none", "later", "earlier")
+
+
+def timestep_weights(
+    strategy: str, portion: float, multiplier: float, num_timesteps: int
+) -> torch.Tensor | None:
+    """Sampling weights over training timesteps, as diffusers' SDXL example's `--timestep_bias_strategy`: the
+    latest (noisiest, "later") or earliest `portion` of them weighted by `multiplier`; None for uniform."""
+    if strategy not in TIMESTEP_BIAS_STRATEGIES:
+        raise RecipeInputError(
+            f"timestep_bias_strategy must be one of {', '.join(TIMESTEP_BIAS_STRATEGIES)}, got {strategy!r}."
+        )
+    if not 0 < portion <= 1 or multiplier <= 0:
+        raise RecipeInputError(
+            f"timestep_bias_portion must be in (0, 1] and timestep_bias_multiplier > 0, got {portion} and {multiplier}."
+        )
+    if strategy == "none" or multiplier == 1:
+        return None
+    weights = torch.ones(num_timesteps)
+    count = max(1, int(portion * num_timesteps))
+    weights[slice(-count, None) if strategy == "later" else slice(0, count)] *= multiplier
+    return weights / weights.sum()
+
+
 def denoising_loss(
     predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     scheduler: Any,
     clean: torch.Tensor,
     generator: torch.Generator,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """MSE between the model's output on a noised `clean` batch and the scheduler's target: the noise
     (epsilon), the velocity (v_prediction) or `clean` itself (sample). Noise and timesteps are drawn from
-    `generator` (CPU), so a resumed run replays them. `predict(noisy, t)` may return extra channels (learned
-    variance in IF-style UNets): only the first `clean.shape[1]` are trained."""
+    `generator` (CPU), so a resumed run replays them; timesteps uniformly, or by `weights` (`timestep_weights`).
+    `predict(noisy, t)` may return extra channels (learned variance in IF-style UNets): only the first
+    `clean.shape[1]` are trained."""
     count, high = clean.shape[0], scheduler.config.num_train_timesteps
     noise = rows(lambda n: torch.randn((n, *clean.shape[1:]), generator=generator), count, generator)
     noise = noise.to(clean.device, clean.dtype)
-    steps = rows(lambda n: torch.randint(0, high, (n,), generator=generator), count, generator).to(
-        clean.device
-    )
+    if weights is None:
+        steps = rows(lambda n: torch.randint(0, high, (n,), generator=generator), count, generator)
+    else:
+        steps = rows(
+            lambda n: torch.multinomial(weights, n, replacement=True, generator=generator), count, generator
+        )
+    steps = steps.to(clean.device)
     noisy = scheduler.add_noise(clean, noise, steps)
     kind = scheduler.config.prediction_type
     target = (
@@ -931,16 +961,21 @@ def validation_losses(
     conditional: bool = True,
     limit: int = 256,
     batch_size: int = 64,
+    edited_captions: dict[str, Callable[[str], str]] | None = None,
 ) -> dict[str, float]:
     """Denoising loss on held-out rows ({"pixels", "caption"}) with fixed noise and timesteps (`validation_loss`)
     and, for conditional models, the same with every caption swapped for another row's
-    (`validation_loss_mismatched`): the gap measures how much the model uses its prompt."""
+    (`validation_loss_mismatched`): the gap measures how much the model uses its prompt. `edited_captions`
+    adds one loss per entry, named by its key, with every caption passed through the function (e.g. one word
+    swapped: the gap measures how much the model uses that word)."""
     count = min(limit, len(dataset))
     rows = [dataset[i] for i in range(count)]
     captions = [r["caption"] for r in rows]
     variants = {"validation_loss": captions}
     if conditional:
         variants["validation_loss_mismatched"] = captions[count // 2 :] + captions[: count // 2]
+        for name, edit in (edited_captions or {}).items():
+            variants[name] = [edit(c) for c in captions]
     device = next(modules["unet"].parameters()).device
     losses = {}
     for name, texts in variants.items():
@@ -1023,6 +1058,7 @@ __all__ = [
     "PIPELINE_KINDS",
     "PREDICTION_TYPES",
     "SCHEDULERS",
+    "TIMESTEP_BIAS_STRATEGIES",
     "UNET_PRESETS",
     "DiffusionLoop",
     "DiffusionTrainingArguments",
@@ -1050,6 +1086,7 @@ __all__ = [
     "save_lora",
     "validation_losses",
     "write_run_files",
+    "timestep_weights",
     "training_scheduler",
     "unet_config",
 ]

@@ -1,7 +1,7 @@
 """The model side of the text-to-video recipe (recipes/video/train_video_diffusion.py), on the shared machinery of
 `hfrecipes.diffusion` (training loop, EMA, checkpoints and exact resume, caption dropout, LoRA, schedulers).
 
-Two diffusers backbones, each saved as its standard pipeline, so the output folder loads with
+Four diffusers backbones, each saved as its standard pipeline, so the output folder loads with
 `DiffusionPipeline.from_pretrained` and generates clips:
 
 - `unet3d`: `UNet3DConditionModel` (ModelScope's text-to-video UNet: 2D convolutions + temporal convolutions,
@@ -11,6 +11,18 @@ Two diffusers backbones, each saved as its standard pipeline, so the output fold
   standard pipeline decodes the UNet's pixels unchanged. With `vae_name_or_path` (an `AutoencoderKL`, applied
   frame by frame as ModelScope does) it trains in latent space. Its convolutions learn coherent motion within a
   few hundred CPU steps, which is why the tiny config uses it.
+- `animatediff`: `UNetMotionModel` (AnimateDiff: a 2D text-conditioned UNet whose motion modules are temporal
+  attention with *absolute* sinusoidal frame positions), built from the same presets, noise, text encoder and
+  VAEs as `unet3d`; saved as `AnimateDiffPipeline` (the motion modules live in the UNet, so no separate
+  MotionAdapter). `PromptPerFrame` calls it as the pipeline does (one prompt embedding per frame). LoRA on an
+  existing AnimateDiffPipeline loads with `pipe.load_lora_weights`.
+- `cogvideox`: `CogVideoXTransformer3DModel` (CogVideoX: video and text tokens in one attention, *absolute* 3D
+  sin-cos positions), DDPM-style noise as `unet3d`, a T5 text encoder (prompts padded to `max_sequence_length`,
+  which must equal the transformer's `max_text_seq_length`); saved as `CogVideoXPipeline` in pixel space with
+  `pixel_cogvideox_vae()` (an identity `AutoencoderKLCogVideoX`). The tiny config uses it: tying the direction
+  word to the frame order needs absolute frame (and pixel) positions, which the other backbones lack (UNet3D:
+  none; Wan: relative RoPE; AnimateDiff: frame positions only inside its temporal attention), and it is ~8x
+  faster per step than the tiny UNets on the CPU.
 - `wan`: `WanTransformer3DModel` (a DiT over space-time patches with 3D RoPE), flow matching
   (`flow_matching_loss`: x_s = (1 - s) x + s noise, target noise - x), a UMT5 / T5 / CLIP text encoder; saved as
   `WanPipeline`. In latent space with a given `AutoencoderKLWan` (frame counts 1 + a multiple of its temporal
@@ -33,10 +45,12 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -51,7 +65,7 @@ from hfrecipes.errors import RecipeInputError
 
 logger = logging.getLogger(__name__)
 
-BACKBONES = ("unet3d", "wan")
+BACKBONES = ("unet3d", "animatediff", "cogvideox", "wan")
 # UNet3DConditionModel fields; `cross_attention` says which resolution levels attend to the prompt (the mid
 # block always does). "modelscope" is damo-vilab/text-to-video-ms-1.7b's UNet (latent space, for reference).
 UNET3D_PRESETS: dict[str, dict[str, Any]] = {
@@ -77,6 +91,13 @@ TRANSFORMER_PRESETS: dict[str, dict[str, Any]] = {
         num_attention_heads=12, attention_head_dim=128, ffn_dim=8960, num_layers=30, freq_dim=256
     ),
 }
+# CogVideoXTransformer3DModel fields (absolute 3D sin-cos positions, text and video tokens in one attention).
+# "cogvideox-2b" is CogVideoX-2b's transformer; sizes, channels and text_embed_dim come from the data and encoder.
+COGVIDEOX_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(num_attention_heads=4, attention_head_dim=16, time_embed_dim=64, num_layers=3),
+    "small": dict(num_attention_heads=6, attention_head_dim=32, time_embed_dim=128, num_layers=6),
+    "cogvideox-2b": dict(num_attention_heads=30, attention_head_dim=64, time_embed_dim=512, num_layers=30),
+}
 # UMT5 encoder fields for the wan text encoders built here (WanPipeline's own is UMT5-XXL).
 T5_PRESETS: dict[str, dict[str, Any]] = {
     name: dict(
@@ -94,10 +115,19 @@ T5_PRESETS: dict[str, dict[str, Any]] = {
     }.items()
 }
 FLOW_SCHEDULERS = ("flow-euler", "unipc")
-DEFAULT_SCHEDULERS = {"unet3d": "ddim", "wan": "flow-euler"}
+DEFAULT_SCHEDULERS = {"unet3d": "ddim", "animatediff": "ddim", "cogvideox": "ddim", "wan": "flow-euler"}
 TIMESTEP_SAMPLING = ("logit_normal", "uniform")
 PIXEL_VAE_LEVEL = 1000.0  # the constant channel that makes the norms of the identity VAEs (near-)linear
-PIPELINES = {"unet3d": "TextToVideoSDPipeline", "wan": "WanPipeline"}
+PIPELINES = {"unet3d": "TextToVideoSDPipeline", "animatediff": "AnimateDiffPipeline",
+             "cogvideox": "CogVideoXPipeline", "wan": "WanPipeline"}  # fmt: skip
+DENOISERS = {"unet3d": "UNet3DConditionModel", "animatediff": "UNetMotionModel",
+             "cogvideox": "CogVideoXTransformer3DModel", "wan": "WanTransformer3DModel"}  # fmt: skip
+# The UNet backbones: a CLIP text encoder, an image VAE applied frame by frame.
+UNET_BACKBONES = ("unet3d", "animatediff")
+# DDPM-style noise (epsilon / v / sample targets, the image recipe's schedulers); wan uses flow matching.
+DDPM_BACKBONES = ("unet3d", "animatediff", "cogvideox")
+# Transformers: a T5 / UMT5 (or CLIP) text encoder, a video VAE, the pipeline's "transformer" component.
+TRANSFORMER_BACKBONES = ("cogvideox", "wan")
 
 
 @dataclass
@@ -130,18 +160,25 @@ class VideoDataArguments:
 @dataclass
 class VideoModelArguments:
     backbone: str = field(
-        default="unet3d", metadata={"help": "unet3d or wan (ignored with pretrained_pipeline)."}
+        default="unet3d",
+        metadata={"help": "unet3d, animatediff, cogvideox or wan (ignored with pretrained_pipeline)."},
     )
     pretrained_pipeline: str | None = field(
         default=None, metadata={"help": "A TextToVideoSDPipeline or WanPipeline to fine-tune (full or LoRA)."}
     )
-    model_preset: str = field(default="tiny", metadata={"help": "UNET3D_PRESETS / TRANSFORMER_PRESETS name."})
+    model_preset: str = field(
+        default="tiny",
+        metadata={
+            "help": "UNET3D_PRESETS (unet3d, animatediff), COGVIDEOX_PRESETS, TRANSFORMER_PRESETS (wan)."
+        },
+    )
     model_overrides: dict[str, Any] = field(default_factory=dict)
     patch_size: list[int] = field(
-        default_factory=lambda: [1, 2, 2], metadata={"help": "wan: (frames, h, w)."}
+        default_factory=lambda: [1, 2, 2], metadata={"help": "wan: (frames, h, w); cogvideox: h (= w)."}
     )
     vae_name_or_path: str | None = field(
-        default=None, metadata={"help": "unet3d: AutoencoderKL; wan: AutoencoderKLWan. Unset: pixel space."}
+        default=None,
+        metadata={"help": "unet3d / animatediff: AutoencoderKL; wan: AutoencoderKLWan. Unset: pixel space."},
     )
     text_encoder_name_or_path: str | None = field(
         default=None, metadata={"help": "CLIP recipe output, Hub CLIP, T5/UMT5 (wan), or a pipeline folder."}
@@ -166,6 +203,16 @@ class VideoModelArguments:
     num_train_timesteps: int = 1000
     beta_schedule: str = field(default="squaredcos_cap_v2", metadata={"help": "unet3d: noise schedule."})
     timestep_sampling: str = field(default="logit_normal", metadata={"help": "wan: logit_normal or uniform."})
+    timestep_bias_strategy: str = field(
+        default="none",
+        metadata={
+            "help": "DDPM backbones, as diffusers' SDXL example: none, later (noisier) or earlier timesteps."
+        },
+    )
+    timestep_bias_portion: float = field(default=0.25, metadata={"help": "Fraction of timesteps biased."})
+    timestep_bias_multiplier: float = field(
+        default=1.0, metadata={"help": "Weight of the biased timesteps (e.g. 5: five times as often)."}
+    )
     flow_shift: float = field(
         default=1.0, metadata={"help": "wan: noise-level shift for training and sampling (Wan 480p: 3)."}
     )
@@ -232,12 +279,20 @@ def pixel_image_vae(channels: int = 3):
 
 
 def unet3d_config(
-    preset: str, *, sample_size: int, in_channels: int, cross_attention_dim: int, overrides: dict[str, Any]
+    preset: str,
+    *,
+    sample_size: int,
+    in_channels: int,
+    cross_attention_dim: int,
+    overrides: dict[str, Any],
+    kind: str = "unet3d",
 ) -> dict[str, Any]:
-    """A UNet3DConditionModel config from a preset (`cross_attention`: which levels attend to the prompt)."""
+    """A UNet3DConditionModel (kind "unet3d") or UNetMotionModel ("animatediff") config from a preset
+    (`cross_attention`: which levels attend to the prompt; `attention_head_dim` is, as in UNet3DConditionModel's
+    own naming, the number of heads)."""
     if preset not in UNET3D_PRESETS:
         raise RecipeInputError(
-            f"Unknown model_preset {preset!r} for unet3d. Available: {', '.join(UNET3D_PRESETS)}."
+            f"Unknown model_preset {preset!r} for {kind}. Available: {', '.join(UNET3D_PRESETS)}."
         )
     config = {**UNET3D_PRESETS[preset], **overrides}
     levels = config.pop("cross_attention")
@@ -245,11 +300,18 @@ def unet3d_config(
         raise RecipeInputError(
             "model_overrides: cross_attention needs one flag per block_out_channels entry."
         )
+    suffix = "Motion" if kind == "animatediff" else "3D"
+    if kind == "animatediff":
+        heads = config.pop("attention_head_dim")
+        config.setdefault("num_attention_heads", heads)
+        config.setdefault("motion_num_attention_heads", heads)
     config.setdefault(
-        "down_block_types", tuple("CrossAttnDownBlock3D" if a else "DownBlock3D" for a in levels)
+        "down_block_types",
+        tuple(f"CrossAttnDownBlock{suffix}" if a else f"DownBlock{suffix}" for a in levels),
     )
     config.setdefault(
-        "up_block_types", tuple("CrossAttnUpBlock3D" if a else "UpBlock3D" for a in reversed(levels))
+        "up_block_types",
+        tuple(f"CrossAttnUpBlock{suffix}" if a else f"UpBlock{suffix}" for a in reversed(levels)),
     )
     return {**config, "sample_size": sample_size, "in_channels": in_channels, "out_channels": in_channels,
             "cross_attention_dim": cross_attention_dim}  # fmt: skip
@@ -287,6 +349,37 @@ def pixel_vae(channels: int = 3):
     return vae.eval()
 
 
+def pixel_cogvideox_vae(channels: int = 3):
+    """An AutoencoderKLCogVideoX that is an identity map with scale factors 1 (scaling_factor 1), so a
+    CogVideoXPipeline over pixels decodes them unchanged. Built from zeros: every residual branch is zero; the
+    decoder's output norm is spatially conditioned on the latents, so its conv_b writes [z, -z] and conv_out
+    takes silu(z) - silu(-z) = z; the encoder is built as `pixel_image_vae`'s ([x, -x, L, -L] through a one-group
+    GroupNorm; mean x, log-variance -30)."""
+    from diffusers import AutoencoderKLCogVideoX
+
+    width = 2 * channels + 2
+    vae = AutoencoderKLCogVideoX(in_channels=channels, out_channels=channels, latent_channels=channels,
+                                 down_block_types=("CogVideoXDownBlock3D",), up_block_types=("CogVideoXUpBlock3D",),
+                                 block_out_channels=(width,), layers_per_block=1, norm_num_groups=1,
+                                 temporal_compression_ratio=1, scaling_factor=1.0)  # fmt: skip
+    level = PIXEL_VAE_LEVEL
+    with torch.no_grad():
+        for parameter in vae.parameters():
+            parameter.zero_()
+        encoder, decoder = vae.encoder, vae.decoder
+        enc_in, enc_out = encoder.conv_in.conv.weight, encoder.conv_out.conv.weight
+        dec_b, dec_out = decoder.norm_out.conv_b.conv.weight, decoder.conv_out.conv.weight
+        for j in range(channels):  # current frame, centre pixel: the last time tap of a causal 3x3x3 conv
+            enc_in[j, j, -1, 1, 1], enc_in[channels + j, j, -1, 1, 1] = 1.0, -1.0
+            enc_out[j, j, -1, 1, 1], enc_out[j, channels + j, -1, 1, 1] = 1.0, -1.0
+            dec_b[j, j], dec_b[channels + j, j] = 1.0, -1.0
+            dec_out[j, j, -1, 1, 1], dec_out[j, channels + j, -1, 1, 1] = 1.0, -1.0
+        encoder.conv_in.conv.bias[2 * channels], encoder.conv_in.conv.bias[2 * channels + 1] = level, -level
+        encoder.norm_out.weight.fill_(level / 2)
+        encoder.conv_out.conv.bias[channels:] = -30.0  # log-variance: a (near-)deterministic encoder
+    return vae.eval()
+
+
 def load_video_vae(name_or_path: str):
     """An AutoencoderKLWan from a folder, a pipeline folder / Hub pipeline id (its vae/) or a Hub VAE id."""
     from diffusers import AutoencoderKLWan
@@ -314,19 +407,24 @@ def vae_factors(vae: Any) -> tuple[int, int]:
 # ------------------------------------------------------------------------------------- text encoders
 
 
-def t5_encoder(preset: str, tokenizer: Any, overrides: dict[str, Any] | None = None):
-    from transformers import UMT5Config, UMT5EncoderModel
+def t5_encoder(preset: str, tokenizer: Any, overrides: dict[str, Any] | None = None, *, umt5: bool = True):
+    """A UMT5 encoder (WanPipeline's kind) or, with umt5=False, a T5 one (CogVideoXPipeline's) from a preset."""
+    from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
+
+    config_class, model_class = (UMT5Config, UMT5EncoderModel) if umt5 else (T5Config, T5EncoderModel)
 
     if preset not in T5_PRESETS:
         raise RecipeInputError(f"Unknown text_encoder_preset {preset!r}. Available: {', '.join(T5_PRESETS)}.")
-    unknown = [k for k in overrides or {} if not hasattr(UMT5Config(), k)]
+    unknown = [k for k in overrides or {} if not hasattr(config_class(), k)]
     if unknown:
-        raise RecipeInputError(f"text_encoder_overrides has keys UMT5Config does not know: {unknown}.")
-    config = UMT5Config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id or 0,
+        raise RecipeInputError(
+            f"text_encoder_overrides has keys {config_class.__name__} does not know: {unknown}."
+        )
+    config = config_class(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id or 0,
                         eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id or 0,
                         feed_forward_proj="gated-gelu",
                         **{"dropout_rate": 0.0, **T5_PRESETS[preset], **(overrides or {})})  # fmt: skip
-    return UMT5EncoderModel(config)
+    return model_class(config)
 
 
 def extend_positions(encoder: Any, length: int) -> None:
@@ -523,6 +621,36 @@ def save_clip_grid(
 # ----------------------------------------------------------------------------------------- data side
 
 
+OPPOSITE_DIRECTIONS = {"left": "right", "right": "left", "up": "down", "down": "up"}
+_DIRECTION_WORD = re.compile(r"\b(left|right|up|down)\b")
+
+
+def swap_directions(caption: str) -> str:
+    """The caption with each direction word (left/right/up/down) replaced by its opposite."""
+    return _DIRECTION_WORD.sub(lambda m: OPPOSITE_DIRECTIONS[m.group(1)], caption)
+
+
+class AsPipelineCalls(nn.Module):
+    """Calls a denoiser the way its pipeline does, on N x C x F x H x W samples: UNetMotionModel with one copy of
+    the prompt embedding per frame (AnimateDiffPipeline repeats it; UNet3DConditionModel does so itself);
+    CogVideoXTransformer3DModel on N x F x C x H x W with one timestep per sample. Returns `.sample`."""
+
+    def __init__(self, denoiser: nn.Module, kind: str):
+        super().__init__()
+        self.denoiser, self.kind = denoiser, kind
+
+    def forward(self, sample: torch.Tensor, timestep: Any, encoder_hidden_states: torch.Tensor | None = None):
+        if self.kind == "animatediff" and encoder_hidden_states is not None:
+            encoder_hidden_states = encoder_hidden_states.repeat_interleave(sample.shape[2], dim=0)
+        if self.kind != "cogvideox":
+            return self.denoiser(sample, timestep, encoder_hidden_states=encoder_hidden_states)
+        timestep = torch.as_tensor(timestep, device=sample.device).expand(sample.shape[0])
+        out = self.denoiser(
+            sample.permute(0, 2, 1, 3, 4), encoder_hidden_states, timestep, return_dict=False
+        )[0]
+        return SimpleNamespace(sample=out.permute(0, 2, 1, 3, 4))
+
+
 class VideoCaptionDataset(torch.utils.data.Dataset):
     """Rows as {"pixels": C x F x H x W in [-1, 1], "caption": str} from a prepared dataset (`video`: lists of
     frames at the training size). Small datasets are decoded once into a uint8 cache."""
@@ -571,7 +699,7 @@ class VideoPromptPlan:
 class VideoComponents:
     """Input checks (`plan`, before any data is read), captions, VAE / text encoder / denoiser / schedulers
     (`build`), the training loss, sampling and decoding, the evaluator, and the saved pipeline or LoRA weights.
-    `data_args` / `model_args` are the recipe's dataclasses; `kind` is the backbone (unet3d or wan)."""
+    `data_args` / `model_args` are the recipe's dataclasses; `kind` is the backbone (unet3d, animatediff or wan)."""
 
     def __init__(self, data_args: VideoDataArguments, model_args: VideoModelArguments):
         self.data, self.args = data_args, model_args
@@ -604,6 +732,11 @@ class VideoComponents:
                            "classifier-free guidance subtracts; set condition_dropout (e.g. 0.1).", a.guidance_scale)  # fmt: skip
         if a.flow_shift <= 0 or a.max_sequence_length < 2 or data_args.num_frames < 1:
             raise RecipeInputError("flow_shift must be > 0, max_sequence_length >= 2 and num_frames >= 1.")
+        self.timestep_weights = dm.timestep_weights(a.timestep_bias_strategy, a.timestep_bias_portion,
+                                                    a.timestep_bias_multiplier, a.num_train_timesteps)  # fmt: skip
+        if self.timestep_weights is not None and a.backbone == "wan" and not a.pretrained_pipeline:
+            raise RecipeInputError("timestep_bias_* is for the DDPM backbones; wan's flow matching draws noise "
+                                   "levels by timestep_sampling and flow_shift.")  # fmt: skip
         if a.lora_rank and not a.pretrained_pipeline:
             raise RecipeInputError("lora_rank > 0 fine-tunes an existing pipeline: set pretrained_pipeline.")
         if a.lora_rank and a.train_text_encoder:
@@ -635,12 +768,17 @@ class VideoComponents:
             raise RecipeInputError(f"{a.pretrained_pipeline!r} is a {type(self.pipe).__name__}; this recipe trains "
                                    f"{' and '.join(PIPELINES.values())} text-to-video models.")  # fmt: skip
         self.kind = kinds[type(self.pipe).__name__]
+        if self.kind == "cogvideox":
+            raise RecipeInputError(
+                "Fine-tuning a CogVideoXPipeline is not supported here (its noise schedule is CogVideoX's own SNR-shifted "
+                "one): train cogvideox from scratch, or fine-tune a WanPipeline / AnimateDiffPipeline / TextToVideoSDPipeline."
+            )
         if a.lora_rank and self.kind == "unet3d":
             raise RecipeInputError(
                 "diffusers has no LoRA support for UNet3DConditionModel (TextToVideoSDPipeline cannot load adapters "
                 "into it): set lora_rank: 0 to fine-tune it fully, or use LoRA with a WanPipeline."
             )
-        self.denoiser = self.pipe.transformer if self.kind == "wan" else self.pipe.unet
+        self.denoiser = self.pipe.transformer if self.kind in TRANSFORMER_BACKBONES else self.pipe.unet
         self.vae, self.text_encoder, self.tokenizer = (
             self.pipe.vae,
             self.pipe.text_encoder,
@@ -654,15 +792,19 @@ class VideoComponents:
         from hfrecipes.vision_text import TEXT_PRESETS, load_text_tower
 
         a = self.args
-        wan = self.kind == "wan"
+        wan, t5 = self.kind == "wan", self.kind in TRANSFORMER_BACKBONES
         if a.vae_name_or_path:
+            if self.kind == "cogvideox":
+                raise RecipeInputError("cogvideox trains in pixel space here (unset vae_name_or_path); for latent space "
+                                       "use unet3d / animatediff / wan with a VAE, or fine-tune a CogVideoXPipeline "
+                                       "with pretrained_pipeline.")  # fmt: skip
             self.vae = load_video_vae(a.vae_name_or_path) if wan else load_vae(a.vae_name_or_path)
             self.pixel_space = False
         else:
-            self.vae = pixel_vae(3) if wan else pixel_image_vae(3)
-        presets = T5_PRESETS if wan else TEXT_PRESETS
+            self.vae = pixel_vae(3) if wan else pixel_cogvideox_vae(3) if t5 else pixel_image_vae(3)
+        presets = T5_PRESETS if t5 else TEXT_PRESETS
         if a.text_encoder_name_or_path:
-            if wan:
+            if t5:
                 self.text_encoder, self.tokenizer = load_text_encoder(
                     a.text_encoder_name_or_path, a.max_sequence_length
                 )
@@ -676,7 +818,7 @@ class VideoComponents:
                     f"Unknown text_encoder_preset {a.text_encoder_preset!r}. Available: {', '.join(presets)}."
                 )
             preset = {**presets[a.text_encoder_preset], **a.text_encoder_overrides}
-            text_dim = preset["d_model" if wan else "hidden_size"]
+            text_dim = preset["d_model" if t5 else "hidden_size"]
             self.train_text_encoder = a.train_text_encoder is not False
         channels = self.latent_channels
         if wan:
@@ -686,9 +828,22 @@ class VideoComponents:
                 )
             self.model_kwargs = {**TRANSFORMER_PRESETS[a.model_preset], "patch_size": tuple(a.patch_size), "in_channels": channels,
                                  "out_channels": channels, "text_dim": text_dim, **a.model_overrides}  # fmt: skip
+        elif self.kind == "cogvideox":
+            if a.model_preset not in COGVIDEOX_PRESETS:
+                raise RecipeInputError(f"Unknown model_preset {a.model_preset!r} for cogvideox. Available: "
+                                       f"{', '.join(COGVIDEOX_PRESETS)}.")  # fmt: skip
+            temporal, spatial = self.vae_factors()
+            side = self.data.resolution // spatial
+            # The sin-cos position table and the text slots are sized from these; the pipeline's
+            # max_sequence_length must equal max_text_seq_length.
+            self.model_kwargs = {**COGVIDEOX_PRESETS[a.model_preset], "in_channels": channels, "out_channels": channels,
+                                 "text_embed_dim": text_dim, "sample_height": side, "sample_width": side,
+                                 "sample_frames": self.data.num_frames, "patch_size": int(a.patch_size[-1]),
+                                 "temporal_compression_ratio": temporal, "max_text_seq_length": a.max_sequence_length,
+                                 **a.model_overrides}  # fmt: skip
         else:
             side = self.data.resolution // self.vae_factors()[1]
-            self.model_kwargs = unet3d_config(a.model_preset, sample_size=side, in_channels=channels,
+            self.model_kwargs = unet3d_config(a.model_preset, sample_size=side, in_channels=channels, kind=self.kind,
                                               cross_attention_dim=text_dim, overrides=a.model_overrides)  # fmt: skip
 
     @property
@@ -699,6 +854,9 @@ class VideoComponents:
         """(temporal, spatial) compression of the VAE."""
         if self.kind == "wan":
             return vae_factors(self.vae)
+        if self.kind == "cogvideox":
+            config = self.vae.config
+            return int(config.temporal_compression_ratio), 2 ** (len(config.block_out_channels) - 1)
         return 1, 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     def _denoiser_config(self) -> dict[str, Any]:
@@ -710,8 +868,12 @@ class VideoComponents:
         temporal, spatial = self.vae_factors()
         config = self._denoiser_config()
         where = "pixel space" if self.pixel_space else f"the VAE (spatial factor {spatial})"
-        if self.kind == "wan":
-            pt, ph, pw = (int(p) for p in config["patch_size"])
+        if self.kind in TRANSFORMER_BACKBONES:
+            if self.kind == "wan":
+                pt, ph, pw = (int(p) for p in config["patch_size"])
+            else:
+                pt, ph = int(config.get("patch_size_t") or 1), int(config["patch_size"])
+                pw = ph
             if temporal > 1 and (frames - 1) % temporal:
                 good = ((frames - 1) // temporal) * temporal + 1
                 raise RecipeInputError(
@@ -723,10 +885,12 @@ class VideoComponents:
                 raise RecipeInputError(f"num_frames={frames} gives {latent_frames} latent frames, not a multiple of the "
                                        f"transformer's temporal patch {pt}.")  # fmt: skip
             multiple, what = spatial * max(ph, pw), f"the transformer's patch {ph}x{pw}"
+            if self.kind == "cogvideox":  # CogVideoXPipeline refuses sides not divisible by 8
+                multiple, what = math.lcm(multiple, 8), f"{what} (and CogVideoXPipeline's multiple of 8)"
         else:
             down = 2 ** (len(config["block_out_channels"]) - 1)
-            multiple = math.lcm(spatial * down, 8)  # TextToVideoSDPipeline refuses sides not divisible by 8
-            what = f"the UNet's down-sampling factor {down} (and TextToVideoSDPipeline's multiple of 8)"
+            multiple = math.lcm(spatial * down, 8)  # both UNet pipelines refuse sides not divisible by 8
+            what = f"the UNet's down-sampling factor {down} (and {self.pipeline_class_name}'s multiple of 8)"
         if side % multiple:
             raise RecipeInputError(
                 f"resolution {side} is not compatible with {where} and {what}: use a multiple of {multiple}, "
@@ -839,11 +1003,10 @@ class VideoComponents:
             torch.manual_seed(seed)
             if self.text_encoder is None:
                 words = [t for t in texts if t]
-                if self.kind == "wan":
+                if self.kind in TRANSFORMER_BACKBONES:
                     self.tokenizer = caption_tokenizer(words, model_max_length=a.max_sequence_length)
-                    self.text_encoder = t5_encoder(
-                        a.text_encoder_preset, self.tokenizer, a.text_encoder_overrides
-                    )
+                    self.text_encoder = t5_encoder(a.text_encoder_preset, self.tokenizer, a.text_encoder_overrides,
+                                                   umt5=self.kind == "wan")  # fmt: skip
                 else:
                     from transformers import CLIPTextModel
 
@@ -854,16 +1017,16 @@ class VideoComponents:
                         text_config(a.text_encoder_preset, self.tokenizer, a.text_encoder_overrides)
                     )
             if self.denoiser is None:
-                from diffusers import UNet3DConditionModel, WanTransformer3DModel
+                import diffusers
 
-                cls = WanTransformer3DModel if self.kind == "wan" else UNet3DConditionModel
+                cls = getattr(diffusers, DENOISERS[self.kind])
                 try:
                     self.denoiser = cls(**self.model_kwargs)
                 except (TypeError, ValueError) as err:
                     raise RecipeInputError(
                         f"Cannot build a {cls.__name__} from {self.model_kwargs}: {err}"
                     ) from err
-        if self.kind == "unet3d":
+        if self.kind in DDPM_BACKBONES:
             self.noise_scheduler = dm.training_scheduler(
                 a.num_train_timesteps, a.beta_schedule, a.prediction_type
             )
@@ -902,6 +1065,10 @@ class VideoComponents:
             if self.kind == "wan":
                 return encode_text(encoder, self.tokenizer, prompts, max_sequence_length=self.args.max_sequence_length,
                                    device=device)  # fmt: skip
+            # CogVideoXPipeline: padded to max_sequence_length, no attention mask, nothing zeroed.
+            if self.kind == "cogvideox":
+                return dm.encode_prompts(encoder, self.tokenizer, prompts, max_length=self.args.max_sequence_length,
+                                         use_attention_mask=False, device=device)  # fmt: skip
             # The config from the bare encoder: `encoder` may be its DDP wrapper, which has none.
             mask = bool(getattr(self.text_encoder.config, "use_attention_mask", False))
             return dm.encode_prompts(encoder, self.tokenizer, prompts, max_length=self.tokenizer.model_max_length,
@@ -911,7 +1078,7 @@ class VideoComponents:
         if self.pixel_space:
             return pixels
         with torch.no_grad():
-            if self.kind == "unet3d":  # an image VAE, frame by frame
+            if self.kind in UNET_BACKBONES:  # an image VAE, frame by frame
                 n, c, f, h, w = pixels.shape
                 flat = pixels.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w)
                 latents = dm.encode_latents(self.vae, flat, generator).float()
@@ -931,7 +1098,7 @@ class VideoComponents:
             return samples.float().clamp(-1, 1).cpu()
         device = next(self.vae.parameters()).device
         latents = samples.to(device, self.vae.dtype)
-        if self.kind == "unet3d":
+        if self.kind in UNET_BACKBONES:
             n, c, f, h, w = latents.shape
             frames = dm.decode_latents(self.vae, latents.permute(0, 2, 1, 3, 4).reshape(n * f, c, h, w))
             return frames.reshape(n, f, *frames.shape[1:]).permute(0, 2, 1, 3, 4).float().clamp(-1, 1).cpu()
@@ -944,21 +1111,32 @@ class VideoComponents:
         self._frozen_to(pixels.device)
         clean = self.to_model_space(pixels, generator)
         embeds = self.embed(modules, drop_captions(batch["caption"], dropout, generator), clean.device)
-        denoiser = modules["unet"]
-        if self.kind == "unet3d":
+        denoiser = (
+            AsPipelineCalls(modules["unet"], self.kind) if self.kind in DDPM_BACKBONES else modules["unet"]
+        )
+        if self.kind in DDPM_BACKBONES:
             return dm.denoising_loss(lambda x, t: denoiser(x, t, encoder_hidden_states=embeds).sample,
-                                     self.noise_scheduler, clean, generator)  # fmt: skip
+                                     self.noise_scheduler, clean, generator, self.timestep_weights)  # fmt: skip
         return flow_matching_loss(lambda x, t: denoiser(x, t, embeds, return_dict=False)[0], clean, generator,
                                   sampling=self.args.timestep_sampling, shift=self.args.flow_shift)  # fmt: skip
 
     def validation_losses(self, modules: dict[str, nn.Module], dataset: VideoCaptionDataset, seed: int,
                           limit: int = 128) -> dict[str, float]:  # fmt: skip
-        return dm.validation_losses(self.loss, modules, dataset, seed, limit=limit, batch_size=32)
+        """The image recipe's losses, plus `validation_loss_direction_swapped` when captions name directions of
+        motion: every direction word replaced by its opposite (left <-> right, up <-> down). Its gap to
+        validation_loss is how much the model uses the direction word (colour, shape and the rest unchanged)."""
+        edits = {}
+        if any(_DIRECTION_WORD.search(c) for c in dataset.captions or []):
+            edits["validation_loss_direction_swapped"] = swap_directions
+        return dm.validation_losses(self.loss, modules, dataset, seed, limit=limit, batch_size=32,
+                                    edited_captions=edits)  # fmt: skip
 
     @torch.no_grad()
     def sample(self, modules: dict[str, nn.Module], prompts: Sequence[str], seed: int) -> torch.Tensor:
         """Clips for `prompts` in pixels (N x 3 x F x H x W in [-1, 1]), made the way the saved pipeline makes them."""
-        denoiser = modules["unet"]
+        denoiser = (
+            AsPipelineCalls(modules["unet"], self.kind) if self.kind in DDPM_BACKBONES else modules["unet"]
+        )
         device = next(denoiser.parameters()).device
         self._frozen_to(device)
         embeds = torch.cat(
@@ -966,7 +1144,7 @@ class VideoComponents:
         )
         negative = self.embed(modules, [""], device)
         a = self.args
-        if self.kind == "unet3d":
+        if self.kind in DDPM_BACKBONES:
             samples = dm.sample_images(denoiser, self.scheduler(), num_images=len(prompts), shape=self.model_input_shape(),
                                        prompt_embeds=embeds, negative_embeds=negative, guidance_scale=a.guidance_scale,
                                        num_inference_steps=a.num_inference_steps, seed=seed, batch_size=32)  # fmt: skip
@@ -984,7 +1162,9 @@ class VideoComponents:
             pretrained_pipeline=a.pretrained_pipeline, text_encoder=self.text_encoder.config.to_dict(),
             train_text_encoder=self.train_text_encoder, vae=a.vae_name_or_path, num_frames=self.data.num_frames,
             resolution=self.data.resolution, max_sequence_length=a.max_sequence_length,
-            noise=(dict(self.noise_scheduler.config) if self.kind == "unet3d" else
+            noise=(dict(self.noise_scheduler.config) | {"timestep_bias": [a.timestep_bias_strategy, a.timestep_bias_portion,
+                                                                          a.timestep_bias_multiplier]}
+                   if self.kind in DDPM_BACKBONES else
                    {"timestep_sampling": a.timestep_sampling, "flow_shift": a.flow_shift}),
         )  # fmt: skip
 
@@ -1008,18 +1188,24 @@ class VideoComponents:
         self.denoiser.to("cpu")
         if self.args.lora_rank:
             dm.save_lora(
-                pipeline_class, self.denoiser, directory, "transformer" if self.kind == "wan" else "unet"
+                pipeline_class,
+                self.denoiser,
+                directory,
+                "transformer" if self.kind in TRANSFORMER_BACKBONES else "unet",
             )
             return
         for module in (self.vae, self.text_encoder):
             module.to("cpu")
         parts = {"vae": self.vae, "text_encoder": self.text_encoder, "tokenizer": self.tokenizer,
-                 "scheduler": self.scheduler(), ("transformer" if self.kind == "wan" else "unet"): self.denoiser}  # fmt: skip
+                 "scheduler": self.scheduler(),
+                 ("transformer" if self.kind in TRANSFORMER_BACKBONES else "unet"): self.denoiser}  # fmt: skip
+        if self.kind == "animatediff":
+            parts["motion_adapter"] = None  # the UNetMotionModel already holds its motion modules
         pipeline_class(**parts).save_pretrained(str(directory), safe_serialization=True)
 
     def describe(self) -> str:
         a = self.args
-        model = "WanTransformer3DModel" if self.kind == "wan" else "UNet3DConditionModel"
+        model = DENOISERS[self.kind]
         how = (f"LoRA (rank {a.lora_rank}) on {a.pretrained_pipeline}" if a.lora_rank else
                f"fine-tuned from {a.pretrained_pipeline}" if a.pretrained_pipeline else
                f"trained from scratch, {a.model_preset} {model}")  # fmt: skip
@@ -1036,7 +1222,7 @@ class VideoComponents:
         prompt = repr(prompts[0]) if prompts else '"a red square moving right"'
         load = (f'pipe = DiffusionPipeline.from_pretrained("{a.pretrained_pipeline}")\npipe.load_lora_weights("{output_dir}")'
                 if a.lora_rank else f'pipe = DiffusionPipeline.from_pretrained("{output_dir}")')  # fmt: skip
-        extra = f", max_sequence_length={a.max_sequence_length}" if self.kind == "wan" else ""
+        extra = f", max_sequence_length={a.max_sequence_length}" if self.kind in TRANSFORMER_BACKBONES else ""
         note = (f"  # WanPipeline adds a frame when the VAE has no temporal compression: {d.num_frames} frames"
                 if self.request_frames() != d.num_frames else "")  # fmt: skip
         return (
@@ -1090,7 +1276,10 @@ __all__ = [
     "BACKBONES",
     "FLOW_SCHEDULERS",
     "FRAME_ATTRIBUTES",
+    "OPPOSITE_DIRECTIONS",
     "PIPELINES",
+    "AsPipelineCalls",
+    "COGVIDEOX_PRESETS",
     "T5_PRESETS",
     "TIMESTEP_SAMPLING",
     "TRANSFORMER_PRESETS",
@@ -1108,10 +1297,12 @@ __all__ = [
     "load_video_vae",
     "make_sampling_scheduler",
     "noise_levels",
+    "pixel_cogvideox_vae",
     "pixel_image_vae",
     "pixel_vae",
     "sample_clips",
     "save_clip_grid",
+    "swap_directions",
     "t5_encoder",
     "unet3d_config",
     "vae_factors",
