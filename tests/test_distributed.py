@@ -255,7 +255,8 @@ def test_video_diffusion_two_processes_match_one_with_the_doubled_batch(tmp_path
     # The image recipe's diffusion loop on clips, here with the Wan transformer (flow matching) and its text
     # encoder trained too (two DDP modules): noise, noise levels and caption dropout come from the shared
     # ShardedGenerator, each rank taking its slice of the global batch's draws.
-    args = [*VIDEO, "--backbone", "wan", "--sampling_scheduler", "flow-euler", "--max_sequence_length", "16"]
+    args = [*VIDEO, "--backbone", "wan", "--sampling_scheduler", "flow-euler", "--max_sequence_length", "16",
+            "--timestep_bias_strategy", "none", "--train_text_encoder", "true"]  # fmt: skip
     two, one = run_pair("video/train_video_diffusion.py", args, "--per_device_train_batch_size", 4, tmp_path)
     assert_ranks_in_sync(two)
     assert len(rank_checksums(two)[0]) == 2  # the transformer and the text encoder
@@ -270,8 +271,20 @@ def test_unet3d_video_diffusion_two_processes_track_one_with_the_doubled_batch(t
     # diffusers' UNet3DConditionModel hard-codes dropout 0.1 in its temporal convolutions: masks drawn per process
     # cannot match one process's, so runs agree exactly only on the first step (the last temporal conv starts at
     # zero, which hides the dropout from the first forward) and then drift. Measured over 4 steps: < 8e-4.
-    two, one = run_pair("video/train_video_diffusion.py", VIDEO, "--per_device_train_batch_size", 4, tmp_path)
+    args = [*VIDEO, "--backbone", "unet3d", "--timestep_bias_strategy", "none"]
+    two, one = run_pair("video/train_video_diffusion.py", args, "--per_device_train_batch_size", 4, tmp_path)
     assert_ranks_in_sync(two)
     history = [losses(read_json(d / "log_history.json")["train"]) for d in (two, one)]
     assert history[0][0] == pytest.approx(history[1][0], rel=1e-6)
     assert_close_losses(history[0], history[1], 1e-2)
+
+
+@pytest.mark.slow
+def test_cogvideox_video_diffusion_with_timestep_bias_two_processes_match_one(tmp_path):
+    # The shipped video config: CogVideoX (no dropout) with biased timesteps, drawn from the shared generator.
+    two, one = run_pair("video/train_video_diffusion.py", VIDEO, "--per_device_train_batch_size", 4, tmp_path)
+    assert_ranks_in_sync(two)
+    history = [read_json(d / "log_history.json")["train"] for d in (two, one)]
+    assert_close_losses(losses(history[0]), losses(history[1]), 1e-4)
+    weights = "transformer/diffusion_pytorch_model.safetensors"
+    assert max_weight_difference(two / weights, one / weights) < 1e-4

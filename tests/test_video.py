@@ -40,11 +40,12 @@ TINY_ARGS = [
     *("--eval_steps", "0", "--save_steps", "4", "--checkpoints_total_limit", "2"),
     *("--num_eval_prompts", "4", "--eval_samples_per_prompt", "1", "--num_inference_steps", "4"),
 ]  # fmt: skip
-TINY = ["--config", TINY_CONFIG, *TINY_ARGS]
+SHIPPED = ["--config", TINY_CONFIG, *TINY_ARGS]
+# The shipped config trains a CogVideoX transformer; the UNet3D tests override the backbone and its timestep bias.
+UNET3D = ["--backbone", "unet3d", "--timestep_bias_strategy", "none"]
+TINY = [*SHIPPED, *UNET3D]
 SHORT = ["--max_steps", "3", "--save_steps", "0", "--logging_steps", "1", "--num_eval_prompts", "2"]
 WAN = ["--backbone", "wan", "--sampling_scheduler", "flow-euler", "--max_sequence_length", "16"]
-COGVIDEOX = ["--backbone", "cogvideox", "--max_sequence_length", "8", "--timestep_bias_strategy", "later",
-             "--timestep_bias_portion", "0.15", "--timestep_bias_multiplier", "6"]  # fmt: skip
 
 
 def generate(pipe, frames: int, **kwargs):
@@ -280,14 +281,14 @@ def test_wan_backbone_in_pixel_space_and_lora_on_its_pipeline(tmp_path):
     assert abs(generate(pipe, 5, max_sequence_length=16) - before).max() > 1e-4
 
 
-def test_cogvideox_backbone_in_pixel_space_saves_a_cogvideox_pipeline(tmp_path):
-    """CogVideoX (absolute space-time positions, T5 text, identity CogVideoX VAE) with noisier timesteps drawn
-    more often: the loss falls, the direction-swapped validation loss is reported, and CogVideoXPipeline loads
-    and makes clips."""
+def test_shipped_config_trains_a_cogvideox_transformer_saved_as_a_cogvideox_pipeline(tmp_path):
+    """The shipped tiny config (CogVideoX: absolute space-time positions, frozen T5 text, identity CogVideoX VAE,
+    noisiest timesteps): the loss falls, the direction-swapped validation loss is reported, CogVideoXPipeline
+    loads and makes clips."""
     from diffusers import DiffusionPipeline
 
     out = tmp_path / "cogvideox"
-    run_recipe(RECIPE, *TINY, *COGVIDEOX, "--output_dir", out)
+    run_recipe(RECIPE, *SHIPPED, "--output_dir", out)
     metrics, lineage = read_json(out / "metrics.json"), read_json(out / "lineage.json")
     assert metrics["validation_loss"] < 0.6 * metrics["untrained_validation_loss"]
     assert {"validation_loss_direction_swapped", "motion_accuracy_direction"} <= set(metrics)
@@ -305,7 +306,7 @@ def test_animatediff_backbone_saves_an_animatediff_pipeline_and_lora_on_it_loads
     AnimateDiffPipeline (no separate motion adapter) makes clips, and LoRA on it loads with load_lora_weights."""
     from diffusers import DiffusionPipeline
 
-    config = write_config(tmp_path, backbone="animatediff",
+    config = write_config(tmp_path, backbone="animatediff", timestep_bias_strategy="none",
                           model_overrides={"block_out_channels": [16, 32], "cross_attention": [False, True]})  # fmt: skip
     out = tmp_path / "animatediff"
     run_recipe(RECIPE, "--config", config, *TINY_ARGS, "--output_dir", out, *SHORT)
@@ -352,9 +353,8 @@ def test_unet3d_in_latent_space_with_an_image_vae_and_a_loaded_clip_tower(clip_t
     vae_dir = tmp_path / "vae"
     AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
                   up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4).save_pretrained(vae_dir)  # fmt: skip
-    config = write_config(
-        tmp_path, model_overrides={"block_out_channels": [16, 32], "cross_attention": [False, True]}
-    )
+    config = write_config(tmp_path, backbone="unet3d", timestep_bias_strategy="none",
+                          model_overrides={"block_out_channels": [16, 32], "cross_attention": [False, True]})  # fmt: skip
     out = tmp_path / "unet_latent"
     run_recipe(RECIPE, "--config", config, *TINY_ARGS, "--output_dir", out, "--vae_name_or_path", vae_dir,
                "--text_encoder_name_or_path", clip_text_tower, *SHORT)  # fmt: skip
@@ -434,20 +434,14 @@ def test_short_and_undecodable_clips_are_refused_or_counted(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="direction of motion not learnt: every backbone tried (UNet3D, AnimateDiff, CogVideoX, Wan) ignores the "
-    "direction word while colour is learnt (CogVideoX: validation_loss_direction_swapped equals validation_loss to "
-    "1e-5; UNet3D: at t=999 its x0-predictions for left and right differ by 1e-4 rms): using it needs a direction x "
-    "frame x position "
-    "interaction that only pays at the noisiest steps (see video_shapes_tiny.yaml)",
-)
 def test_trained_tiny_model_moves_objects_the_way_prompts_say(tmp_path):
-    """The budget for motion accuracy clearly above chance (25% for four directions): the shipped tiny config.
-    Measured so far (see video_shapes_tiny.yaml): direction accuracy 0.06-0.28 at 250-1500 steps on all backbones."""
+    """The budget for motion accuracy clearly above chance (25% for four directions): the shipped tiny config,
+    1000 steps (~10 min on one core). Measured: direction accuracy 0.00 -> 0.98, direction-swapped validation
+    loss 0.138 vs 0.083."""
     out = tmp_path / "shapes_full"
     run_recipe(RECIPE, "--config", TINY_CONFIG, "--output_dir", out, "--save_steps", "0")
     metrics = read_json(out / "metrics.json")
     assert (
         metrics["motion_accuracy_direction"] > 0.45 and metrics["untrained_motion_accuracy_direction"] < 0.35
     )
+    assert metrics["validation_loss_direction_swapped"] > 1.2 * metrics["validation_loss"]

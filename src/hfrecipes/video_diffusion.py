@@ -10,7 +10,7 @@ Four diffusers backbones, each saved as its standard pipeline, so the output fol
   VAE is `pixel_image_vae()`, an `AutoencoderKL` whose weights make it an identity with scale factor 1, so the
   standard pipeline decodes the UNet's pixels unchanged. With `vae_name_or_path` (an `AutoencoderKL`, applied
   frame by frame as ModelScope does) it trains in latent space. Its convolutions learn coherent motion within a
-  few hundred CPU steps, which is why the tiny config uses it.
+  few hundred CPU steps, but not which way the prompt says to move (see the tiny config).
 - `animatediff`: `UNetMotionModel` (AnimateDiff: a 2D text-conditioned UNet whose motion modules are temporal
   attention with *absolute* sinusoidal frame positions), built from the same presets, noise, text encoder and
   VAEs as `unet3d`; saved as `AnimateDiffPipeline` (the motion modules live in the UNet, so no separate
@@ -19,10 +19,11 @@ Four diffusers backbones, each saved as its standard pipeline, so the output fol
 - `cogvideox`: `CogVideoXTransformer3DModel` (CogVideoX: video and text tokens in one attention, *absolute* 3D
   sin-cos positions), DDPM-style noise as `unet3d`, a T5 text encoder (prompts padded to `max_sequence_length`,
   which must equal the transformer's `max_text_seq_length`); saved as `CogVideoXPipeline` in pixel space with
-  `pixel_cogvideox_vae()` (an identity `AutoencoderKLCogVideoX`). The tiny config uses it: tying the direction
-  word to the frame order needs absolute frame (and pixel) positions, which the other backbones lack (UNet3D:
-  none; Wan: relative RoPE; AnimateDiff: frame positions only inside its temporal attention), and it is ~8x
-  faster per step than the tiny UNets on the CPU.
+  `pixel_cogvideox_vae()` (an identity `AutoencoderKLCogVideoX`). The tiny config uses it (with a frozen text
+  encoder and training biased to the noisiest timesteps): tying the direction word to the frame order needs
+  absolute frame and pixel positions, which the other backbones lack (UNet3D: none; Wan: relative RoPE;
+  AnimateDiff: frame positions only inside its temporal attention), and it is ~8x faster per step than the tiny
+  UNets on the CPU.
 - `wan`: `WanTransformer3DModel` (a DiT over space-time patches with 3D RoPE), flow matching
   (`flow_matching_loss`: x_s = (1 - s) x + s noise, target noise - x), a UMT5 / T5 / CLIP text encoder; saved as
   `WanPipeline`. In latent space with a given `AutoencoderKLWan` (frame counts 1 + a multiple of its temporal
