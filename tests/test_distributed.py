@@ -8,6 +8,8 @@ diffusion (diffusers loop) and the PPO prompt sharding; the rest are `slow`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -53,16 +55,22 @@ def test_pretrain_two_processes_match_one_with_the_doubled_batch(tmp_path):
     assert eval_two == pytest.approx(eval_one, rel=1e-4)
 
 
+def assert_diffusion_pair_matches(recipe: str, args: list, batch: int, weights: str, tmp_path: Path) -> None:
+    """Two processes vs one with the doubled batch: the same per-step losses and final denoiser weights."""
+    two, one = run_pair(recipe, args, "--per_device_train_batch_size", batch, tmp_path)
+    assert_ranks_in_sync(two)
+    history = [read_json(d / "log_history.json")["train"] for d in (two, one)]
+    assert_close_losses(losses(history[0]), losses(history[1]), 1e-4)
+    assert max_weight_difference(two / weights, one / weights) < 1e-4
+
+
 def test_image_diffusion_two_processes_match_one_with_the_doubled_batch(tmp_path):
     # The noise generator is shared by the ranks, each slicing the global batch's draws (ShardedGenerator).
     args = [*TINY_DIGITS, "--max_steps", "6", "--save_steps", "0", "--logging_steps", "1",
             "--eval_before_training", "false", "--use_ema", "false"]  # fmt: skip
-    two, one = run_pair("image/train_diffusion.py", args, "--per_device_train_batch_size", 8, tmp_path)
-    assert_ranks_in_sync(two)
-    history = [read_json(d / "log_history.json")["train"] for d in (two, one)]
-    assert_close_losses(losses(history[0]), losses(history[1]), 1e-4)
-    weights = "unet/diffusion_pytorch_model.safetensors"
-    assert max_weight_difference(two / weights, one / weights) < 1e-4
+    assert_diffusion_pair_matches(
+        "image/train_diffusion.py", args, 8, "unet/diffusion_pytorch_model.safetensors", tmp_path
+    )
 
 
 # ------------------------------------------------------------------------------------------ text post-training
@@ -282,9 +290,5 @@ def test_unet3d_video_diffusion_two_processes_track_one_with_the_doubled_batch(t
 @pytest.mark.slow
 def test_cogvideox_video_diffusion_with_timestep_bias_two_processes_match_one(tmp_path):
     # The shipped video config: CogVideoX (no dropout) with biased timesteps, drawn from the shared generator.
-    two, one = run_pair("video/train_video_diffusion.py", VIDEO, "--per_device_train_batch_size", 4, tmp_path)
-    assert_ranks_in_sync(two)
-    history = [read_json(d / "log_history.json")["train"] for d in (two, one)]
-    assert_close_losses(losses(history[0]), losses(history[1]), 1e-4)
     weights = "transformer/diffusion_pytorch_model.safetensors"
-    assert max_weight_difference(two / weights, one / weights) < 1e-4
+    assert_diffusion_pair_matches("video/train_video_diffusion.py", VIDEO, 4, weights, tmp_path)

@@ -14,7 +14,7 @@ Four diffusers backbones, each saved as its standard pipeline, so the output fol
 - `animatediff`: `UNetMotionModel` (AnimateDiff: a 2D text-conditioned UNet whose motion modules are temporal
   attention with *absolute* sinusoidal frame positions), built from the same presets, noise, text encoder and
   VAEs as `unet3d`; saved as `AnimateDiffPipeline` (the motion modules live in the UNet, so no separate
-  MotionAdapter). `PromptPerFrame` calls it as the pipeline does (one prompt embedding per frame). LoRA on an
+  MotionAdapter). `AsPipelineCalls` calls it as the pipeline does (one prompt embedding per frame). LoRA on an
   existing AnimateDiffPipeline loads with `pipe.load_lora_weights`.
 - `cogvideox`: `CogVideoXTransformer3DModel` (CogVideoX: video and text tokens in one attention, *absolute* 3D
   sin-cos positions), DDPM-style noise as `unet3d`, a T5 text encoder (prompts padded to `max_sequence_length`,
@@ -710,6 +710,7 @@ class VideoComponents:
         self.train_text_encoder = False
         self.model_kwargs: dict[str, Any] = {}
         self.denoiser_parameters = 0
+        self.timestep_weights: torch.Tensor | None = None  # set by `plan` from timestep_bias_*
         self._device_ready: Any = None
 
     # -- input checks ------------------------------------------------------------------------------
