@@ -623,7 +623,7 @@ def save_clip_grid(
 
 
 OPPOSITE_DIRECTIONS = {"left": "right", "right": "left", "up": "down", "down": "up"}
-_DIRECTION_WORD = re.compile(r"\b(left|right|up|down)\b")
+_DIRECTION_WORD = re.compile(rf"\b({'|'.join(OPPOSITE_DIRECTIONS)})\b")
 
 
 def swap_directions(caption: str) -> str:
@@ -700,7 +700,7 @@ class VideoPromptPlan:
 class VideoComponents:
     """Input checks (`plan`, before any data is read), captions, VAE / text encoder / denoiser / schedulers
     (`build`), the training loss, sampling and decoding, the evaluator, and the saved pipeline or LoRA weights.
-    `data_args` / `model_args` are the recipe's dataclasses; `kind` is the backbone (unet3d, animatediff or wan)."""
+    `data_args` / `model_args` are the recipe's dataclasses; `kind` is the backbone (one of BACKBONES)."""
 
     def __init__(self, data_args: VideoDataArguments, model_args: VideoModelArguments):
         self.data, self.args = data_args, model_args
@@ -780,7 +780,7 @@ class VideoComponents:
                 "diffusers has no LoRA support for UNet3DConditionModel (TextToVideoSDPipeline cannot load adapters "
                 "into it): set lora_rank: 0 to fine-tune it fully, or use LoRA with a WanPipeline."
             )
-        self.denoiser = self.pipe.transformer if self.kind in TRANSFORMER_BACKBONES else self.pipe.unet
+        self.denoiser = getattr(self.pipe, self.denoiser_component)
         self.vae, self.text_encoder, self.tokenizer = (
             self.pipe.vae,
             self.pipe.text_encoder,
@@ -798,8 +798,7 @@ class VideoComponents:
         if a.vae_name_or_path:
             if self.kind == "cogvideox":
                 raise RecipeInputError("cogvideox trains in pixel space here (unset vae_name_or_path); for latent space "
-                                       "use unet3d / animatediff / wan with a VAE, or fine-tune a CogVideoXPipeline "
-                                       "with pretrained_pipeline.")  # fmt: skip
+                                       "use unet3d / animatediff / wan with a VAE.")  # fmt: skip
             self.vae = load_video_vae(a.vae_name_or_path) if wan else load_vae(a.vae_name_or_path)
             self.pixel_space = False
         else:
@@ -1113,14 +1112,16 @@ class VideoComponents:
         self._frozen_to(pixels.device)
         clean = self.to_model_space(pixels, generator)
         embeds = self.embed(modules, drop_captions(batch["caption"], dropout, generator), clean.device)
-        denoiser = (
-            AsPipelineCalls(modules["unet"], self.kind) if self.kind in DDPM_BACKBONES else modules["unet"]
-        )
+        denoiser = self._denoiser_call(modules)
         if self.kind in DDPM_BACKBONES:
             return dm.denoising_loss(lambda x, t: denoiser(x, t, encoder_hidden_states=embeds).sample,
                                      self.noise_scheduler, clean, generator, self.timestep_weights)  # fmt: skip
         return flow_matching_loss(lambda x, t: denoiser(x, t, embeds, return_dict=False)[0], clean, generator,
                                   sampling=self.args.timestep_sampling, shift=self.args.flow_shift)  # fmt: skip
+
+    def _denoiser_call(self, modules: dict[str, nn.Module]) -> nn.Module:
+        """The denoiser as the DDPM-style loss and sampler call it (wan's flow matching calls it directly)."""
+        return AsPipelineCalls(modules["unet"], self.kind) if self.kind in DDPM_BACKBONES else modules["unet"]
 
     def validation_losses(self, modules: dict[str, nn.Module], dataset: VideoCaptionDataset, seed: int,
                           limit: int = 128) -> dict[str, float]:  # fmt: skip
@@ -1136,9 +1137,7 @@ class VideoComponents:
     @torch.no_grad()
     def sample(self, modules: dict[str, nn.Module], prompts: Sequence[str], seed: int) -> torch.Tensor:
         """Clips for `prompts` in pixels (N x 3 x F x H x W in [-1, 1]), made the way the saved pipeline makes them."""
-        denoiser = (
-            AsPipelineCalls(modules["unet"], self.kind) if self.kind in DDPM_BACKBONES else modules["unet"]
-        )
+        denoiser = self._denoiser_call(modules)
         device = next(denoiser.parameters()).device
         self._frozen_to(device)
         embeds = torch.cat(
@@ -1180,6 +1179,11 @@ class VideoComponents:
         return None if base is None else dm.make_scheduler(name, base.config)
 
     @property
+    def denoiser_component(self) -> str:
+        """The pipeline's name for the denoiser."""
+        return "transformer" if self.kind in TRANSFORMER_BACKBONES else "unet"
+
+    @property
     def pipeline_class_name(self) -> str:
         return PIPELINES[self.kind]
 
@@ -1193,14 +1197,14 @@ class VideoComponents:
                 pipeline_class,
                 self.denoiser,
                 directory,
-                "transformer" if self.kind in TRANSFORMER_BACKBONES else "unet",
+                self.denoiser_component,
             )
             return
         for module in (self.vae, self.text_encoder):
             module.to("cpu")
         parts = {"vae": self.vae, "text_encoder": self.text_encoder, "tokenizer": self.tokenizer,
                  "scheduler": self.scheduler(),
-                 ("transformer" if self.kind in TRANSFORMER_BACKBONES else "unet"): self.denoiser}  # fmt: skip
+                 self.denoiser_component: self.denoiser}  # fmt: skip
         if self.kind == "animatediff":
             parts["motion_adapter"] = None  # the UNetMotionModel already holds its motion modules
         pipeline_class(**parts).save_pretrained(str(directory), safe_serialization=True)
