@@ -1,6 +1,10 @@
 """Benchmark: time for the pretraining recipe to reach 1.88 validation nats/char on Tiny Shakespeare.
 
-    python bench/pretrain_shakespeare.py [--data ../shared/data/tinyshakespeare.txt] [--config ...] [-- --key value]
+    curl -O https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt
+    python bench/pretrain_shakespeare.py --data input.txt [--config ...] [-- --key value]
+
+`--data` is Karpathy's char-rnn Tiny Shakespeare `input.txt` (the package does not ship it); it may be left
+out where ../shared/data/tinyshakespeare.txt (beside the checkout) exists.
 
 Split as nanoGPT does: first 90% of the characters for training, last 10% for validation. Reference on this
 machine kind: nanoGPT's CPU configuration (char-level, 4 layers/4 heads/128 dims, block 64, batch 12, 2000
@@ -19,16 +23,29 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 1.88
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"  # the default only where it exists
+GET_DATA = "curl -O https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+
+
+def fail(message: str) -> NoReturn:
+    """Bad input: one line on stderr and exit status 2, like the recipes (hfrecipes.errors.run_main)."""
+    print(f"pretrain_shakespeare: error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"))
+    parser.add_argument(
+        "--data",
+        default=str(DEFAULT_DATA) if DEFAULT_DATA.is_file() else None,
+        help=f"Tiny Shakespeare's input.txt (get it with: {GET_DATA})",
+    )
     parser.add_argument(
         "--config", default=str(ROOT / "recipes" / "text" / "configs" / "pretrain_shakespeare.yaml")
     )
@@ -36,26 +53,32 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="extra --key value pairs for the recipe (after --)")
     args = parser.parse_args()
 
-    output_dir = args.output_dir or tempfile.mkdtemp(prefix="bench_shakespeare_")
-    if any(Path(output_dir).iterdir()):  # the recipe would resume from it: a benchmark needs a fresh run
-        sys.exit(f"--output_dir {output_dir} is not empty; give a new directory.")
+    if args.data is None:
+        fail(f"pass --data PATH to Tiny Shakespeare's input.txt; get it with: {GET_DATA}")
+    data = Path(args.data).expanduser().resolve()  # the recipe runs in the repository root
+    if not data.is_file():
+        fail(f"--data {args.data} does not exist; get Tiny Shakespeare's input.txt with: {GET_DATA}")
+    out = Path(args.output_dir or tempfile.mkdtemp(prefix="bench_shakespeare_")).resolve()
+    output_dir = str(out)
+    if out.exists() and any(out.iterdir()):  # the recipe would resume from it: a benchmark needs a fresh run
+        fail(f"--output_dir {output_dir} is not empty; give a new directory.")
     command = [
         sys.executable,
         str(ROOT / "recipes" / "text" / "pretrain.py"),
         "--config",
         args.config,
         "--dataset_name",
-        f"builtin:tinyshakespeare?path={args.data}",
+        f"builtin:tinyshakespeare?path={data}",
         "--output_dir",
         output_dir,
         *args.overrides,
     ]
     print("running:", " ".join(command), flush=True)
     started = time.perf_counter()
-    subprocess.run(command, check=True, cwd=ROOT)
+    if returncode := subprocess.run(command, cwd=ROOT).returncode:
+        sys.exit(returncode)  # the recipe has said why on stderr
     end_to_end = time.perf_counter() - started
 
-    out = Path(output_dir)
     history = json.loads((out / "log_history.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     evals = [e for e in history if "eval_nats_per_char" in e]

@@ -1,13 +1,17 @@
+import sys
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from hfrecipes.args import DataArguments
 from hfrecipes.data import load_source
 from hfrecipes.distillation import (
     BlockCollator,
     ScratchBudget,
     check_same_tokenizer,
     comparison_table,
+    prepare_transfer_data,
     reply_loss,
 )
 from hfrecipes.errors import RecipeInputError
@@ -16,7 +20,7 @@ from hfrecipes.models import get_causal_lm, special_token_ids
 from hfrecipes.posttraining import prepare_chat_tokenizer
 from hfrecipes.tokenization import load_tokenizer, train_tokenizer
 
-from .conftest import ROOT, SHAKESPEARE, read_json, run_recipe
+from .conftest import ROOT, SHAKESPEARE, load_recipe, read_json, run_recipe
 
 DISTILL_TINY = ROOT / "recipes/text/configs/distill_tiny.yaml"
 # The teacher's pretraining and the distillation read the same documents with the same tail split, so the
@@ -121,6 +125,40 @@ def test_bad_distillation_input_is_refused_early(teacher, tmp_path, overrides, m
     args = [*DISTILL, "--teacher_model_name_or_path", teacher, *overrides, "--output_dir", tmp_path / "out"]
     with pytest.raises(RecipeInputError, match=message):
         run_recipe("text/distill.py", *args)
+
+
+def test_a_trl_without_gkd_is_refused_in_one_line(monkeypatch, tmp_path):
+    """GKD lives in `trl.experimental`, which TRL may move or drop: the recipe still imports, and refuses to run
+    with the missing feature and the fix, before anything is loaded."""
+    monkeypatch.setitem(sys.modules, "trl.experimental.gkd", None)  # `from trl.experimental.gkd import` fails
+    recipe = load_recipe("text/distill.py")
+    assert recipe.GKDConfig is None and recipe.GKDTrainer is None
+    monkeypatch.setattr(
+        sys, "argv", ["distill.py", "--config", str(DISTILL_TINY), "--output_dir", str(tmp_path)]
+    )
+    with pytest.raises(
+        RecipeInputError, match=r"GKD trainer \(trl\.experimental\.gkd\.GKDTrainer\).*pip install 'trl>=1\.0'"
+    ) as refused:
+        recipe.main()
+    assert "\n" not in str(refused.value) and not list(tmp_path.iterdir())
+
+
+def test_a_trl_without_the_chatml_collator_is_refused_for_chat_data(monkeypatch):
+    monkeypatch.setitem(sys.modules, "trl.experimental.utils", None)
+    rows = load_source("builtin:arithmetic?n=20")
+    tokenizer = train_tokenizer([m["content"] for ms in rows["messages"] for m in ms], "char")
+    with pytest.raises(RecipeInputError, match=r"DataCollatorForChatML.*pip install 'trl>=1\.0'"):
+        prepare_transfer_data(
+            "chat",
+            DataArguments(dataset_name="builtin:arithmetic?n=20", validation_fraction=0.2),
+            tokenizer,
+            block_size=64,
+            max_length=64,
+            max_train_documents=None,
+            eval_max_documents=4,
+            prompt_tokens=4,
+            seed=0,
+        )
 
 
 def test_helpers(teacher, tmp_path):

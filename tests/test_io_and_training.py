@@ -60,3 +60,24 @@ def test_multi_process_launch_without_distributed_state_is_refused(monkeypatch):
 
 def test_ranks_in_sync_single_process():
     assert ranks_in_sync(torch.nn.Linear(2, 2)) == {"world_size": 1, "ranks_in_sync": True}
+
+
+def test_a_report_to_backend_that_is_not_installed_names_its_extra(monkeypatch):
+    import importlib.util
+
+    from hfrecipes.errors import RecipeInputError
+    from hfrecipes.training import check_report_to
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tensorboard" else real_find_spec(name, *a),
+    )
+    with pytest.raises(
+        RecipeInputError,
+        match=r"report_to: tensorboard is not installed: pip install 'hfrecipes\[tracking\]'",
+    ):
+        check_report_to(["tensorboard"])
+    check_report_to("none")
+    check_report_to(["none"])

@@ -169,7 +169,8 @@ def test_ppo_raises_the_reward_with_a_bounded_kl(chat_sft, reward_run, tmp_path)
         ("text/grpo.py", "grpo_tiny.yaml", ["--reward_weights", "1.0"], "one weight per reward"),
         ("text/dpo.py", "dpo_tiny.yaml", ["--dataset_name", "builtin:chat-mix?arithmetic_rows=20&safety_rows=0"],
          "needs column"),
-        ("text/ppo.py", "ppo_tiny.yaml", ["--reward_model_path", "/nonexistent/rm"], "not a saved model"),
+        ("text/ppo.py", "ppo_tiny.yaml", ["--reward_model_path", "/nonexistent/rm"], "/nonexistent/rm does not exist"),
+        ("text/ppo.py", "ppo_tiny.yaml", ["--reward_model_path", str(CONFIGS)], "not a saved model"),
         ("text/dpo.py", "dpo_tiny.yaml", ["--model_name_or_path", ""], "set model_name_or_path"),
     ],
 )  # fmt: skip

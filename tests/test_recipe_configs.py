@@ -5,14 +5,14 @@ import pytest
 from transformers import TrainingArguments
 from trl import DPOConfig, GRPOConfig, ModelConfig, RewardConfig, RLOOConfig, SFTConfig, TrlParser
 
-from hfrecipes.args import DataArguments, ModelArguments, TokenizerArguments
+from hfrecipes.args import CardArguments, DataArguments, ModelArguments, PublishArguments, TokenizerArguments
 
 from .conftest import ROOT, load_recipe
 
 CONFIGS = sorted((ROOT / "recipes").rglob("configs/*.yaml"))
 
 
-def parser_types(config_name: str) -> tuple:
+def recipe_types(config_name: str) -> tuple:
     if config_name.startswith("pretrain_"):
         return (DataArguments, ModelArguments, TokenizerArguments, load_recipe("text/pretrain.py").PretrainArguments,
                 TrainingArguments)  # fmt: skip
@@ -68,6 +68,18 @@ def parser_types(config_name: str) -> tuple:
     if config_name.startswith("rag_"):
         return (load_recipe("text/rag.py").RagArguments, SFTConfig, ModelConfig)
     raise AssertionError(f"no recipe known for {config_name}")
+
+
+# Recipes whose settings are not a TrainingArguments take the publishing fields from PublishArguments; the others
+# only the card's license.
+PUBLISHING_OF_THEIR_OWN = ("prepare_", "tokenizer_", "ppo_", "quantize_", "diffusion_", "video_")
+
+
+def parser_types(config_name: str) -> tuple:
+    if config_name.startswith("evaluate_"):
+        return recipe_types(config_name)
+    publishing = PublishArguments if config_name.startswith(PUBLISHING_OF_THEIR_OWN) else CardArguments
+    return (*recipe_types(config_name), publishing)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)

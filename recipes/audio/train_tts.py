@@ -16,25 +16,19 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, SpeechT5ForTextToSpeech, set_seed
+from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, SpeechT5ForTextToSpeech
 from trl import TrlParser
 
 from hfrecipes import speech
+from hfrecipes.args import CardArguments
 from hfrecipes.data import DataReport, parse_pipeline, run_pipeline
 from hfrecipes.data.speech import check_speech_columns, load_speech_source
-from hfrecipes.efficiency import track_efficiency, trainer_efficiency
+from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.guards import guard_nonfinite
-from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
-from hfrecipes.io import atomic_write_json, publish_staged
-from hfrecipes.reports import plot_loss_curves
-from hfrecipes.training import (
-    check_distributed_state,
-    cpu_only_defaults,
-    resume_checkpoint,
-    take_push_request,
-    trainer_staging_dir,
-)
+from hfrecipes.io import atomic_write_json
+from hfrecipes.stages import start_stage
+from hfrecipes.training import cpu_only_defaults, resume_checkpoint
 
 logger = logging.getLogger(__name__)
 TTSArguments = speech.TTSArguments  # YAML keys of this recipe (tests/test_recipe_configs.py)
@@ -42,7 +36,7 @@ TTSArguments = speech.TTSArguments  # YAML keys of this recipe (tests/test_recip
 
 def main() -> None:
     # --- args ---------------------------------------------------------------------------------------------
-    parser = TrlParser((speech.TTSArguments, Seq2SeqTrainingArguments))
+    parser = TrlParser((speech.TTSArguments, Seq2SeqTrainingArguments, CardArguments))
     parser.set_defaults(
         **cpu_only_defaults(),
         output_dir="runs/tts",
@@ -51,11 +45,20 @@ def main() -> None:
         label_names=["labels"],
         prediction_loss_only=True,
     )
-    args, training_args = parser.parse_args_and_config()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    set_seed(training_args.seed)
-    push_repo = take_push_request(training_args)
-    check_distributed_state(training_args)
+    args, training_args, card_args = parser.parse_args_and_config()
+    stage = start_stage(
+        "audio/train_tts",
+        args,
+        training_args,
+        card_args,
+        inputs={
+            "data": args.dataset_name,
+            "model": args.model_name_or_path,
+            "processor": args.processor_name_or_path,
+            "speaker_embedder": None if args.speaker_embeddings == "learned" else args.speaker_embeddings,
+            "vocoder": args.vocoder,
+        },
+    )
     output_dir = Path(training_args.output_dir)
 
     # --- data ---------------------------------------------------------------------------------------------
@@ -190,48 +193,35 @@ def main() -> None:
     }
 
     # --- save (atomically), model card, push ---------------------------------------------------------------------
-    staging = trainer_staging_dir(trainer, output_dir)
-    trainer.save_model(str(staging))
-    if trainer.is_world_process_zero():
+    shown = heldout[: max(args.num_eval_samples, 1)]
+    samples = speech.tts_samples(shown, after, mel)
+
+    def save_more(staging: Path) -> None:
         processor.save_pretrained(staging)
         speech.TTSSettings.from_args(args, speaker_table).save(staging)
-        samples = speech.write_tts_samples(
-            staging / "samples",
-            heldout[: max(args.num_eval_samples, 1)],
-            after,
-            mel,
-            title=f"held-out utterances after {trainer.state.global_step} steps",
-        )
-        plot_loss_curves(trainer.state.log_history, staging / "loss_curve.png", title="SpeechT5 TTS loss")
-        atomic_write_json(staging / "log_history.json", trainer.state.log_history)
+        title = f"held-out utterances after {trainer.state.global_step} steps"
+        speech.write_tts_samples(staging / "samples", shown, after, mel, title=title)
         atomic_write_json(staging / "samples" / "samples.json", samples)
-        report.save(staging / "data_report.json")
-        lineage = build_lineage(
-            recipe="audio/train_tts",
-            config={"script": args, "training": training_args},
-            inputs=[
-                describe_input("data", args.dataset_name),
-                describe_input("model", args.model_name_or_path),
-            ],
-            data_report=report.to_dict(),
-            metrics=metrics,
-            extra={"resumed_from": resumed_from, "vocoder": vocoder.name},
-            efficiency=trainer_efficiency(trainer),
-        )
-        card = render_model_card(
-            lineage,
-            title=f"{output_dir.name}: SpeechT5 text-to-speech with hfrecipes",
-            description=speech.tts_card_description(args, source, vocoder.name, metrics, samples),
-            usage=speech.tts_usage(output_dir),
-            base_model=args.model_name_or_path,
-            datasets=[args.dataset_name],
-            tags=["text-to-speech", "speecht5"],
-            pipeline_tag="text-to-speech",
-        )
-        write_stage_files(staging, lineage, card)
-        publish_staged(staging, output_dir)
-        if push_repo:
-            push_output_dir(output_dir, push_repo)
+
+    lineage = stage.finish_trainer(
+        trainer,
+        config={"script": args, "training": training_args, "card": card_args},
+        report=report,
+        metrics=metrics,
+        card={
+            "title": f"{output_dir.name}: SpeechT5 text-to-speech with hfrecipes",
+            "description": speech.tts_card_description(args, source, vocoder.name, metrics, samples),
+            "usage": speech.tts_usage(output_dir),
+            "base_model": args.model_name_or_path,
+            "datasets": [args.dataset_name],
+            "tags": ["text-to-speech", "speecht5"],
+            "pipeline_tag": "text-to-speech",
+        },
+        loss_title="SpeechT5 TTS loss",
+        extra={"resumed_from": resumed_from, "vocoder": vocoder.name},
+        save_more=save_more,
+    )
+    if lineage is not None:  # the main process
         print(
             f"TTS done: MCD {before['mcd_dtw']:.2f} -> {metrics['mcd_dtw']:.2f} dB; outputs in {output_dir}"
         )

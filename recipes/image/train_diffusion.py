@@ -21,14 +21,13 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from transformers import set_seed
 from trl import TrlParser
 
 from hfrecipes import diffusion as dm
-from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
+from hfrecipes.args import PublishArguments
+from hfrecipes.errors import run_main
 from hfrecipes.image_diffusion import DiffusionModelArguments, ImageComponents, ImageDataArguments
-from hfrecipes.io import staged_output
+from hfrecipes.stages import start_stage
 from hfrecipes.vision_text import PixelCaptionDataset, prepare_image_splits
 
 logger = logging.getLogger(__name__)
@@ -36,14 +35,25 @@ logger = logging.getLogger(__name__)
 
 def main() -> None:
     # --- args -------------------------------------------------------------------------------------------
-    parser = TrlParser((ImageDataArguments, DiffusionModelArguments, dm.DiffusionTrainingArguments))
+    parser = TrlParser(
+        (ImageDataArguments, DiffusionModelArguments, dm.DiffusionTrainingArguments, PublishArguments)
+    )
     parser.set_defaults(use_cpu=not torch.cuda.is_available(), output_dir="runs/diffusion")
-    data_args, model_args, args = parser.parse_args_and_config()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    set_seed(args.seed)
-    if args.push_to_hub and not args.hub_model_id:
-        raise RecipeInputError("push_to_hub is set but hub_model_id is not: set hub_model_id: <user>/<repo>.")
-    components = ImageComponents.plan(data_args, model_args)  # every input check before any work
+    data_args, model_args, args, publish_args = parser.parse_args_and_config()
+    stage = start_stage(
+        "image/train_diffusion",
+        data_args,
+        model_args,
+        args,
+        publish_args,
+        inputs={
+            "data": data_args.dataset_name,
+            "pipeline": model_args.pretrained_pipeline,
+            "text_encoder": model_args.text_encoder_name_or_path,
+        },
+    )
+    # The VAE and the CLIP scorer are loaded (and a bad one refused, naming its class) right here, before any data.
+    components = ImageComponents.plan(data_args, model_args)
     output_dir = Path(args.output_dir)
 
     # --- data -------------------------------------------------------------------------------------------
@@ -98,36 +108,41 @@ def main() -> None:
     metrics, untrained, final = dm.run_metrics(result, components.trainable(), unit="images", extra=extra)
 
     # --- save, model card, push -------------------------------------------------------------------------
+    # DDP keeps every rank's weights identical (result.distributed): the main process alone saves and publishes.
     if not loop.is_main_process:
         return
-    with staged_output(output_dir) as staging:
+    clip_scorer = components.clip_model_path  # an input unless it is the text encoder itself
+    clip_scorer = None if clip_scorer == model_args.text_encoder_name_or_path else clip_scorer
+    with stage.staging() as staging:
         components.save(staging)
-        dm.write_run_files(staging, result, samples_dir, suffix="png", loss_title="denoising loss (MSE)",
-                           data_report=report)  # fmt: skip
-        lineage = build_lineage(
-            recipe="image/train_diffusion",
-            config={"data": data_args, "model": model_args, "training": args},
-            inputs=[describe_input("data", data_args.dataset_name),
-                    describe_input("pipeline", model_args.pretrained_pipeline),
-                    describe_input("text_encoder", model_args.text_encoder_name_or_path),
-                    describe_input("vae", model_args.vae_name_or_path),
-                    describe_input("clip_score_model", components.clip_model_path
-                                   if components.clip_model_path != model_args.text_encoder_name_or_path else None)],
-            data_report=report.to_dict(), metrics=metrics, efficiency=result.efficiency,
-            extra={"resumed_from": result.resumed_from, "pipeline_class": components.pipeline_class_name,
-                   "distributed": result.distributed},
-        )  # fmt: skip
-        card = render_model_card(
-            lineage, title=f"{output_dir.name}: {components.describe()}",
-            description=components.card_description(metrics, data_args.dataset_name, result.global_step),
-            usage=components.usage(str(output_dir), plan.row_labels),
-            tags=["diffusers", "diffusion", components.pipeline_class_name], base_model=model_args.pretrained_pipeline,
-            datasets=[data_args.dataset_name], library_name="diffusers",
-            pipeline_tag="text-to-image" if components.conditional else "unconditional-image-generation",
-        )  # fmt: skip
-        write_stage_files(staging, lineage, card)
-    if args.push_to_hub:
-        push_output_dir(output_dir, args.hub_model_id)
+        dm.write_run_files(staging, result, samples_dir, suffix="png", loss_title="denoising loss (MSE)")
+        stage.finish(
+            staging,
+            config={"data": data_args, "model": model_args, "training": args, "publish": publish_args},
+            more_inputs={"vae": model_args.vae_name_or_path, "clip_score_model": clip_scorer},
+            report=report,
+            metrics=metrics,
+            efficiency=result.efficiency,
+            extra={
+                "resumed_from": result.resumed_from,
+                "pipeline_class": components.pipeline_class_name,
+                "distributed": result.distributed,
+            },
+            card={
+                "title": f"{output_dir.name}: {components.describe()}",
+                "description": components.card_description(
+                    metrics, data_args.dataset_name, result.global_step
+                ),
+                "usage": components.usage(str(output_dir), plan.row_labels),
+                "tags": ["diffusers", "diffusion", components.pipeline_class_name],
+                "base_model": model_args.pretrained_pipeline,
+                "datasets": [data_args.dataset_name],
+                "library_name": "diffusers",
+                "pipeline_tag": "text-to-image"
+                if components.conditional
+                else "unconditional-image-generation",
+            },
+        )
     adherence = {k: round(v, 3) for k, v in metrics.items() if "adherence" in k and "chance" not in k}
     print(f"Trained {result.global_step} steps in {result.train_seconds:.0f} s; validation loss "
           f"{untrained.get('validation_loss', float('nan')):.4f} -> {final.get('validation_loss', float('nan')):.4f}; "

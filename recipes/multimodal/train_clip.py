@@ -18,24 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor, TrainingArguments, set_seed
+from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor, TrainingArguments
 from trl import TrlParser
 
-from hfrecipes.efficiency import track_efficiency, trainer_efficiency
+from hfrecipes.args import CardArguments
+from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.guards import guard_nonfinite
-from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
 from hfrecipes.image_eval import clip_retrieval
-from hfrecipes.io import atomic_write_json, publish_staged
-from hfrecipes.reports import plot_loss_curves
+from hfrecipes.stages import start_stage
 from hfrecipes.tokenization import load_tokenizer
-from hfrecipes.training import (
-    check_distributed_state,
-    cpu_only_defaults,
-    resume_checkpoint,
-    take_push_request,
-    trainer_staging_dir,
-)
+from hfrecipes.training import cpu_only_defaults, resume_checkpoint
 from hfrecipes.vision_text import (
     CLIP_MEAN,
     CLIP_STD,
@@ -84,15 +77,18 @@ class CLIPScriptArguments:
 
 def main() -> None:
     # --- args -------------------------------------------------------------------------------------------
-    parser = TrlParser((CLIPScriptArguments, TrainingArguments))
+    parser = TrlParser((CLIPScriptArguments, TrainingArguments, CardArguments))
     parser.set_defaults(
         **cpu_only_defaults(), output_dir="runs/clip", eval_strategy="steps", remove_unused_columns=False
     )
-    script_args, training_args = parser.parse_args_and_config()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    set_seed(training_args.seed)
-    push_repo = take_push_request(training_args)
-    check_distributed_state(training_args)
+    script_args, training_args, card_args = parser.parse_args_and_config()
+    stage = start_stage(
+        "multimodal/train_clip",
+        script_args,
+        training_args,
+        card_args,
+        inputs={"data": script_args.dataset_name, "model": script_args.model_name_or_path},
+    )
     training_args.remove_unused_columns = False  # the collator needs the raw rows
     output_dir = Path(training_args.output_dir)
     source = script_args.model_name_or_path
@@ -175,49 +171,49 @@ def main() -> None:
     }
 
     # --- save (atomically), model card, push --------------------------------------------------------------
-    staging = trainer_staging_dir(trainer, output_dir)
-    trainer.save_model(str(staging))
-    if not trainer.is_world_process_zero():
-        return
     image_processor = CLIPImageProcessor(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
-        image_mean=list(mean), image_std=list(std), do_convert_rgb=True,
-    )  # fmt: skip
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(staging)
-    plot_loss_curves(trainer.state.log_history, staging / "loss_curve.png", title="contrastive loss")
-    atomic_write_json(staging / "log_history.json", trainer.state.log_history)
-    report.save(staging / "data_report.json")
-    lineage = build_lineage(
-        recipe="multimodal/train_clip", config={"script": script_args, "training": training_args},
-        inputs=[describe_input("data", script_args.dataset_name), describe_input("model", source)],
-        data_report=report.to_dict(), metrics=metrics, extra={"resumed_from": resumed_from},
-        efficiency=trainer_efficiency(trainer),
-    )  # fmt: skip
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        image_mean=list(mean),
+        image_std=list(std),
+        do_convert_rgb=True,
+    )
+    clip_processor = CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
     k1 = script_args.retrieval_ks[0]
-    card = render_model_card(
-        lineage,
-        title=f"{output_dir.name}: a CLIP model trained with hfrecipes",
-        description=(
-            f"A {parameters / 1e6:.2f} M-parameter `CLIPModel` trained contrastively for {trainer.state.global_step} steps "
-            f"on `{script_args.dataset_name}` ({len(train)} pairs, {image_size} px). On {after['retrieval_images']} held-out "
-            f"pairs ({after['retrieval_unique_captions']} distinct captions), image→text recall@{k1} went "
-            f"{before[f'image_to_text_recall@{k1}']:.3f} → {after[f'image_to_text_recall@{k1}']:.3f} and text→image "
-            f"{before[f'text_to_image_recall@{k1}']:.3f} → {after[f'text_to_image_recall@{k1}']:.3f} (chance "
-            f"{after[f'image_to_text_chance@{k1}']:.3f} / {after[f'text_to_image_chance@{k1}']:.3f}). Identical captions "
-            "count as one text. Its text tower plugs into `recipes/image/train_diffusion.py` via "
-            f"`text_encoder_name_or_path: {output_dir}`.\n\n![loss](loss_curve.png)"
-        ),
-        usage=(f'from transformers import CLIPModel, CLIPProcessor\n\nmodel = CLIPModel.from_pretrained("{output_dir}")\n'
-               f'processor = CLIPProcessor.from_pretrained("{output_dir}")\n'
-               'inputs = processor(text=["a large red circle in the center"], images=[image], return_tensors="pt", padding=True)\n'
-               "probs = model(**inputs).logits_per_image.softmax(-1)"),  # fmt: skip
-        tags=["clip", "contrastive"], base_model=source, datasets=[script_args.dataset_name],
-        pipeline_tag="zero-shot-image-classification",
-    )  # fmt: skip
-    write_stage_files(staging, lineage, card)
-    publish_staged(staging, output_dir)
-    if push_repo:
-        push_output_dir(output_dir, push_repo)
+    lineage = stage.finish_trainer(
+        trainer,
+        config={"script": script_args, "training": training_args, "card": card_args},
+        report=report,
+        metrics=metrics,
+        card={
+            "title": f"{output_dir.name}: a CLIP model trained with hfrecipes",
+            "description": (
+                f"A {parameters / 1e6:.2f} M-parameter `CLIPModel` trained contrastively for {trainer.state.global_step} steps "
+                f"on `{script_args.dataset_name}` ({len(train)} pairs, {image_size} px). On {after['retrieval_images']} held-out "
+                f"pairs ({after['retrieval_unique_captions']} distinct captions), image→text recall@{k1} went "
+                f"{before[f'image_to_text_recall@{k1}']:.3f} → {after[f'image_to_text_recall@{k1}']:.3f} and text→image "
+                f"{before[f'text_to_image_recall@{k1}']:.3f} → {after[f'text_to_image_recall@{k1}']:.3f} (chance "
+                f"{after[f'image_to_text_chance@{k1}']:.3f} / {after[f'text_to_image_chance@{k1}']:.3f}). Identical captions "
+                "count as one text. Its text tower plugs into `recipes/image/train_diffusion.py` via "
+                f"`text_encoder_name_or_path: {output_dir}`.\n\n![loss](loss_curve.png)"
+            ),
+            "usage": (
+                f'from transformers import CLIPModel, CLIPProcessor\n\nmodel = CLIPModel.from_pretrained("{output_dir}")\n'
+                f'processor = CLIPProcessor.from_pretrained("{output_dir}")\n'
+                'inputs = processor(text=["a large red circle in the center"], images=[image], return_tensors="pt", padding=True)\n'
+                "probs = model(**inputs).logits_per_image.softmax(-1)"
+            ),
+            "tags": ["clip", "contrastive"],
+            "base_model": source,
+            "datasets": [script_args.dataset_name],
+            "pipeline_tag": "zero-shot-image-classification",
+        },
+        loss_title="contrastive loss",
+        extra={"resumed_from": resumed_from},
+        save_more=clip_processor.save_pretrained,
+    )
+    if lineage is None:  # not the main process
+        return
     print(f"image→text recall@{k1} {before[f'image_to_text_recall@{k1}']:.3f} -> {after[f'image_to_text_recall@{k1}']:.3f}, "
           f"text→image {before[f'text_to_image_recall@{k1}']:.3f} -> {after[f'text_to_image_recall@{k1}']:.3f} "
           f"(chance {after[f'image_to_text_chance@{k1}']:.3f}); outputs in {output_dir}")  # fmt: skip

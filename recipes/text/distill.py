@@ -20,9 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from trl import TrlParser
-from trl.experimental.gkd import GKDConfig, GKDTrainer
 
-from hfrecipes.args import DataArguments
+try:  # experimental in TRL: a TRL without it must not break importing this module, only running it
+    from trl.experimental.gkd import GKDConfig, GKDTrainer
+except ImportError:
+    GKDConfig = GKDTrainer = None
+
+from hfrecipes.args import CardArguments, DataArguments
 from hfrecipes.distillation import (
     TrainClock,
     baseline_writer,
@@ -32,18 +36,18 @@ from hfrecipes.distillation import (
     compare,
     comparison_table,
     evaluate_student,
+    missing_trl_feature,
     prepare_transfer_data,
     run_scratch_baseline,
 )
 from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import run_main
 from hfrecipes.guards import guard_nonfinite
-from hfrecipes.hub import describe_input
 from hfrecipes.models import get_causal_lm, special_token_ids
 from hfrecipes.posttraining import prepare_chat_tokenizer, stop_token_ids
-from hfrecipes.stages import save_trainer_stage
+from hfrecipes.stages import start_stage
 from hfrecipes.tokenization import load_tokenizer
-from hfrecipes.training import begin_stage, cpu_only_defaults, resume_checkpoint
+from hfrecipes.training import cpu_only_defaults, resume_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +83,10 @@ class DistillArguments:
 
 
 def main() -> None:
+    if GKDConfig is None or GKDTrainer is None:  # before anything is parsed or loaded
+        raise missing_trl_feature("GKD trainer (trl.experimental.gkd.GKDTrainer)")
     # --- args ---------------------------------------------------------------------------------------------
-    parser = TrlParser((DataArguments, DistillArguments, GKDConfig))
+    parser = TrlParser((DataArguments, DistillArguments, GKDConfig, CardArguments))
     parser.set_defaults(
         **cpu_only_defaults(),
         output_dir="runs/distill",
@@ -88,11 +94,18 @@ def main() -> None:
         beta=0.0,
         activation_checkpointing=False,
     )
-    data_args, script_args, training_args = parser.parse_args_and_config()
+    data_args, script_args, training_args, card_args = parser.parse_args_and_config()
     teacher_path = training_args.teacher_model_name_or_path
     student_path = script_args.student_model_name_or_path
+    stage = start_stage(
+        "text/distill",
+        data_args,
+        script_args,
+        training_args,
+        card_args,
+        inputs={"teacher": teacher_path, "student": student_path, "data": data_args.dataset_name},
+    )
     check_arguments(teacher_path, script_args, on_policy=training_args.lmbda > 0 or training_args.seq_kd)
-    push_repo = begin_stage(training_args)
     output_dir = Path(training_args.output_dir)
 
     # --- teacher and tokenizer ----------------------------------------------------------------------------
@@ -194,17 +207,10 @@ def main() -> None:
         table += "\n\nHeld-out nats/char: on the held-out assistant replies, given their conversation."
 
     # --- save (atomically), model card, push --------------------------------------------------------------
-    save_trainer_stage(
+    stage.finish_trainer(
         trainer,
-        output_dir,
         tokenizer=tokenizer,
-        recipe="text/distill",
-        config={"data": data_args, "script": script_args, "training": training_args},
-        inputs=[
-            describe_input("teacher", teacher_path),
-            describe_input("student", student_path),
-            describe_input("data", data_args.dataset_name),
-        ],
+        config={"data": data_args, "script": script_args, "training": training_args, "card": card_args},
         report=data.report,
         metrics=metrics,
         card={
@@ -219,7 +225,6 @@ def main() -> None:
             "datasets": [data_args.dataset_name],
             "tags": ["distillation", "gkd", "trl"],
         },
-        push_repo=push_repo,
         loss_title="distillation loss (generalized JSD to the teacher)",
         extra={"resumed_from": resumed_from, "comparison": rows, "scratch_run": scratch and {
             k: v for k, v in scratch.items() if k != "log_history"}},

@@ -27,8 +27,8 @@ from hfrecipes.alignment import (
     evaluate_policy,
     load_reward_model,
     reply_logprobs,
-    stage_inputs,
 )
+from hfrecipes.args import CardArguments
 from hfrecipes.data import parse_pipeline
 from hfrecipes.data.preferences import ai_feedback_pairs, as_preference_rows
 from hfrecipes.efficiency import track_efficiency
@@ -37,12 +37,8 @@ from hfrecipes.evaluation import generate_replies
 from hfrecipes.guards import guard_nonfinite
 from hfrecipes.posttraining import check_lora_targets
 from hfrecipes.rewards import check_weights, combined_scorer, resolve_reward_functions
-from hfrecipes.stages import merged_adapter_writer, save_trainer_stage
-from hfrecipes.training import (
-    begin_stage,
-    cpu_only_defaults,
-    resume_checkpoint,
-)
+from hfrecipes.stages import merged_adapter_writer, start_stage
+from hfrecipes.training import cpu_only_defaults, resume_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -74,16 +70,27 @@ def logprob_margin(model, tokenizer, rows) -> float:
 
 def main() -> None:
     # --- args ---------------------------------------------------------------------------------------------
-    parser = TrlParser((DPOScriptArguments, DPOConfig, ModelConfig))
+    parser = TrlParser((DPOScriptArguments, DPOConfig, ModelConfig, CardArguments))
     parser.set_defaults(**cpu_only_defaults(), output_dir="runs/dpo", eval_strategy="steps")
-    script_args, training_args, model_args = parser.parse_args_and_config()
-    push_repo = begin_stage(training_args)
-    output_dir = Path(training_args.output_dir)
+    script_args, training_args, model_args, card_args = parser.parse_args_and_config()
     start_path = model_args.model_name_or_path
     if not start_path:
         raise RecipeInputError(
             "DPO starts from a trained chat model: set model_name_or_path (e.g. runs/sft_chat_tiny)."
         )
+    stage = start_stage(
+        "text/dpo",
+        script_args,
+        training_args,
+        model_args,
+        card_args,
+        inputs={
+            "data": script_args.dataset_name,
+            "model": start_path,
+            "reward_model": script_args.reward_model_path,
+        },
+    )
+    output_dir = Path(training_args.output_dir)
 
     # --- data, start model, reward model ------------------------------------------------------------------
     steps = parse_pipeline(script_args.pipeline)
@@ -147,13 +154,10 @@ def main() -> None:
 
     # --- save (atomically), model card, push --------------------------------------------------------------
     kind = f"LoRA adapter (r={model_args.lora_r})" if peft_config else "fully fine-tuned model"
-    save_trainer_stage(
+    stage.finish_trainer(
         trainer,
-        output_dir,
         tokenizer=tokenizer,
-        recipe="text/dpo",
-        config={"script": script_args, "training": training_args, "model": model_args},
-        inputs=stage_inputs(script_args.dataset_name, start_path, script_args.reward_model_path),
+        config={"script": script_args, "training": training_args, "model": model_args, "card": card_args},
         report=report,
         metrics=metrics,
         card={
@@ -166,7 +170,6 @@ def main() -> None:
             "datasets": [script_args.dataset_name],
             "tags": ["dpo", "trl"],
         },
-        push_repo=push_repo,
         samples={"before": before.samples, "after": after.samples},
         loss_title="DPO loss",
         extra={"resumed_from": resumed_from},

@@ -15,16 +15,15 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import TrlParser
 
 from hfrecipes.alignment import as_conversational_prompts, evaluate_policy
 from hfrecipes.data import DataReport, load_source
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.evaluation import generate_replies, language_model_loss, win_rate
-from hfrecipes.hub import build_lineage, describe_input, write_stage_files
-from hfrecipes.io import atomic_write_json, staged_output
 from hfrecipes.rewards import RewardModelScorer
+from hfrecipes.stages import start_stage
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +65,19 @@ class EvaluateArguments:
 def main() -> None:
     # --- args ---------------------------------------------------------------------------------------------
     (args,) = TrlParser((EvaluateArguments,)).parse_args_and_config()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    set_seed(args.seed)
     if args.win_rate_against not in ("previous", "first"):
         raise RecipeInputError(f"win_rate_against must be previous or first, got {args.win_rate_against!r}.")
     if not args.models:
         raise RecipeInputError("Give the chat models to compare: --models runs/sft runs/dpo ...")
+    stage = start_stage(
+        "text/evaluate",
+        args,
+        inputs={
+            "model": list(args.models),
+            "reward_model": args.reward_model_path,
+            "data": [source for source in (args.dataset_name, args.heldout_text) if source],
+        },
+    )
     missing = [m for m in args.models if not (Path(m) / "config.json").is_file()]
     if missing:
         raise RecipeInputError(f"Not saved models (no config.json): {missing}.")
@@ -125,23 +131,21 @@ def main() -> None:
         for n, m in table.items()
     ]
     final = table[Path(args.models[-1]).name]
-    with staged_output(args.output_dir) as staging:
-        atomic_write_json(staging / "samples.json", {"same_prompts": same_prompts})
-        lineage = build_lineage(
-            recipe="text/evaluate",
-            config={"script": args},
-            inputs=[describe_input("model", m) for m in args.models]
-            + [describe_input("reward_model", args.reward_model_path)],
-            data_report=DataReport(source=args.dataset_name).to_dict(),
-            metrics={**final, "models": table},
-        )
-        card = (
-            "# Final evaluation\n\nEvery stage's model on the same held-out prompts.\n\n"
-            + "\n".join(lines)
-            + "\n"
-        )
+    card = (
+        "# Final evaluation\n\nEvery stage's model on the same held-out prompts.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    with stage.staging() as staging:
         (staging / "evaluation.md").write_text(card)
-        write_stage_files(staging, lineage, card)  # an evaluation has no model: its card is the table
+        stage.finish(
+            staging,
+            config={"script": args},
+            report=DataReport(source=args.dataset_name).to_dict(),
+            metrics={**final, "models": table},
+            samples={"same_prompts": same_prompts},
+            card=card,  # an evaluation has no model: its card is the table
+        )
     print("Final evaluation:\n" + "\n".join(lines))
 
 

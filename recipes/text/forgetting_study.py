@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from hfrecipes.args import check_config_file
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.io import atomic_write_json, atomic_write_text
+from hfrecipes.stages import start_stage
 
 SFT = Path(__file__).with_name("sft.py")
 VARIANTS = {
@@ -28,6 +31,30 @@ COLUMNS = ("task_accuracy_before", "task_accuracy", "heldout_nats_per_char_befor
            "forgetting_nats_per_char")  # fmt: skip
 
 
+def without_option(argv: list[str], option: str) -> tuple[list[str], str | None]:
+    """`argv` without `option value` (or `option=value`), and that value."""
+    kept, value, skip = [], None, False
+    for position, item in enumerate(argv):
+        if skip:
+            skip = False
+        elif item == option and position + 1 < len(argv):
+            value, skip = argv[position + 1], True
+        elif item.startswith(option + "="):
+            value = item.split("=", 1)[1]
+        else:
+            kept.append(item)
+    return kept, value
+
+
+def option_values(argv: list[str]) -> dict[str, str]:
+    """`--key value` pairs of the options passed on to SFT (what they override in its config)."""
+    return {
+        key[2:]: value
+        for key, value in zip(argv, argv[1:], strict=False)
+        if key.startswith("--") and not value.startswith("--")
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -37,11 +64,25 @@ def main() -> None:
     )
     parser.add_argument("--output_dir", default="runs/forgetting_study")
     args, passthrough = parser.parse_known_args()
+    # The token goes to each SFT run through its environment, never through a command line we print or record.
+    passthrough, token = without_option(passthrough, "--hub_token")
+    sft_settings = {**check_config_file(args.config), **option_values(passthrough)}
+    stage = start_stage(
+        "text/forgetting_study",
+        args,
+        inputs={
+            "model": sft_settings.get("model_name_or_path"),
+            "data": sft_settings.get("dataset_name"),
+            "forgetting_text": sft_settings.get("forgetting_text"),
+            "replay_text": sft_settings.get("replay_text"),
+        },
+    )
     output_dir = Path(args.output_dir)
+    run_env = {**os.environ, "HF_TOKEN": token} if token else None
 
-    rows = {}
+    rows, run_dirs = {}, {variant: output_dir / variant.split()[0].lower() for variant in VARIANTS}
     for variant, overrides in VARIANTS.items():
-        run_dir = output_dir / variant.split()[0].lower()
+        run_dir = run_dirs[variant]
         command = [
             sys.executable,
             str(SFT),
@@ -53,7 +94,7 @@ def main() -> None:
             str(run_dir),
         ]
         print(f"[{variant}] {' '.join(command)}", flush=True)
-        if subprocess.run(command).returncode != 0:
+        if subprocess.run(command, env=run_env).returncode != 0:
             raise RecipeInputError(f"The {variant!r} run failed; its output is in {run_dir}.")
         metrics = json.loads((run_dir / "metrics.json").read_text())
         missing = [c for c in COLUMNS if c not in metrics]
@@ -69,8 +110,23 @@ def main() -> None:
         table.append(f"| {variant} | {m['task_accuracy_before']:.3f} -> {m['task_accuracy']:.3f} | "
                      f"{m['heldout_nats_per_char_before']:.3f} -> {m['heldout_nats_per_char']:.3f} | "
                      f"{m['forgetting_nats_per_char']:+.3f} |")  # fmt: skip
-    atomic_write_json(output_dir / "forgetting_study.json", rows)
-    atomic_write_text(output_dir / "forgetting_study.md", "\n".join(table) + "\n")
+    with stage.staging() as staging:
+        atomic_write_json(staging / "forgetting_study.json", rows)
+        atomic_write_text(staging / "forgetting_study.md", "\n".join(table) + "\n")
+        stage.finish(
+            staging,
+            config={"study": vars(args), "sft_overrides": passthrough},
+            metrics={f"{run_dirs[v].name}/{c}": value for v, m in rows.items() for c, value in m.items()},
+            more_inputs={"model": [str(run_dir) for run_dir in run_dirs.values()]},
+            card={
+                "title": f"{output_dir.name}: forgetting study",
+                "description": "Full fine-tuning, LoRA and replay SFT from the same base (one subdirectory each): "
+                "task accuracy and held-out pretraining-text nats/char before and after.\n\n"
+                + "\n".join(table),
+                "usage": f'import json\n\nprint(json.load(open("{output_dir}/forgetting_study.json")))',
+                "pipeline_tag": None,
+            },
+        )
     print("\n" + "\n".join(table))
 
 

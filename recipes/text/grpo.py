@@ -29,20 +29,16 @@ from hfrecipes.alignment import (
     evaluate_policy,
     load_reward_model,
     prompt_conversations,
-    stage_inputs,
 )
+from hfrecipes.args import CardArguments
 from hfrecipes.data import parse_pipeline
 from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.guards import guard_nonfinite
 from hfrecipes.posttraining import check_lora_targets
 from hfrecipes.rewards import check_weights, resolve_reward_functions
-from hfrecipes.stages import save_trainer_stage
-from hfrecipes.training import (
-    begin_stage,
-    cpu_only_defaults,
-    resume_checkpoint,
-)
+from hfrecipes.stages import start_stage
+from hfrecipes.training import cpu_only_defaults, resume_checkpoint
 
 logger = logging.getLogger(__name__)
 ALGORITHMS = {"grpo": (GRPOConfig, GRPOTrainer), "rloo": (RLOOConfig, RLOOTrainer)}
@@ -67,21 +63,32 @@ def parse_arguments():
     first, _ = TrlParser((GRPOScriptArguments,)).parse_args_and_config(return_remaining_strings=True)
     if first.algorithm not in ALGORITHMS:
         raise RecipeInputError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {first.algorithm!r}.")
-    parser = TrlParser((GRPOScriptArguments, ALGORITHMS[first.algorithm][0], ModelConfig))
+    parser = TrlParser((GRPOScriptArguments, ALGORITHMS[first.algorithm][0], ModelConfig, CardArguments))
     parser.set_defaults(**cpu_only_defaults(), output_dir=f"runs/{first.algorithm}")
     return parser.parse_args_and_config()
 
 
 def main() -> None:
     # --- args ---------------------------------------------------------------------------------------------
-    script_args, training_args, model_args = parse_arguments()
-    push_repo = begin_stage(training_args)
-    output_dir = Path(training_args.output_dir)
+    script_args, training_args, model_args, card_args = parse_arguments()
     start_path = model_args.model_name_or_path
     if not start_path:
         raise RecipeInputError(
             "Online RL starts from a chat model: set model_name_or_path (e.g. runs/sft_chat_tiny)."
         )
+    stage = start_stage(
+        f"text/{script_args.algorithm}",
+        script_args,
+        training_args,
+        model_args,
+        card_args,
+        inputs={
+            "data": script_args.dataset_name,
+            "model": start_path,
+            "reward_model": script_args.reward_model_path,
+        },
+    )
+    output_dir = Path(training_args.output_dir)
 
     # --- data, rewards, start model -----------------------------------------------------------------------
     train_data, eval_data, report = script_args.load(
@@ -139,13 +146,10 @@ def main() -> None:
     # --- save (atomically), model card, push --------------------------------------------------------------
     name = script_args.algorithm.upper()
     reward_names = [f.__name__ for f in functions] + (["reward_model"] if reward_model else [])
-    save_trainer_stage(
+    stage.finish_trainer(
         trainer,
-        output_dir,
         tokenizer=tokenizer,
-        recipe=f"text/{script_args.algorithm}",
-        config={"script": script_args, "training": training_args, "model": model_args},
-        inputs=stage_inputs(script_args.dataset_name, start_path, script_args.reward_model_path),
+        config={"script": script_args, "training": training_args, "model": model_args, "card": card_args},
         report=report,
         metrics=metrics,
         card={
@@ -159,7 +163,6 @@ def main() -> None:
             "datasets": [script_args.dataset_name],
             "tags": [script_args.algorithm, "trl", "reinforcement-learning"],
         },
-        push_repo=push_repo,
         samples={"before": before.samples, "after": after.samples},
         loss_title=f"{name} loss",
         extra={"resumed_from": resumed_from},

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import TrlParser
 
 from hfrecipes.alignment import (
@@ -29,15 +29,14 @@ from hfrecipes.alignment import (
     evaluate_policy,
     load_reward_model,
     prompt_conversations,
-    stage_inputs,
 )
+from hfrecipes.args import PublishArguments
 from hfrecipes.data import parse_pipeline
 from hfrecipes.efficiency import EfficiencyMeter, lm_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.io import staging_dir, staging_path
 from hfrecipes.ppo import PPOConfig, PPOTrainer, plot_ppo_curves
 from hfrecipes.rewards import check_weights, combined_scorer, resolve_reward_functions
-from hfrecipes.stages import publish_stage
+from hfrecipes.stages import start_stage
 from hfrecipes.training import last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -56,8 +55,6 @@ class PPOScriptArguments(AlignmentDataArguments):
     reward_weights: list[float] | None = field(
         default=None, metadata={"help": "Functions first, then the RM."}
     )
-    push_to_hub: bool = field(default=False, metadata={"help": "Upload the result (needs hub_model_id)."})
-    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo for push_to_hub."})
 
 
 def ppo_efficiency(trainer: PPOTrainer, meter: EfficiencyMeter, first_update: int) -> dict:
@@ -75,18 +72,26 @@ def ppo_efficiency(trainer: PPOTrainer, meter: EfficiencyMeter, first_update: in
 
 def main() -> None:
     # --- args ---------------------------------------------------------------------------------------------
-    script_args, config = TrlParser((PPOScriptArguments, PPOConfig)).parse_args_and_config()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    set_seed(config.seed)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    output_dir = Path(config.output_dir)
+    parser = TrlParser((PPOScriptArguments, PPOConfig, PublishArguments))
+    script_args, config, publish_args = parser.parse_args_and_config()
     start_path = script_args.model_name_or_path
     if not start_path:
         raise RecipeInputError(
             "PPO starts from a chat model: set model_name_or_path (e.g. runs/sft_chat_tiny)."
         )
-    if script_args.push_to_hub and not script_args.hub_model_id:
-        raise RecipeInputError("push_to_hub needs hub_model_id (the repo to create or update).")
+    stage = start_stage(
+        "text/ppo",
+        script_args,
+        config,
+        publish_args,
+        inputs={
+            "data": script_args.dataset_name,
+            "model": start_path,
+            "reward_model": script_args.reward_model_path,
+        },
+    )
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    output_dir = Path(config.output_dir)
 
     # --- data, rewards, models ----------------------------------------------------------------------------
     train_data, eval_data, report = script_args.load(
@@ -145,17 +150,13 @@ def main() -> None:
     }
 
     # --- save (atomically), model card, push --------------------------------------------------------------
-    with accelerator.main_process_first():
-        staging = staging_dir(output_dir) if accelerator.is_main_process else staging_path(output_dir)
+    staging = stage.shared_staging(accelerator.is_main_process, accelerator.main_process_first)
     trainer.save_model(staging)
     if accelerator.is_main_process:
-        publish_stage(
+        stage.finish(
             staging,
-            output_dir,
             tokenizer=tokenizer,
-            recipe="text/ppo",
-            config={"script": script_args, "ppo": config},
-            inputs=stage_inputs(script_args.dataset_name, start_path, script_args.reward_model_path),
+            config={"script": script_args, "ppo": config, "publish": publish_args},
             report=report,
             metrics=metrics,
             card={
@@ -171,7 +172,6 @@ def main() -> None:
                 "tags": ["ppo", "rlhf", "reinforcement-learning"],
             },
             log_history=log_history,
-            push_repo=script_args.hub_model_id if script_args.push_to_hub else None,
             samples={"before": before.samples, "after": after.samples},
             loss_title="PPO loss",
             save_more=lambda staging: plot_ppo_curves(log_history, staging / "ppo_curves.png"),

@@ -15,12 +15,13 @@ from pathlib import Path
 
 from trl import TrlParser
 
+from hfrecipes.args import PublishArguments
 from hfrecipes.data import DataReport, SourceSpec, load_sources, parse_pipeline, run_pipeline
 from hfrecipes.data.formats import validate_format
 from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.hub import build_lineage, render_dataset_card, write_stage_files
-from hfrecipes.io import atomic_write_text, staged_output
+from hfrecipes.io import atomic_write_text
 from hfrecipes.reports import data_report_markdown, plot_data_report
+from hfrecipes.stages import start_stage
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +66,14 @@ class PrepareArguments:
 
 def main() -> None:
     # --- args: parse and validate everything before loading any data ---------------------------------------
-    (args,) = TrlParser(PrepareArguments).parse_args_and_config()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args, publish_args = TrlParser((PrepareArguments, PublishArguments)).parse_args_and_config()
     steps = parse_pipeline(args.pipeline)
     if args.backend not in ("datasets", "datatrove"):
         raise RecipeInputError(f"backend must be 'datasets' or 'datatrove', not {args.backend!r}.")
     specs = [SourceSpec.parse(s) for s in ([args.sources] if isinstance(args.sources, str) else args.sources)]
+    stage = start_stage(
+        "text/prepare_data", args, publish_args, inputs={"data": [spec.name for spec in specs]}
+    )
     report = DataReport(source=", ".join(spec.name for spec in specs))
 
     # --- data: load, clean, balance, validate ---------------------------------------------------------------
@@ -85,7 +88,7 @@ def main() -> None:
 
     # --- save (atomically) with reports, lineage and card ---------------------------------------------------
     output_dir = Path(args.output_dir)
-    with staged_output(output_dir) as staging:
+    with stage.staging() as staging:
         dataset.save_to_disk(str(staging))
         report.save(staging / "data_report.json")
         report_dict = {
@@ -99,14 +102,14 @@ def main() -> None:
             "rows_in": sum(s.rows_in for s in report.steps if s.step.startswith("load:")),
             "rows_out": len(dataset),
         }
-        lineage = build_lineage(
-            recipe="text/prepare_data",
-            config={"prepare": args},
-            inputs=[],
-            data_report=report_dict,
+        stage.finish(
+            staging,
+            config={"prepare": args, "publish": publish_args},
+            report=report_dict,
             metrics=metrics,
+            card={"title": output_dir.name},
+            card_kind="dataset",
         )
-        write_stage_files(staging, lineage, render_dataset_card(lineage, output_dir.name))
     print(
         f"Prepared {len(dataset):,} rows ({metrics['rows_in']:,} loaded) into {output_dir}; report: {output_dir / 'data_report.md'}"
     )

@@ -16,18 +16,16 @@ from pathlib import Path
 from transformers import TrainingArguments, default_data_collator
 from trl import TrlParser
 
-from hfrecipes.args import DataArguments, ModelArguments, TokenizerArguments
+from hfrecipes.args import CardArguments, DataArguments, ModelArguments, TokenizerArguments
 from hfrecipes.data import prepare_text_splits, tokenize_and_pack
 from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.guards import guard_nonfinite
-from hfrecipes.hub import describe_input
 from hfrecipes.models import context_length, get_causal_lm, special_token_ids
-from hfrecipes.stages import save_trainer_stage
+from hfrecipes.stages import start_stage
 from hfrecipes.tokenization import fertility, load_or_train_tokenizer
 from hfrecipes.training import (
     CausalLMTrainer,
-    begin_stage,
     cpu_only_defaults,
     ranks_in_sync,
     resume_checkpoint,
@@ -49,11 +47,31 @@ class PretrainArguments:
 def main() -> None:
     # --- args -------------------------------------------------------------------------------------------
     parser = TrlParser(
-        (DataArguments, ModelArguments, TokenizerArguments, PretrainArguments, TrainingArguments)
+        (
+            DataArguments,
+            ModelArguments,
+            TokenizerArguments,
+            PretrainArguments,
+            TrainingArguments,
+            CardArguments,
+        )
     )
     parser.set_defaults(**cpu_only_defaults(), output_dir="runs/pretrain", eval_strategy="steps")
-    data_args, model_args, tok_args, script_args, training_args = parser.parse_args_and_config()
-    push_repo = begin_stage(training_args)
+    data_args, model_args, tok_args, script_args, training_args, card_args = parser.parse_args_and_config()
+    stage = start_stage(
+        "text/pretrain",
+        data_args,
+        model_args,
+        tok_args,
+        script_args,
+        training_args,
+        card_args,
+        inputs={
+            "data": data_args.dataset_name,
+            "model": model_args.model_name_or_path,
+            "tokenizer": model_args.tokenizer_name_or_path,
+        },
+    )
     max_context = context_length(
         model_args.model_name_or_path, model_args.model_preset, model_args.model_overrides
     )
@@ -123,7 +141,7 @@ def main() -> None:
         sample_prompts=script_args.sample_prompts,
         sample_max_new_tokens=script_args.sample_max_new_tokens,
     )
-    # Throughput, MFU, energy and CO2e of train() -> lineage["efficiency"] (in save_trainer_stage).
+    # Throughput, MFU, energy and CO2e of train() -> lineage["efficiency"] (in stage.finish_trainer).
     track_efficiency(trainer, seq_len=script_args.block_size)
     guard_nonfinite(trainer)  # NaN/inf gradients stop the run naming the step (or skip it)
     resumed_from = resume_checkpoint(training_args)
@@ -153,23 +171,18 @@ def main() -> None:
         )
 
     # --- save (atomically), model card, push --------------------------------------------------------------
-    save_trainer_stage(  # every rank saves: FSDP / ZeRO-3 gather their shards there
+    stage.finish_trainer(  # every rank saves: FSDP / ZeRO-3 gather their shards there
         trainer,
-        output_dir,
         tokenizer=tokenizer,
-        recipe="text/pretrain",
         config={
             "data": data_args,
             "model": model_args,
             "tokenizer": tok_args,
             "script": script_args,
             "training": training_args,
+            "card": card_args,
         },
-        inputs=[
-            describe_input("data", data_args.dataset_name),
-            describe_input("model", model_args.model_name_or_path),
-            describe_input("tokenizer", tokenizer_source),
-        ],
+        more_inputs={"tokenizer": tokenizer_source},  # the model's own when no tokenizer is given
         report=report,
         metrics=metrics,
         card={
@@ -181,7 +194,6 @@ def main() -> None:
             "base_model": model_args.model_name_or_path,
             "datasets": [data_args.dataset_name],
         },
-        push_repo=push_repo,
         samples=trainer.samples,
         loss_title="pretraining loss",
         extra={"distributed": sync, "resumed_from": resumed_from},

@@ -16,24 +16,23 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from transformers import AutoModelForCausalLM, set_seed
+from transformers import AutoModelForCausalLM
 from trl import TrlParser
 
-from hfrecipes.args import DataArguments
+from hfrecipes.args import DataArguments, PublishArguments
 from hfrecipes.data import prepare_text_splits
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.evaluation import language_model_loss
-from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
-from hfrecipes.io import staged_output
 from hfrecipes.quantization import (
     check_quantizable,
+    check_quantize_options,
     generation_speed,
     load_quantized,
     quantize_model,
     save_quantized,
     weights_bytes,
 )
+from hfrecipes.stages import start_stage
 from hfrecipes.tokenization import load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -60,22 +59,23 @@ class QuantizeArguments:
     speed_max_new_tokens: int = field(default=64, metadata={"help": "Tokens generated per speed prompt."})
     speed_repeats: int = field(default=3, metadata={"help": "Timed rounds (median), after one warm-up."})
     seed: int = field(default=42, metadata={"help": "Seed (the held-out split when it is random)."})
-    push_to_hub: bool = field(default=False, metadata={"help": "Upload the finished directory."})
-    hub_model_id: str | None = field(default=None, metadata={"help": "<user>/<repo> to push to."})
 
 
 def main() -> None:
     # --- args -----------------------------------------------------------------------------------------------
-    parser = TrlParser((QuantizeArguments, DataArguments))
-    args, data_args = parser.parse_args_and_config()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = TrlParser((QuantizeArguments, DataArguments, PublishArguments))
+    args, data_args, publish_args = parser.parse_args_and_config()
     if not args.model_name_or_path:
         raise RecipeInputError("Set model_name_or_path: the output directory of the stage to quantise.")
-    if args.push_to_hub and not args.hub_model_id:
-        raise RecipeInputError("push_to_hub is set but hub_model_id is not: set hub_model_id: <user>/<repo>.")
+    check_quantize_options(args.backend, args.method)
+    stage = start_stage(
+        "text/quantize",
+        args,
+        data_args,
+        publish_args,
+        inputs={"model": args.model_name_or_path, "data": data_args.dataset_name},
+    )
     check_quantizable(args.model_name_or_path, args.backend, args.method)  # before any weights are read
-    set_seed(args.seed)
-    torch.manual_seed(args.seed)
 
     # --- held-out data --------------------------------------------------------------------------------------
     _, heldout, report = prepare_text_splits(data_args, seed=args.seed)
@@ -88,7 +88,7 @@ def main() -> None:
     quantized = quantize_model(args.model_name_or_path, args.backend, args.method)
 
     output_dir = Path(args.output_dir)
-    with staged_output(output_dir) as staging:
+    with stage.staging() as staging:
         # --- save, then evaluate what was saved (the reloaded model is what deployment runs) -------------------
         recipe = save_quantized(
             quantized, staging, backend=args.backend, method=args.method, source=args.model_name_or_path
@@ -126,39 +126,31 @@ def main() -> None:
             f"{after['nats_per_char']:.4f} |",
         ])  # fmt: skip
 
-        # --- lineage and model card -----------------------------------------------------------------------------
-        lineage = build_lineage(
-            recipe="text/quantize",
-            config={"script": args, "data": data_args},
-            inputs=[
-                describe_input("model", args.model_name_or_path),
-                describe_input("data", data_args.dataset_name),
-            ],
-            data_report=report.to_dict(),
-            metrics=metrics,
-            extra={"quantization": recipe},
-        )
+        # --- lineage, model card, push ---------------------------------------------------------------------------
         load = (
             f'model = AutoModelForCausalLM.from_pretrained("{output_dir}")  # int8 weights; needs torchao'
             if args.backend == "torchao"
             else f'model = load_quantized("{output_dir}")  # float weights on disk, int8 at load'
         )
-        card = render_model_card(
-            lineage,
-            title=f"{output_dir.name}: int8 quantisation of {Path(args.model_name_or_path).name}",
-            description=f"Post-training int8 quantisation ({args.backend}, {args.method}) of "
-            f"`{args.model_name_or_path}` for CPU inference; {recipe['quantized_layers']} linear layers quantised, "
-            f"embeddings and LM head kept in float.\n\n{table}",
-            usage="from transformers import AutoModelForCausalLM, AutoTokenizer\n"
-            "from hfrecipes.quantization import load_quantized\n\n"
-            f'tokenizer = AutoTokenizer.from_pretrained("{output_dir}")\n{load}',
-            tags=["quantized", "int8", args.backend],
-            base_model=args.model_name_or_path,
-            datasets=[data_args.dataset_name],
+        stage.finish(
+            staging,
+            config={"script": args, "data": data_args, "publish": publish_args},
+            report=report.to_dict(),
+            metrics=metrics,
+            extra={"quantization": recipe},
+            card={
+                "title": f"{output_dir.name}: int8 quantisation of {Path(args.model_name_or_path).name}",
+                "description": f"Post-training int8 quantisation ({args.backend}, {args.method}) of "
+                f"`{args.model_name_or_path}` for CPU inference; {recipe['quantized_layers']} linear layers "
+                f"quantised, embeddings and LM head kept in float.\n\n{table}",
+                "usage": "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+                "from hfrecipes.quantization import load_quantized\n\n"
+                f'tokenizer = AutoTokenizer.from_pretrained("{output_dir}")\n{load}',
+                "tags": ["quantized", "int8", args.backend],
+                "base_model": args.model_name_or_path,
+                "datasets": [data_args.dataset_name],
+            },
         )
-        write_stage_files(staging, lineage, card)
-    if args.push_to_hub:
-        push_output_dir(output_dir, args.hub_model_id)
     print(f"\n{table}\n\nOutputs in {output_dir}")
 
 

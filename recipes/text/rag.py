@@ -22,12 +22,12 @@ from typing import Any
 from transformers import Trainer
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
 
+from hfrecipes.args import CardArguments
 from hfrecipes.data import load_source
 from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.evaluation import stop_token_ids
 from hfrecipes.guards import guard_nonfinite
-from hfrecipes.hub import describe_input
 from hfrecipes.models import context_length, get_causal_lm, special_token_ids
 from hfrecipes.retrieval import (
     DEFAULT_EMBEDDER,
@@ -39,13 +39,14 @@ from hfrecipes.retrieval import (
     load_passages,
     rag_training_rows,
     relevant_passages,
+    resolve_embedder_reference,
     retrieval_metrics,
     rows_text,
     split_questions,
 )
-from hfrecipes.stages import save_trainer_stage
+from hfrecipes.stages import start_stage
 from hfrecipes.tokenization import load_or_train_tokenizer
-from hfrecipes.training import begin_stage, cpu_only_defaults, resume_checkpoint
+from hfrecipes.training import cpu_only_defaults, resume_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -97,10 +98,22 @@ class RagArguments:
 
 def main() -> None:
     # --- args ---------------------------------------------------------------------------------------------
-    parser = TrlParser((RagArguments, SFTConfig, ModelConfig))
+    parser = TrlParser((RagArguments, SFTConfig, ModelConfig, CardArguments))
     parser.set_defaults(**cpu_only_defaults(), output_dir="runs/rag", eval_strategy="no")
-    args, training_args, model_args = parser.parse_args_and_config()
-    push_repo = begin_stage(training_args)
+    args, training_args, model_args, card_args = parser.parse_args_and_config()
+    embedder = None if args.retriever == "bm25" else args.embedder_name_or_path
+    stage = start_stage(
+        "text/rag",
+        args,
+        training_args,
+        model_args,
+        card_args,
+        inputs={
+            "data": [args.corpus_name, args.questions_name],
+            "model": model_args.model_name_or_path,
+            "embedder": embedder and resolve_embedder_reference(embedder),  # the packaged default's folder
+        },
+    )
     output_dir = Path(training_args.output_dir)
 
     # --- data: passages, index, questions -----------------------------------------------------------------
@@ -115,7 +128,6 @@ def main() -> None:
     train, heldout = split_questions(
         load_source(args.questions_name), columns, args.split_column, args.heldout_value, args.questions_name
     )
-    embedder = None if args.retriever == "bm25" else args.embedder_name_or_path
     index = RetrievalIndex.build(passages, args.retriever, embedder)
     texts = index.texts
     heldout_passages = set().union(*relevant_passages(texts, column(heldout, args.evidence_column)))
@@ -194,18 +206,11 @@ def main() -> None:
     }
 
     # --- save (atomically), model card, push --------------------------------------------------------------
-    save_trainer_stage(
+    stage.finish_trainer(
         trainer,
-        output_dir,
         tokenizer=tokenizer,
-        recipe="text/rag",
-        config={"script": args, "training": training_args, "model": model_args},
-        inputs=[
-            describe_input("data", args.corpus_name),
-            describe_input("data", args.questions_name),
-            describe_input("model", model_args.model_name_or_path),
-            describe_input("embedder", embedder),
-        ],
+        config={"script": args, "training": training_args, "model": model_args, "card": card_args},
+        more_inputs={"embedder": embedder},  # as given: the packaged default by its name
         report=report,
         metrics=metrics,
         card={
@@ -225,7 +230,6 @@ def main() -> None:
             "datasets": [args.corpus_name, args.questions_name],
             "tags": ["rag", "retrieval", "sft", "trl"],
         },
-        push_repo=push_repo,
         samples=samples,
         loss_title="RAG SFT loss",
         extra={"resumed_from": resumed_from, "tokenizer": tokenizer_source},

@@ -18,23 +18,19 @@ from pathlib import Path
 from trl import ModelConfig, RewardConfig, RewardTrainer, TrlParser, get_peft_config
 
 from hfrecipes.alignment import AlignmentDataArguments
+from hfrecipes.args import CardArguments
 from hfrecipes.data import parse_pipeline, row_text
 from hfrecipes.data.preferences import as_preference_rows
 from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import run_main
 from hfrecipes.evaluation import pairwise_accuracy
 from hfrecipes.guards import guard_nonfinite
-from hfrecipes.hub import describe_input
 from hfrecipes.models import get_causal_lm, special_token_ids
 from hfrecipes.posttraining import check_lora_targets, prepare_chat_tokenizer
 from hfrecipes.rewards import RewardModelScorer
-from hfrecipes.stages import save_trainer_stage
+from hfrecipes.stages import start_stage
 from hfrecipes.tokenization import load_or_train_tokenizer
-from hfrecipes.training import (
-    begin_stage,
-    cpu_only_defaults,
-    resume_checkpoint,
-)
+from hfrecipes.training import cpu_only_defaults, resume_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +61,17 @@ def pairwise(scorer: RewardModelScorer, rows) -> dict[str, float]:
 
 def main() -> None:
     # --- args ---------------------------------------------------------------------------------------------
-    parser = TrlParser((RewardScriptArguments, RewardConfig, ModelConfig))
+    parser = TrlParser((RewardScriptArguments, RewardConfig, ModelConfig, CardArguments))
     parser.set_defaults(**cpu_only_defaults(), output_dir="runs/reward", eval_strategy="steps")
-    script_args, training_args, model_args = parser.parse_args_and_config()
-    push_repo = begin_stage(training_args)
+    script_args, training_args, model_args, card_args = parser.parse_args_and_config()
+    stage = start_stage(
+        "text/reward",
+        script_args,
+        training_args,
+        model_args,
+        card_args,
+        inputs={"data": script_args.dataset_name, "model": model_args.model_name_or_path},
+    )
     output_dir = Path(training_args.output_dir)
 
     # --- data ---------------------------------------------------------------------------------------------
@@ -134,16 +137,10 @@ def main() -> None:
         "ids = tokenizer.apply_chat_template(chat, return_tensors='pt', return_dict=True)\n"
         "print(model(**ids).logits[0, 0].item())  # higher = more preferred"
     )
-    save_trainer_stage(
+    stage.finish_trainer(
         trainer,
-        output_dir,
         tokenizer=tokenizer,
-        recipe="text/reward",
-        config={"script": script_args, "training": training_args, "model": model_args},
-        inputs=[
-            describe_input("data", script_args.dataset_name),
-            describe_input("model", model_args.model_name_or_path),
-        ],
+        config={"script": script_args, "training": training_args, "model": model_args, "card": card_args},
         report=report,
         metrics=metrics,
         card={
@@ -157,7 +154,6 @@ def main() -> None:
             "tags": ["reward-model", "trl"],
             "pipeline_tag": "text-classification",
         },
-        push_repo=push_repo,
         loss_title="reward model loss",
         extra={"resumed_from": resumed_from},
     )

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config
 
+from hfrecipes.args import CardArguments
 from hfrecipes.data import DataReport, load_source, parse_pipeline, row_text, run_pipeline, validate_format
 from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import run_main
 from hfrecipes.guards import guard_nonfinite
-from hfrecipes.hub import describe_input
 from hfrecipes.models import get_causal_lm, special_token_ids
 from hfrecipes.posttraining import (
     as_prompt_completion,
@@ -33,9 +33,9 @@ from hfrecipes.posttraining import (
     stop_token_ids,
     with_replay,
 )
-from hfrecipes.stages import merged_adapter_writer, save_trainer_stage
+from hfrecipes.stages import merged_adapter_writer, start_stage
 from hfrecipes.tokenization import load_or_train_tokenizer
-from hfrecipes.training import begin_stage, cpu_only_defaults, resume_checkpoint
+from hfrecipes.training import cpu_only_defaults, resume_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +78,21 @@ class SFTScriptArguments:
 
 def main() -> None:
     # --- args ---------------------------------------------------------------------------------------------
-    parser = TrlParser((SFTScriptArguments, SFTConfig, ModelConfig))
+    parser = TrlParser((SFTScriptArguments, SFTConfig, ModelConfig, CardArguments))
     parser.set_defaults(**cpu_only_defaults(), output_dir="runs/sft", eval_strategy="steps")
-    script_args, training_args, model_args = parser.parse_args_and_config()
-    push_repo = begin_stage(training_args)
+    script_args, training_args, model_args, card_args = parser.parse_args_and_config()
+    stage = start_stage(
+        "text/sft",
+        script_args,
+        training_args,
+        card_args,
+        inputs={
+            "data": script_args.dataset_name,
+            "model": model_args.model_name_or_path,
+            "forgetting_text": script_args.forgetting_text,
+            "replay_text": script_args.replay_text,
+        },
+    )
     steps = parse_pipeline(script_args.pipeline)
     output_dir = Path(training_args.output_dir)
 
@@ -188,16 +199,10 @@ def main() -> None:
 
     # --- save (atomically), model card, push --------------------------------------------------------------
     kind = f"LoRA adapter (r={model_args.lora_r})" if peft_config else "fully fine-tuned model"
-    save_trainer_stage(
+    stage.finish_trainer(
         trainer,
-        output_dir,
         tokenizer=tokenizer,
-        recipe="text/sft",
-        config={"script": script_args, "training": training_args, "model": model_args},
-        inputs=[
-            describe_input("data", script_args.dataset_name),
-            describe_input("model", model_args.model_name_or_path),
-        ],
+        config={"script": script_args, "training": training_args, "model": model_args, "card": card_args},
         report=report,
         metrics=metrics,
         card={
@@ -210,7 +215,6 @@ def main() -> None:
             "datasets": [script_args.dataset_name],
             "tags": ["sft", "trl"],
         },
-        push_repo=push_repo,
         samples={"before": before.samples, "after": after.samples},
         loss_title="SFT loss",
         extra={"resumed_from": resumed_from},

@@ -22,11 +22,11 @@ from sentence_transformers import SentenceTransformerTrainer, SentenceTransforme
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 from trl import TrlParser
 
+from hfrecipes.args import CardArguments
 from hfrecipes.data import load_source
 from hfrecipes.efficiency import track_efficiency
 from hfrecipes.errors import RecipeInputError, run_main
 from hfrecipes.guards import guard_nonfinite
-from hfrecipes.hub import describe_input
 from hfrecipes.retrieval import (
     DEFAULT_EMBEDDER,
     RetrievalIndex,
@@ -35,11 +35,12 @@ from hfrecipes.retrieval import (
     load_embedder,
     load_passages,
     relevant_passages,
+    resolve_embedder_reference,
     retrieval_metrics,
     split_questions,
 )
-from hfrecipes.stages import save_trainer_stage
-from hfrecipes.training import begin_stage, cpu_only_defaults, resume_checkpoint
+from hfrecipes.stages import start_stage
+from hfrecipes.training import cpu_only_defaults, resume_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +77,20 @@ class EmbedderArguments:
 
 def main() -> None:
     # --- args ---------------------------------------------------------------------------------------------
-    parser = TrlParser((EmbedderArguments, SentenceTransformerTrainingArguments))
+    parser = TrlParser((EmbedderArguments, SentenceTransformerTrainingArguments, CardArguments))
     parser.set_defaults(**cpu_only_defaults(), output_dir="runs/embedder", batch_sampler="no_duplicates")
-    script_args, training_args = parser.parse_args_and_config()
-    push_repo = begin_stage(training_args)
+    script_args, training_args, card_args = parser.parse_args_and_config()
+    stage = start_stage(
+        "text/train_embedder",
+        script_args,
+        training_args,
+        card_args,
+        inputs={
+            "data": [script_args.corpus_name, script_args.questions_name],
+            # the packaged default: its folder (lineage names it as the Hub model it is, see finish below)
+            "model": resolve_embedder_reference(script_args.embedder_name_or_path),
+        },
+    )
     if script_args.index_kind not in ("dense", "hybrid"):
         raise RecipeInputError(f"index_kind must be dense or hybrid, got {script_args.index_kind!r}.")
     output_dir = Path(training_args.output_dir)
@@ -158,17 +169,12 @@ def main() -> None:
     }
 
     # --- save (atomically), model card, push --------------------------------------------------------------
-    save_trainer_stage(
+    stage.finish_trainer(
         trainer,
-        output_dir,
         tokenizer=model.tokenizer,
-        recipe="text/train_embedder",
-        config={"script": script_args, "training": training_args},
-        inputs=[
-            describe_input("data", script_args.corpus_name),
-            describe_input("data", script_args.questions_name),
-            describe_input("model", script_args.embedder_name_or_path),
-        ],
+        config={"script": script_args, "training": training_args, "card": card_args},
+        # the packaged default as the Hub model it is, so the card's base_model and license follow it
+        more_inputs={"model": embedder_hub_id(script_args.embedder_name_or_path)},
         report=report,
         metrics=metrics,
         card={
@@ -187,7 +193,6 @@ def main() -> None:
             "pipeline_tag": "sentence-similarity",
             "library_name": "sentence-transformers",
         },
-        push_repo=push_repo,
         loss_title="contrastive loss",
         extra={"resumed_from": resumed_from},
         save_more=lambda staging: index.save(staging / "index", embedder_reference=".."),

@@ -16,11 +16,10 @@ from pathlib import Path
 
 from trl import TrlParser
 
-from hfrecipes.args import DataArguments, TokenizerArguments
+from hfrecipes.args import DataArguments, PublishArguments, TokenizerArguments
 from hfrecipes.data import prepare_text_splits
 from hfrecipes.errors import run_main
-from hfrecipes.hub import build_lineage, push_output_dir, render_model_card, write_stage_files
-from hfrecipes.io import staged_output
+from hfrecipes.stages import start_stage
 from hfrecipes.tokenization import fertility, train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -33,16 +32,22 @@ class TokenizerScriptArguments:
     max_heldout_documents: int = field(
         default=500, metadata={"help": "Held-out documents used to measure fertility."}
     )
-    hub_model_id: str | None = field(
-        default=None, metadata={"help": "Push the finished tokenizer to this Hub repo."}
-    )
 
 
 def main() -> None:
     # --- args -------------------------------------------------------------------------------------------
-    parser = TrlParser((DataArguments, TokenizerArguments, TokenizerScriptArguments))
-    data_args, tok_args, script_args = parser.parse_args_and_config()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = TrlParser((DataArguments, TokenizerArguments, TokenizerScriptArguments, PublishArguments))
+    data_args, tok_args, script_args, publish_args = parser.parse_args_and_config()
+    stage = start_stage(
+        "text/train_tokenizer",
+        data_args,
+        tok_args,
+        script_args,
+        publish_args,
+        inputs={"data": data_args.dataset_name},
+    )
+    if publish_args.hub_model_id and stage.push is None:  # this field alone used to mean "push"
+        logger.warning("hub_model_id is set without push_to_hub: nothing is pushed (add push_to_hub: true).")
 
     # --- data ---------------------------------------------------------------------------------------------
     train_text, heldout_text, report = prepare_text_splits(data_args, seed=script_args.seed)
@@ -73,29 +78,25 @@ def main() -> None:
     )
 
     # --- save (atomically), card, push --------------------------------------------------------------------
-    with staged_output(script_args.output_dir) as staging:
-        tokenizer.save_pretrained(staging)
-        report.save(staging / "data_report.json")
-        lineage = build_lineage(
-            recipe="text/train_tokenizer",
-            config={"data": data_args, "tokenizer": tok_args, "script": script_args},
-            inputs=[],
-            data_report=report.to_dict(),
+    with stage.staging() as staging:
+        stage.finish(
+            staging,
+            tokenizer=tokenizer,
+            config={"data": data_args, "tokenizer": tok_args, "script": script_args, "publish": publish_args},
+            report=report,
             metrics=metrics,
+            card={
+                "title": f"{Path(script_args.output_dir).name}: a {tok_args.tokenizer_type} tokenizer",
+                "description": f"A {len(tokenizer)}-token {tok_args.tokenizer_type} tokenizer trained on "
+                f"`{data_args.dataset_name}`, with a ChatML chat template whose assistant turns are marked for "
+                "assistant-only loss.",
+                "usage": "from transformers import AutoTokenizer\n\n"
+                f'tokenizer = AutoTokenizer.from_pretrained("{script_args.output_dir}")\n'
+                'print(tokenizer("Hello world").input_ids)',
+                "datasets": [data_args.dataset_name],
+                "pipeline_tag": None,
+            },
         )
-        card = render_model_card(
-            lineage,
-            title=f"{Path(script_args.output_dir).name}: a {tok_args.tokenizer_type} tokenizer",
-            description=f"A {len(tokenizer)}-token {tok_args.tokenizer_type} tokenizer trained on `{data_args.dataset_name}`, "
-            "with a ChatML chat template whose assistant turns are marked for assistant-only loss.",
-            usage=f'from transformers import AutoTokenizer\n\ntokenizer = AutoTokenizer.from_pretrained("{script_args.output_dir}")\n'
-            'print(tokenizer("Hello world").input_ids)',
-            datasets=[data_args.dataset_name],
-            pipeline_tag=None,
-        )
-        write_stage_files(staging, lineage, card)
-    if script_args.hub_model_id:
-        push_output_dir(script_args.output_dir, script_args.hub_model_id)
     print(
         f"Tokenizer with {len(tokenizer)} tokens in {script_args.output_dir}: {metrics['tokens_per_char']:.3f} tokens/char, "
         f"{metrics['tokens_per_word']:.3f} tokens/word on held-out text"

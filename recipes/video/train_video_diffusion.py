@@ -19,14 +19,13 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from transformers import set_seed
 from trl import TrlParser
 
 from hfrecipes import diffusion as dm
+from hfrecipes.args import PublishArguments
 from hfrecipes.data.videos import prepare_video_splits
-from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.hub import build_lineage, describe_input, push_output_dir, render_model_card, write_stage_files
-from hfrecipes.io import staged_output
+from hfrecipes.errors import run_main
+from hfrecipes.stages import start_stage
 from hfrecipes.video_diffusion import (
     VideoCaptionDataset,
     VideoComponents,
@@ -40,14 +39,21 @@ logger = logging.getLogger(__name__)
 
 def main() -> None:
     # --- args -------------------------------------------------------------------------------------------
-    parser = TrlParser((VideoDataArguments, VideoModelArguments, dm.DiffusionTrainingArguments))
+    parser = TrlParser(
+        (VideoDataArguments, VideoModelArguments, dm.DiffusionTrainingArguments, PublishArguments)
+    )
     parser.set_defaults(use_cpu=not torch.cuda.is_available(), output_dir="runs/video_diffusion")
-    data_args, model_args, args = parser.parse_args_and_config()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    set_seed(args.seed)
-    if args.push_to_hub and not args.hub_model_id:
-        raise RecipeInputError("push_to_hub is set but hub_model_id is not: set hub_model_id: <user>/<repo>.")
-    components = VideoComponents.plan(data_args, model_args)  # every input check before any data is read
+    data_args, model_args, args, publish_args = parser.parse_args_and_config()
+    stage = start_stage(
+        "video/train_video_diffusion",
+        data_args,
+        model_args,
+        args,
+        publish_args,
+        inputs={"data": data_args.dataset_name, "pipeline": model_args.pretrained_pipeline},
+    )
+    # The VAE and text encoder are loaded (and a bad one refused, naming its class) right here, before any data.
+    components = VideoComponents.plan(data_args, model_args)
     output_dir = Path(args.output_dir)
 
     # --- data -------------------------------------------------------------------------------------------
@@ -98,33 +104,42 @@ def main() -> None:
     metrics, untrained, final = dm.run_metrics(result, components.trainable(), unit="clips", extra=extra)
 
     # --- save, model card, push -------------------------------------------------------------------------
+    # DDP keeps every rank's weights identical (result.distributed): the main process alone saves and publishes.
     if not loop.is_main_process:
         return
-    with staged_output(output_dir) as staging:
+    with stage.staging() as staging:
         components.save(staging)
-        dm.write_run_files(staging, result, samples_dir, suffix="gif", loss_title="denoising loss (MSE)",
-                           data_report=report)  # fmt: skip
-        lineage = build_lineage(
-            recipe="video/train_video_diffusion",
-            config={"data": data_args, "model": model_args, "training": args},
-            inputs=[describe_input("data", data_args.dataset_name),
-                    describe_input("pipeline", model_args.pretrained_pipeline),
-                    describe_input("text_encoder", model_args.text_encoder_name_or_path),
-                    describe_input("vae", model_args.vae_name_or_path)],
-            data_report=report.to_dict(), metrics=metrics, efficiency=result.efficiency,
-            extra={"resumed_from": result.resumed_from, "pipeline_class": components.pipeline_class_name, "backbone": components.kind,
-                   "pixel_space": components.pixel_space, "distributed": result.distributed},
-        )  # fmt: skip
-        card = render_model_card(
-            lineage, title=f"{output_dir.name}: {components.describe()}",
-            description=components.card_description(metrics, data_args.dataset_name, result.global_step),
-            usage=components.usage(str(output_dir), plan.row_labels),
-            tags=["diffusers", "text-to-video", components.pipeline_class_name], base_model=model_args.pretrained_pipeline,
-            datasets=[data_args.dataset_name], pipeline_tag="text-to-video", library_name="diffusers",
-        )  # fmt: skip
-        write_stage_files(staging, lineage, card)
-    if args.push_to_hub:
-        push_output_dir(output_dir, args.hub_model_id)
+        dm.write_run_files(staging, result, samples_dir, suffix="gif", loss_title="denoising loss (MSE)")
+        stage.finish(
+            staging,
+            config={"data": data_args, "model": model_args, "training": args, "publish": publish_args},
+            more_inputs={
+                "text_encoder": model_args.text_encoder_name_or_path,
+                "vae": model_args.vae_name_or_path,
+            },
+            report=report,
+            metrics=metrics,
+            efficiency=result.efficiency,
+            extra={
+                "resumed_from": result.resumed_from,
+                "pipeline_class": components.pipeline_class_name,
+                "backbone": components.kind,
+                "pixel_space": components.pixel_space,
+                "distributed": result.distributed,
+            },
+            card={
+                "title": f"{output_dir.name}: {components.describe()}",
+                "description": components.card_description(
+                    metrics, data_args.dataset_name, result.global_step
+                ),
+                "usage": components.usage(str(output_dir), plan.row_labels),
+                "tags": ["diffusers", "text-to-video", components.pipeline_class_name],
+                "base_model": model_args.pretrained_pipeline,
+                "datasets": [data_args.dataset_name],
+                "pipeline_tag": "text-to-video",
+                "library_name": "diffusers",
+            },
+        )
     shown = {k: round(metrics[k], 3) for k in ("untrained_motion_accuracy_direction", "motion_accuracy_direction",
                                                "real_motion_accuracy_direction") if k in metrics}  # fmt: skip
     print(f"Trained {result.global_step} steps in {result.train_seconds:.0f} s; validation loss "

@@ -266,14 +266,3 @@ def chat_usage(output_dir: str | Path) -> str:
         f'from transformers import pipeline\n\nchat = pipeline("text-generation", model="{output_dir}")\n'
         'print(chat([{"role": "user", "content": "What is 2 + 3?"}], max_new_tokens=24)[0]["generated_text"])'
     )
-
-
-def stage_inputs(dataset_name: str, start_path: str, reward_model_path: str | None) -> list[dict | None]:
-    """The lineage inputs of a preference/RL stage: its data, its starting policy and its reward model."""
-    from hfrecipes.hub import describe_input
-
-    return [
-        describe_input("data", dataset_name),
-        describe_input("model", start_path),
-        describe_input("reward_model", reward_model_path),
-    ]

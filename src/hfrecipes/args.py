@@ -84,6 +84,38 @@ class TokenizerArguments:
     min_frequency: int = field(default=2, metadata={"help": "Minimum pair frequency for a BPE merge."})
 
 
+@dataclass
+class CardArguments:
+    """What the model card says that the run cannot know (for recipes whose settings are a TrainingArguments,
+    which already has the publishing fields)."""
+
+    license: str | None = field(
+        default=None,
+        metadata={
+            "help": "The card's license (e.g. apache-2.0); default: the base model's, else none stated."
+        },
+    )
+
+
+@dataclass
+class PublishArguments(CardArguments):
+    """Publishing options of recipes whose settings are not a TrainingArguments; the names and meanings are
+    TrainingArguments'."""
+
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the finished output directory."})
+    hub_model_id: str | None = field(
+        default=None,
+        metadata={"help": "<user>/<repo>; default: the output directory's name under your user."},
+    )
+    hub_private_repo: bool | None = field(
+        default=None, metadata={"help": "Create the repository private (default: the Hub's default)."}
+    )
+    hub_token: str | None = field(
+        default=None,
+        metadata={"help": "Hub token (default: HF_TOKEN or your login); never written anywhere."},
+    )
+
+
 # --- configuration checks ------------------------------------------------------------------------------------
 
 MAX_CONFIG_VALUES = 100_000  # YAML aliases can make a few lines expand to billions of values (a "YAML bomb")

@@ -85,10 +85,6 @@ class DiffusionTrainingArguments:
         default=None, metadata={"help": "A checkpoint dir; default: the last complete one in output_dir."}
     )
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
-    push_to_hub: bool = field(
-        default=False, metadata={"help": "Upload the finished output dir to hub_model_id."}
-    )
-    hub_model_id: str | None = field(default=None, metadata={"help": "<user>/<repo> to push to."})
 
     def __post_init__(self) -> None:
         if self.bf16 and self.fp16:
@@ -507,6 +503,12 @@ class DiffusionLoop:
             mixed_precision=args.mixed_precision,
             cpu=args.use_cpu,
         )
+        sharded = self.accelerator.distributed_type.value
+        if sharded in ("FSDP", "DEEPSPEED", "MEGATRON_LM"):  # eval and the saved pipeline need full weights
+            raise RecipeInputError(
+                f"The diffusion loop is data-parallel only (this launch asks for {sharded}): it evaluates and saves "
+                "the model on the main process alone. Launch with accelerate_configs/ddp.yaml (or cpu_ddp.yaml)."
+            )
         launched = int(os.environ.get("WORLD_SIZE", "1"))
         if launched > 1 and self.accelerator.num_processes != launched:
             raise RecipeInputError(
@@ -1024,10 +1026,11 @@ def run_metrics(
 
 
 def write_run_files(
-    staging: Path, result: LoopResult, samples_dir: Path, *, suffix: str, loss_title: str, data_report: Any
+    staging: Path, result: LoopResult, samples_dir: Path, *, suffix: str, loss_title: str
 ) -> None:
     """The per-step sample grids (`samples/step-*.<suffix>`), the last as `samples.<suffix>` and the step-0 one as
-    `samples_untrained.<suffix>`, the loss curve, the train / eval log and the data report."""
+    `samples_untrained.<suffix>`, the loss curve and the train / eval log (the data report is written by
+    `hfrecipes.stages.Stage.finish`)."""
     from hfrecipes.reports import plot_loss_curves
 
     if samples_dir.is_dir():
@@ -1038,7 +1041,6 @@ def write_run_files(
             shutil.copy(grids[0], staging / f"samples_untrained.{suffix}")
     plot_loss_curves(result.log_history, staging / "loss_curve.png", title=loss_title)
     atomic_write_json(staging / "log_history.json", {"train": result.log_history, "eval": result.evaluations})
-    data_report.save(staging / "data_report.json")
 
 
 def fingerprint_of(**parts: Any) -> dict[str, Any]:

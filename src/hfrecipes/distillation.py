@@ -45,6 +45,18 @@ CROSS_TOKENIZER_HINT = (
     "(trl.experimental.gold.GOLDTrainer with use_uld_loss=True and teacher_tokenizer_name_or_path), which this "
     "recipe does not wrap."
 )
+TESTED_TRL = "1.16.0"
+
+
+def missing_trl_feature(feature: str) -> RecipeInputError:
+    """The error for a TRL without `feature`: an experimental API, which TRL may move or drop."""
+    import trl
+
+    return RecipeInputError(
+        f"Distillation needs TRL's {feature}, which the installed TRL {trl.__version__} does not have: "
+        f"pip install 'trl>=1.0' (tested with {TESTED_TRL}; if a newer TRL dropped it: "
+        f"pip install 'trl=={TESTED_TRL}')."
+    )
 
 
 # --- input checks ---------------------------------------------------------------------------------------------
@@ -251,7 +263,10 @@ def prepare_transfer_data(
         blocks, stats = tokenize_and_pack(train, tokenizer, block_size, report, "train")
         report.summary.update(train=stats, heldout_documents=len(heldout))
         return TransferData(blocks, BlockCollator(prompt_tokens), list(heldout["text"]), None, report)
-    from trl.experimental.utils import DataCollatorForChatML
+    try:  # imported here: trl.experimental warns on import, and only chat data needs it
+        from trl.experimental.utils import DataCollatorForChatML
+    except ImportError as err:
+        raise missing_trl_feature("ChatML collator (trl.experimental.utils.DataCollatorForChatML)") from err
 
     report.summary.update(train_rows=len(train), heldout_rows=len(heldout))
     return TransferData(

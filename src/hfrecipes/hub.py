@@ -14,8 +14,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
+from huggingface_hub import (
+    CommitOperationAdd,
+    DatasetCard,
+    DatasetCardData,
+    EvalResult,
+    HfApi,
+    ModelCard,
+    ModelCardData,
+    scan_cache_dir,
+)
+from huggingface_hub.utils import filter_repo_objects, get_token
 
+from hfrecipes.catalogue import stage_producer
 from hfrecipes.data.report import steps_markdown_table
 from hfrecipes.errors import RecipeInputError
 from hfrecipes.io import COMPLETION_MARKER, atomic_write_json, atomic_write_text
@@ -162,8 +173,6 @@ def eval_results(
     lineage: dict[str, Any], pipeline_tag: str | None, datasets: list[str] | None
 ) -> list | None:
     """The card's model-index: the stage's main metrics on its held-out data, as Hub EvalResult entries."""
-    from huggingface_hub import EvalResult
-
     dataset = (datasets or ["held-out data"])[0] or "held-out data"
     results = [
         EvalResult(
@@ -252,12 +261,18 @@ def render_model_card(
         for d in (datasets or [])
         if d and not d.startswith("builtin:") and "/" in d and not Path(d).exists()
     ]
+    computed = lineage.get("card") or {}
+    if base_model and not Path(base_model).exists():
+        computed.setdefault("base_model", base_model)
+    if computed.get("library_name"):  # a PEFT adapter loads with peft, whatever its base
+        library_name = computed["library_name"]
+        tags = [*(tags or []), "lora"]
     card_data = ModelCardData(
-        license="apache-2.0",
+        license=computed.get("license"),
         library_name=library_name,
         pipeline_tag=pipeline_tag,
         tags=["hfrecipes", lineage["recipe"].replace("/", "-"), *(tags or [])],
-        base_model=base_model if base_model and not Path(base_model).exists() else None,
+        base_model=computed.get("base_model"),
         datasets=hub_datasets or None,
         model_name=title.split(":")[0].strip() or "model",
         eval_results=eval_results(lineage, pipeline_tag, datasets),
@@ -314,7 +329,8 @@ Git revision: `{lineage.get("git_revision")}`.
 def render_dataset_card(lineage: dict[str, Any], title: str) -> DatasetCard:
     """A Hub dataset card for a prepared dataset: sources, cleaning table, domain shares."""
     report = lineage["data_report"]
-    card_data = DatasetCardData(license="other", tags=["hfrecipes", "prepared-data"], pretty_name=title)
+    license_ = (lineage.get("card") or {}).get("license")
+    card_data = DatasetCardData(license=license_, tags=["hfrecipes", "prepared-data"], pretty_name=title)
     content = f"""---
 {card_data.to_yaml()}
 ---
@@ -322,7 +338,8 @@ def render_dataset_card(lineage: dict[str, Any], title: str) -> DatasetCard:
 # {title}
 
 Prepared by the `{lineage["recipe"]}` recipe of hfrecipes on {lineage["created"]}
-({lineage["metrics"].get("rows_out", 0):,} rows). The license is that of the sources.
+({lineage["metrics"].get("rows_out", 0):,} rows). Unless a license is set above, the license is that of the
+sources.
 
 ```python
 from datasets import load_from_disk
@@ -346,7 +363,17 @@ def write_stage_files(directory: Path, lineage: dict[str, Any], card: ModelCard)
     atomic_write_json(directory / COMPLETION_MARKER, lineage)
 
 
-UPLOAD_IGNORE = ["checkpoint-*", "checkpoint-*/**", ".*", "**/.*"]
+# Pickles can run code when loaded: a published stage never carries one (weights are safetensors, the config is
+# in lineage.json). Checkpoints stay local: they are what resume reads.
+PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt", "*.joblib")
+UPLOAD_IGNORE = [
+    "checkpoint-*",
+    "checkpoint-*/**",
+    ".*",
+    "**/.*",
+    *PICKLE_PATTERNS,
+    *(f"**/{p}" for p in PICKLE_PATTERNS),
+]
 
 
 def check_stage_output(output_dir: str | Path) -> ModelCard:
@@ -360,7 +387,7 @@ def check_stage_output(output_dir: str | Path) -> ModelCard:
         raise RecipeInputError(f"{output_dir} has no README.md model card to upload with it.")
     card = ModelCard.load(output_dir / "README.md")
     metadata = card.data.to_dict()
-    missing = [key for key in ("license", "tags") if not metadata.get(key)]
+    missing = [key for key in ("tags",) if not metadata.get(key)]
     if missing:
         raise RecipeInputError(f"The model card in {output_dir} lacks metadata {missing}.")
     return card
@@ -368,8 +395,6 @@ def check_stage_output(output_dir: str | Path) -> ModelCard:
 
 def upload_files(output_dir: Path) -> list[Path]:
     """Exactly the files `push` uploads: the stage output without checkpoints and hidden files."""
-    from huggingface_hub.utils import filter_repo_objects
-
     files = sorted(str(p.relative_to(output_dir)) for p in output_dir.rglob("*") if p.is_file())
     return [output_dir / f for f in filter_repo_objects(files, ignore_patterns=UPLOAD_IGNORE)]
 
@@ -395,13 +420,17 @@ def offline_export(output_dir: str | Path, export_dir: str | Path) -> list[Path]
 
 
 def push_output_dir(
-    output_dir: str | Path, repo_id: str, *, private: bool = False, token: str | None = None
+    output_dir: str | Path,
+    repo_id: str | None,
+    *,
+    private: bool | None = None,
+    token: str | None = None,
 ) -> str:
-    """Upload a finished stage directory (model card included) in one commit; checkpoints stay local. Without a
-    token or network this stops with one message, and a single commit means nothing is half-uploaded."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.utils import get_token
-
+    """Upload a finished stage directory (model card included) as one commit, as Trainer does: `repo_id` None
+    means `<the token's user>/<output dir name>`, `private` is applied when the repository is created, and
+    checkpoints and pickles stay local. A prepared dataset goes to a dataset repository. Without a token or network this stops with one message, and a single
+    commit means nothing is half-uploaded. Returns the commit URL."""
+    output_dir = Path(output_dir)
     check_stage_output(output_dir)
     token = token or get_token()
     if not token:
@@ -413,15 +442,133 @@ def push_output_dir(
         raise RecipeInputError(
             "HF_HUB_OFFLINE=1 is set: pushing needs the network. Unset it, or use --offline-export."
         )
+    files = upload_files(output_dir)
+    repo_type = (_stage_lineage(str(output_dir)) or {}).get("card", {}).get("repo_type", "model")
     api = HfApi(token=token)
+    target = repo_id or output_dir.resolve().name
     try:
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        commit = api.upload_folder(
-            folder_path=str(output_dir), repo_id=repo_id, ignore_patterns=UPLOAD_IGNORE
+        repo_id = api.create_repo(target, private=private, exist_ok=True, repo_type=repo_type).repo_id
+        commit = api.create_commit(
+            repo_id,
+            repo_type=repo_type,
+            operations=[
+                CommitOperationAdd(path_in_repo=f.relative_to(output_dir).as_posix(), path_or_fileobj=str(f))
+                for f in files
+            ],
+            commit_message=f"Upload {output_dir.name} with hfrecipes",
         )
     except Exception as err:  # noqa: BLE001 - network/auth errors from several libraries; one clear message
         raise RecipeInputError(
-            f"Could not push {output_dir} to {repo_id}: {type(err).__name__}: {str(err)[:300]}. Nothing was "
+            f"Could not push {output_dir} to {target}: {type(err).__name__}: {str(err)[:300]}. Nothing was "
             "committed (uploads are a single commit). Check the network and the token's write access."
         ) from err
-    return str(commit)
+    return str(getattr(commit, "commit_url", commit))
+
+
+# --- inputs and card metadata ---------------------------------------------------------------------------------
+
+# Inputs whose model the stage continues from: the card's `base_model` is the Hub model at the root of them.
+BASE_INPUT_KINDS = ("model", "pipeline", "student")
+
+
+def _stage_lineage(reference: str) -> dict[str, Any] | None:
+    marker = Path(reference) / COMPLETION_MARKER
+    if not marker.is_file():
+        return None
+    try:
+        return json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _hub_license(repo_id: str) -> str | None:
+    """The license on a Hub model's card, when the Hub can be asked (never offline; a short timeout)."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return None
+    try:
+        card = HfApi().model_info(repo_id, timeout=10).card_data
+    except Exception:  # noqa: BLE001 - unreachable or unknown: the card simply has no license
+        return None
+    return getattr(card, "license", None) if card is not None else None
+
+
+def card_metadata(lineage: dict[str, Any], staging: Path, *, license: str | None = None) -> dict[str, Any]:
+    """What the card says about provenance, derived the way Trainer and TRL do: `base_model` is the Hub model at
+    the root of a chain of local stages; `license` is the `license` argument, else the base model's; a PEFT
+    adapter is tagged `library_name: peft`."""
+    base_model, inherited = None, None
+    for entry in lineage.get("inputs", []):
+        if entry["kind"] not in BASE_INPUT_KINDS:
+            continue
+        parent = _stage_lineage(entry["reference"])
+        if parent is not None:
+            base_model = (parent.get("card") or {}).get("base_model")
+            inherited = (parent.get("card") or {}).get("license")
+        elif not Path(entry["reference"]).exists():
+            base_model = entry["reference"]
+        break
+    metadata: dict[str, Any] = {}
+    if base_model:
+        metadata["base_model"] = base_model
+    chosen = license or inherited or (_hub_license(base_model) if base_model else None)
+    if chosen:
+        metadata["license"] = chosen
+    if (staging / "adapter_config.json").is_file():
+        metadata["library_name"] = "peft"
+    return metadata
+
+
+def _looks_local(reference: str) -> bool:
+    path = Path(reference)
+    return (
+        reference.startswith((".", "/", "~"))
+        or "\\" in reference
+        or reference.count("/") > 1
+        or bool(
+            path.suffix and path.suffix.lower() in {".json", ".jsonl", ".txt", ".csv", ".parquet", ".yaml"}
+        )
+        or path.parts[0] in ("runs", "outputs")
+        or (len(path.parts) > 1 and Path(path.parts[0]).is_dir())
+    )
+
+
+def _in_hub_cache(repo_id: str, repo_type: str) -> bool:
+    try:
+        return any(r.repo_id == repo_id and r.repo_type == repo_type for r in scan_cache_dir().repos)
+    except Exception:  # noqa: BLE001 - no cache directory yet
+        return False
+
+
+def check_input_reference(kind: str, reference: str) -> None:
+    """Refuse, before any work, an input that cannot be had: a missing local path or stage directory (naming
+    the command that makes a shipped stage), or a Hub id that is neither cached nor reachable."""
+    reference = str(reference)
+    if reference.startswith("builtin:") or Path(reference).expanduser().exists():
+        return
+    if producer := stage_producer(reference):
+        raise RecipeInputError(
+            f"{reference} does not exist: it is made by another stage. Run `{producer}` first "
+            f"(or point the {kind} input at another directory)."
+        )
+    if _looks_local(reference):
+        raise RecipeInputError(
+            f"The {kind} input {reference} does not exist (relative paths start from {Path.cwd()}). "
+            "Run the stage that makes it first, or fix the path."
+        )
+    repo_type = "dataset" if kind == "data" or kind.endswith(("_data", "_text")) else "model"
+    if _in_hub_cache(reference, repo_type):
+        return
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise RecipeInputError(
+            f"The {kind} input {reference!r} is not a local path and is not in the Hub cache, and HF_HUB_OFFLINE=1 "
+            "forbids downloading it: unset HF_HUB_OFFLINE (with network), or give a local path."
+        )
+    try:
+        HfApi().repo_info(reference, repo_type=repo_type, timeout=10)
+    except Exception as err:  # noqa: BLE001 - unreachable, unknown, gated: one line either way
+        reason = " ".join(str(err).split())[:200]
+        raise RecipeInputError(
+            f"The {kind} input {reference!r} is not a local path and the Hub cannot give it "
+            f"({type(err).__name__}: {reason}). Check the id and your login (`hf auth login`) or network; "
+            "offline, set HF_HUB_OFFLINE=1 and use a cached or local copy."
+        ) from err

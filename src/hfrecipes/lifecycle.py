@@ -32,13 +32,17 @@ from typing import Any
 
 import yaml
 
+from hfrecipes.catalogue import lifecycle_pipelines, recipes_dir, shipped_file
 from hfrecipes.errors import RecipeInputError
 from hfrecipes.io import COMPLETION_MARKER, atomic_write_json
 
 STAGE_HASH_ENV = "HFRECIPES_STAGE_HASH"
 STAGE_NAME_ENV = "HFRECIPES_STAGE_NAME"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-RECIPES_DIR = PROJECT_ROOT / "recipes"
+# The recipes tree (the checkout's, or the copy inside an installed wheel) and the folder that holds it, which
+# also holds accelerate_configs/: what `recipes/...` and `accelerate_configs/...` in a pipeline file mean when
+# they are not found relative to the current directory.
+RECIPES_DIR = recipes_dir()
+PROJECT_ROOT = RECIPES_DIR.parent
 
 
 @dataclass
@@ -71,21 +75,41 @@ class Pipeline:
 
 
 def _resolve(path: str | None, base: Path) -> Path | None:
-    """Paths in a pipeline file are relative to the current directory if they exist there, else to the project."""
+    """Paths in a pipeline file are relative to the current directory if they exist there, else `recipes/...` and
+    `accelerate_configs/...` are the shipped ones (the checkout's, or those inside the installed package), else
+    relative to `base`."""
     if not path:
         return None
     candidate = Path(path).expanduser()
     if candidate.is_absolute() or candidate.exists():
         return candidate.resolve() if candidate.exists() else candidate
-    return (base / candidate).resolve()
+    shipped = shipped_file(candidate)
+    return shipped.resolve() if shipped else (base / candidate).resolve()
+
+
+def resolve_pipeline(reference: str | Path) -> Path:
+    """A pipeline file path (relative to the current directory, else a shipped `recipes/lifecycle/...` file), or a
+    catalogue name such as `text_tiny` (recipes/lifecycle/text_tiny.yaml)."""
+    path = Path(reference).expanduser()
+    if path.is_file():
+        return path
+    shipped = shipped_file(path)
+    if shipped is not None and shipped.is_file():
+        return shipped
+    known = lifecycle_pipelines()
+    if len(path.parts) == 1 and path.name.removesuffix(".yaml") in known:
+        return known[path.name.removesuffix(".yaml")]
+    raise RecipeInputError(
+        f"{str(reference)!r} is neither a pipeline file nor a shipped pipeline; shipped pipelines: "
+        f"{', '.join(known) or 'none found'}."
+    )
 
 
 def load_pipeline(path: str | Path, run_dir: str | Path | None = None) -> Pipeline:
-    """Read and check a pipeline file: every stage names an existing recipe and config, inputs point at earlier
-    stages, names are unique. Problems are reported all at once, before anything runs."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeInputError(f"Pipeline file {path} does not exist.")
+    """Read and check a pipeline file (a path or a catalogue name, see `resolve_pipeline`): every stage names an
+    existing recipe and config, inputs point at earlier stages, names are unique. Problems are reported all at
+    once, before anything runs. Outputs go to `run_dir`, relative to the current directory unless absolute."""
+    path = resolve_pipeline(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
@@ -205,7 +229,7 @@ def check_stage_configs(pipeline: Pipeline, stages: list[Stage]) -> None:
     )
     if result.returncode != 0:
         message = result.stdout.strip() or result.stderr.strip().splitlines()[-1]
-        raise RecipeInputError(message)
+        raise RecipeInputError(message.removeprefix("hfrecipes: error: "))  # the CLI adds the prefix
 
 
 def _format_seconds(seconds: float) -> str:
@@ -246,7 +270,8 @@ def run_pipeline_file(
                 )
     check_stage_configs(pipeline, selected)
     logs = pipeline.run_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    if not dry_run:  # a dry run writes nothing
+        logs.mkdir(parents=True, exist_ok=True)
     state_file = pipeline.run_dir / "pipeline_state.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     print(

@@ -44,12 +44,17 @@ KNOWN_UNSUPPORTED = {
 }
 
 
-def check_quantizable(model_name_or_path: str, backend: str, method: str) -> Any:
-    """Refuse what the int8 path cannot quantise, before loading weights: returns the model's config."""
+def check_quantize_options(backend: str, method: str) -> None:
+    """Refuse an unknown backend or method (arguments only: nothing is read)."""
     if backend not in BACKENDS:
         raise RecipeInputError(f"Unknown quantisation backend {backend!r}; use one of {BACKENDS}.")
     if method not in METHODS[backend]:
         raise RecipeInputError(f"The {backend} backend offers {METHODS[backend]}, not {method!r}.")
+
+
+def check_quantizable(model_name_or_path: str, backend: str, method: str) -> Any:
+    """Refuse what the int8 path cannot quantise, before loading weights: returns the model's config."""
+    check_quantize_options(backend, method)
     path = Path(model_name_or_path)
     if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
         raise RecipeInputError(

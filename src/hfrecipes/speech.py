@@ -1027,6 +1027,22 @@ def plot_spectrograms(
     return _save_figure(fig, path)
 
 
+def tts_samples(
+    rows: Sequence[dict[str, Any]], evaluation: TTSEvaluation, mel: MelConfig
+) -> list[dict[str, Any]]:
+    """What `write_tts_samples` writes for these utterances (file, text, speaker, lengths), without writing."""
+    return [
+        {
+            "file": f"sample-{i}.wav",
+            "text": row["text"],
+            "speaker_id": row["speaker_id"],
+            "seconds": round(len(waveform) / mel.sampling_rate, 3),
+            "real_seconds": round(int(row["num_frames"]) / mel.frames_per_second, 3),
+        }
+        for i, (row, waveform) in enumerate(zip(rows, evaluation.waveforms[: len(rows)], strict=True))
+    ]
+
+
 def write_tts_samples(
     directory: Path,
     rows: Sequence[dict[str, Any]],
@@ -1037,19 +1053,10 @@ def write_tts_samples(
     """sample-<i>.wav for each generated utterance and spectrograms.png (real vs generated log-mels)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    written = []
     rows = list(rows)  # the first len(rows) utterances of `evaluation`
-    for i, (row, waveform) in enumerate(zip(rows, evaluation.waveforms[: len(rows)], strict=True)):
-        path = write_wav(directory / f"sample-{i}.wav", waveform, mel.sampling_rate)
-        written.append(
-            {
-                "file": path.name,
-                "text": row["text"],
-                "speaker_id": row["speaker_id"],
-                "seconds": round(len(waveform) / mel.sampling_rate, 3),
-                "real_seconds": round(int(row["num_frames"]) / mel.frames_per_second, 3),
-            }
-        )
+    written = tts_samples(rows, evaluation, mel)
+    for entry, waveform in zip(written, evaluation.waveforms, strict=False):
+        write_wav(directory / entry["file"], waveform, mel.sampling_rate)
     pairs = [
         (f"{r['speaker_id']}: {r['text']}", row_log_mel(r, mel.num_mel_bins), g)
         for r, g in zip(rows, evaluation.generated[: len(rows)], strict=True)
@@ -1386,6 +1393,7 @@ def synthesize(
 
 __all__ = [
     "row_log_mel",
+    "tts_samples",
     "write_tts_samples",
     "tts_usage",
     "tts_processor",

@@ -43,6 +43,36 @@ def check_distributed_state(args: TrainingArguments) -> None:
         )
 
 
+# Trainer's `report_to` backends -> the module each needs and the extra that installs it.
+REPORT_BACKENDS = {
+    "tensorboard": ("tensorboard", "tracking"),
+    "trackio": ("trackio", "tracking"),
+    "wandb": ("wandb", None),
+    "mlflow": ("mlflow", None),
+    "comet_ml": ("comet_ml", None),
+    "clearml": ("clearml", None),
+    "neptune": ("neptune", None),
+    "dvclive": ("dvclive", None),
+    "swanlab": ("swanlab", None),
+    "codecarbon": ("codecarbon", None),
+}
+
+
+def check_report_to(report_to: str | list[str] | None) -> None:
+    """Refuse, before any work, a `report_to` backend that is not installed (Trainer would fail at start-up
+    with a traceback, or after loading the data), naming the extra or package that brings it."""
+    import importlib.util
+
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    for name in names:
+        if name in ("none", "all") or name not in REPORT_BACKENDS:
+            continue
+        module, extra = REPORT_BACKENDS[name]
+        if importlib.util.find_spec(module) is None:
+            fix = f"pip install 'hfrecipes[{extra}]'" if extra else f"pip install {module}"
+            raise RecipeInputError(f"report_to: {name} is not installed: {fix}, or set report_to: none.")
+
+
 def last_complete_checkpoint(output_dir: str | Path) -> str | None:
     """The newest checkpoint whose save finished. Trainer writes `trainer_state.json` last, so a checkpoint
     killed mid-save has none and is skipped (and renamed aside so it is never mistaken for a good one)."""
@@ -192,36 +222,6 @@ class CausalLMTrainer(Trainer):
         return results
 
 
-def take_push_request(args: TrainingArguments) -> str | None:
-    """Return the repo to push the finished stage to, and stop the Trainer from pushing on its own: it would
-    contact the Hub at start-up and upload every checkpoint; we upload the finished, carded directory once."""
-    if not args.push_to_hub:
-        return None
-    if not args.hub_model_id:
-        raise RecipeInputError("push_to_hub is set but hub_model_id is not: set hub_model_id: <user>/<repo>.")
-    args.push_to_hub = False
-    return args.hub_model_id
-
-
-def begin_stage(args: TrainingArguments) -> str | None:
-    """The start every Trainer-based recipe shares: log format, seed, the deferred push request (returned) and
-    the distributed-state check, before any data is read."""
-    import logging
-
-    from transformers import set_seed
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    set_seed(args.seed)
-    push_repo = take_push_request(args)
-    if args.hub_token:  # Trainer pickles its arguments into training_args.bin: keep the token out of them
-        os.environ["HF_TOKEN"] = (
-            args.hub_token
-        )  # push_output_dir reads it through huggingface_hub.get_token()
-        args.hub_token = None
-    check_distributed_state(args)
-    return push_repo
-
-
 def tokens_seen(args: TrainingArguments, global_step: int, block_size: int) -> int:
     return (
         global_step
@@ -230,12 +230,3 @@ def tokens_seen(args: TrainingArguments, global_step: int, block_size: int) -> i
         * args.world_size
         * block_size
     )
-
-
-def trainer_staging_dir(trainer: Trainer, output_dir: Path) -> Path:
-    """The staging directory every rank saves into: the main process empties it first, the others wait for
-    that and share the same path (FSDP / ZeRO-3 gather their shards there)."""
-    from hfrecipes.io import staging_dir, staging_path
-
-    with trainer.args.main_process_first(desc="staging"):
-        return staging_dir(output_dir) if trainer.is_world_process_zero() else staging_path(output_dir)
