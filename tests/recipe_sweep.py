@@ -9,6 +9,7 @@ checkpoints, logs) nor anything printed holds a token.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -277,6 +278,9 @@ def run_in(workdir: Path, case: Case, *extra: str, monkeypatch: pytest.MonkeyPat
     """Run the recipe in-process from `workdir` as `python recipes/<recipe> --config <shipped config> ...` would,
     through `run_main` (bad input: one line, exit 2); returns the exit status."""
     monkeypatch.chdir(workdir)
+    # `datasets.map(num_proc=...)` rebinds os.environ to a copy: put the original object back afterwards, so the
+    # variables set here are undone where they were set.
+    monkeypatch.setattr(os, "environ", os.environ)
     module = load_recipe(case.recipe)
     argv = [
         str(ROOT / "recipes" / case.recipe),
@@ -315,8 +319,8 @@ def check_trains_and_keeps_tokens_out(
     monkeypatch.setattr(hub, "HfApi", RecordingApi)
     monkeypatch.setenv("HF_TOKEN", PLANTED_ENV)
     publish = ["--push_to_hub", "true", "--hub_private_repo", "true", "--hub_token", PLANTED]
-    if case.publishes:
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # push goes to the recorder; loaders stay offline
+    if case.publishes:  # the push goes to the recorder; everything else stays offline (HF_HUB_OFFLINE=1)
+        monkeypatch.setattr(hub, "hub_offline", lambda: False)
     output_dir = tmp_path / "runs" / "swept"
     extra = [*case.small, "--output_dir", output_dir, *(publish if case.publishes else [])]
     code = run_in(tmp_path, case, *extra, monkeypatch=monkeypatch)

@@ -51,7 +51,9 @@ class RecordingApi:
 def recorder(monkeypatch):
     RecordingApi.calls = []
     monkeypatch.setattr(hub, "HfApi", RecordingApi)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    # Only the push and the card's license look-up go to the recorder; the rest stays offline. (Not by deleting
+    # HF_HUB_OFFLINE: `datasets.map(num_proc=...)` rebinds os.environ, and monkeypatch would restore a stale copy.)
+    monkeypatch.setattr(hub, "hub_offline", lambda: False)
     return RecordingApi.calls
 
 
@@ -107,7 +109,7 @@ def test_push_without_a_token_or_offline_says_so_and_uploads_nothing(tmp_path, r
     monkeypatch.setattr(hub, "get_token", lambda: None)
     with pytest.raises(RecipeInputError, match="No Hugging Face token"):
         hub.push_output_dir(out, "me/x")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub, "hub_offline", lambda: True)
     with pytest.raises(RecipeInputError, match="HF_HUB_OFFLINE"):
         hub.push_output_dir(out, "me/x", token=TOKEN)
     assert recorder == []
@@ -244,9 +246,21 @@ def test_an_unreachable_hub_id_gets_one_line_naming_hf_hub_offline(tmp_path, mon
         def repo_info(self, *args, **kwargs):
             raise ConnectionError("Failed to resolve 'huggingface.co'")
 
-    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(hub, "hub_offline", lambda: False)
     monkeypatch.setattr(hub, "HfApi", Unreachable)
     with pytest.raises(RecipeInputError, match="HF_HUB_OFFLINE") as caught:
         hub.check_input_reference("data", "someone/never-cached-dataset")
     assert "ConnectionError" in str(caught.value) and "\n" not in str(caught.value)
     hub.check_input_reference("data", "builtin:arithmetic")  # generated here: nothing to check
+
+
+def test_a_push_the_hub_client_refuses_as_offline_says_so(tmp_path, recorder, monkeypatch):
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    def offline(self, *args, **kwargs):
+        raise OfflineModeIsEnabled("Cannot reach https://huggingface.co: offline mode is enabled.")
+
+    _, out = finished_stage(tmp_path)
+    monkeypatch.setattr(RecordingApi, "create_repo", offline)
+    with pytest.raises(RecipeInputError, match="HF_HUB_OFFLINE=1 is set: pushing needs the network"):
+        hub.push_output_dir(out, "me/x", token=TOKEN)

@@ -24,6 +24,7 @@ from huggingface_hub import (
     ModelCardData,
     scan_cache_dir,
 )
+from huggingface_hub.errors import OfflineModeIsEnabled
 from huggingface_hub.utils import filter_repo_objects, get_token
 
 from hfrecipes.catalogue import stage_producer
@@ -419,6 +420,14 @@ def offline_export(output_dir: str | Path, export_dir: str | Path) -> list[Path]
     return sorted(p for p in export_dir.rglob("*") if p.is_file())
 
 
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE=1 forbids reaching the Hub (pushes and input checks say so instead of trying)."""
+    return os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+OFFLINE_PUSH = "HF_HUB_OFFLINE=1 is set: pushing needs the network. Unset it, or use --offline-export."
+
+
 def push_output_dir(
     output_dir: str | Path,
     repo_id: str | None,
@@ -428,8 +437,9 @@ def push_output_dir(
 ) -> str:
     """Upload a finished stage directory (model card included) as one commit, as Trainer does: `repo_id` None
     means `<the token's user>/<output dir name>`, `private` is applied when the repository is created, and
-    checkpoints and pickles stay local. A prepared dataset goes to a dataset repository. Without a token or network this stops with one message, and a single
-    commit means nothing is half-uploaded. Returns the commit URL."""
+    checkpoints and pickles stay local. A prepared dataset goes to a dataset repository. Without a token or
+    network this stops with one message, and a single commit means nothing is half-uploaded. Returns the commit
+    URL."""
     output_dir = Path(output_dir)
     check_stage_output(output_dir)
     token = token or get_token()
@@ -438,10 +448,8 @@ def push_output_dir(
             "No Hugging Face token: run `hf auth login` or set HF_TOKEN, then push again "
             "(or use --offline-export DIR to see what would be uploaded)."
         )
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise RecipeInputError(
-            "HF_HUB_OFFLINE=1 is set: pushing needs the network. Unset it, or use --offline-export."
-        )
+    if hub_offline():
+        raise RecipeInputError(OFFLINE_PUSH)
     files = upload_files(output_dir)
     repo_type = (_stage_lineage(str(output_dir)) or {}).get("card", {}).get("repo_type", "model")
     api = HfApi(token=token)
@@ -457,6 +465,8 @@ def push_output_dir(
             ],
             commit_message=f"Upload {output_dir.name} with hfrecipes",
         )
+    except OfflineModeIsEnabled as err:  # offline since huggingface_hub was imported
+        raise RecipeInputError(OFFLINE_PUSH) from err
     except Exception as err:  # noqa: BLE001 - network/auth errors from several libraries; one clear message
         raise RecipeInputError(
             f"Could not push {output_dir} to {target}: {type(err).__name__}: {str(err)[:300]}. Nothing was "
@@ -483,7 +493,7 @@ def _stage_lineage(reference: str) -> dict[str, Any] | None:
 
 def _hub_license(repo_id: str) -> str | None:
     """The license on a Hub model's card, when the Hub can be asked (never offline; a short timeout)."""
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
+    if hub_offline():
         return None
     try:
         card = HfApi().model_info(repo_id, timeout=10).card_data
@@ -558,7 +568,7 @@ def check_input_reference(kind: str, reference: str) -> None:
     repo_type = "dataset" if kind == "data" or kind.endswith(("_data", "_text")) else "model"
     if _in_hub_cache(reference, repo_type):
         return
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
+    if hub_offline():
         raise RecipeInputError(
             f"The {kind} input {reference!r} is not a local path and is not in the Hub cache, and HF_HUB_OFFLINE=1 "
             "forbids downloading it: unset HF_HUB_OFFLINE (with network), or give a local path."

@@ -40,8 +40,6 @@ from hfrecipes.training import check_distributed_state, check_report_to
 
 logger = logging.getLogger(__name__)
 
-PUBLISH_FIELDS = ("push_to_hub", "hub_model_id", "hub_private_repo", "hub_token", "license")
-
 
 @dataclass(frozen=True)
 class PushRequest:
