@@ -63,17 +63,11 @@ def test_ranks_in_sync_single_process():
 
 
 def test_a_report_to_backend_that_is_not_installed_names_its_extra(monkeypatch):
-    import importlib.util
-
+    from hfrecipes import training
     from hfrecipes.errors import RecipeInputError
     from hfrecipes.training import check_report_to
 
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "tensorboard" else real_find_spec(name, *a),
-    )
+    monkeypatch.setattr(training, "get_available_reporting_integrations", lambda: ["codecarbon"])
     with pytest.raises(
         RecipeInputError,
         match=r"report_to: tensorboard is not installed: pip install 'hfrecipes\[tracking\]'",

@@ -29,6 +29,7 @@ from huggingface_hub.utils import filter_repo_objects, get_token
 
 from hfrecipes.catalogue import stage_producer
 from hfrecipes.data.report import steps_markdown_table
+from hfrecipes.data.sources import looks_like_path
 from hfrecipes.errors import RecipeInputError
 from hfrecipes.io import COMPLETION_MARKER, atomic_write_json, atomic_write_text
 
@@ -529,16 +530,14 @@ def card_metadata(lineage: dict[str, Any], staging: Path, *, license: str | None
 
 
 def _looks_local(reference: str) -> bool:
-    path = Path(reference)
+    """A path (see `looks_like_path`), or a stage directory by the project's conventions (`runs/...`, or under
+    an existing directory) even when it has the `owner/name` shape of a Hub id."""
+    parts = Path(reference).parts
     return (
-        reference.startswith((".", "/", "~"))
+        looks_like_path(reference)
         or "\\" in reference
-        or reference.count("/") > 1
-        or bool(
-            path.suffix and path.suffix.lower() in {".json", ".jsonl", ".txt", ".csv", ".parquet", ".yaml"}
-        )
-        or path.parts[0] in ("runs", "outputs")
-        or (len(path.parts) > 1 and Path(path.parts[0]).is_dir())
+        or parts[0] in ("runs", "outputs")
+        or (len(parts) > 1 and Path(parts[0]).is_dir())
     )
 
 

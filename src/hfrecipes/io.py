@@ -94,11 +94,19 @@ def publish_staged(staging: Path, output_dir: str | Path) -> None:
 
 
 @contextmanager
-def staged_output(output_dir: str | Path) -> Iterator[Path]:
-    """Single-process form: yield a staging directory, publish it on success, delete it on failure."""
+def fresh_staging(output_dir: str | Path) -> Iterator[Path]:
+    """A fresh staging directory beside `output_dir` (single process), deleted if the block fails."""
     staging = staging_dir(output_dir)
     try:
         yield staging
-        publish_staged(staging, output_dir)
-    finally:
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+@contextmanager
+def staged_output(output_dir: str | Path) -> Iterator[Path]:
+    """Single-process form: yield a staging directory, publish it on success, delete it on failure."""
+    with fresh_staging(output_dir) as staging:
+        yield staging
+        publish_staged(staging, output_dir)

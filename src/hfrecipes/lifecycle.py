@@ -75,16 +75,15 @@ class Pipeline:
 
 
 def _resolve(path: str | None, base: Path) -> Path | None:
-    """Paths in a pipeline file are relative to the current directory if they exist there, else `recipes/...` and
-    `accelerate_configs/...` are the shipped ones (the checkout's, or those inside the installed package), else
-    relative to `base`."""
+    """Paths in a pipeline file are relative to the current directory if they exist there, else to `base` (for
+    PROJECT_ROOT: `recipes/...` and `accelerate_configs/...` are the shipped ones, the checkout's or those inside
+    the installed package)."""
     if not path:
         return None
     candidate = Path(path).expanduser()
     if candidate.is_absolute() or candidate.exists():
         return candidate.resolve() if candidate.exists() else candidate
-    shipped = shipped_file(candidate)
-    return shipped.resolve() if shipped else (base / candidate).resolve()
+    return (base / candidate).resolve()
 
 
 def resolve_pipeline(reference: str | Path) -> Path:

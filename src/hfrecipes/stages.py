@@ -12,9 +12,8 @@ written, the directory published atomically (lineage.json last) and optionally p
 from __future__ import annotations
 
 import logging
-import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,14 @@ from hfrecipes.hub import (
     render_model_card,
     write_stage_files,
 )
-from hfrecipes.io import atomic_write_json, check_output_dir, publish_staged, staging_dir, staging_path
+from hfrecipes.io import (
+    atomic_write_json,
+    check_output_dir,
+    fresh_staging,
+    publish_staged,
+    staging_dir,
+    staging_path,
+)
 from hfrecipes.reports import plot_loss_curves
 from hfrecipes.training import check_distributed_state, check_report_to
 
@@ -61,15 +67,9 @@ class Stage:
     push: PushRequest | None
     license: str | None = None
 
-    @contextmanager
-    def staging(self) -> Iterator[Path]:
+    def staging(self) -> AbstractContextManager[Path]:
         """A fresh staging directory beside the output directory (single process); removed if the block fails."""
-        staging = staging_dir(self.output_dir)
-        try:
-            yield staging
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        return fresh_staging(self.output_dir)
 
     def shared_staging(self, is_main_process: bool, main_process_first: Callable) -> Path:
         """The staging directory every rank of a distributed run saves into: the main process empties it first,

@@ -12,6 +12,10 @@ from typing import Any
 
 import torch
 from transformers import Trainer, TrainingArguments
+from transformers.integrations.integration_utils import (
+    INTEGRATION_TO_CALLBACK,
+    get_available_reporting_integrations,
+)
 
 from hfrecipes.errors import RecipeInputError
 
@@ -43,33 +47,22 @@ def check_distributed_state(args: TrainingArguments) -> None:
         )
 
 
-# Trainer's `report_to` backends -> the module each needs and the extra that installs it.
-REPORT_BACKENDS = {
-    "tensorboard": ("tensorboard", "tracking"),
-    "trackio": ("trackio", "tracking"),
-    "wandb": ("wandb", None),
-    "mlflow": ("mlflow", None),
-    "comet_ml": ("comet_ml", None),
-    "clearml": ("clearml", None),
-    "neptune": ("neptune", None),
-    "dvclive": ("dvclive", None),
-    "swanlab": ("swanlab", None),
-    "codecarbon": ("codecarbon", None),
-}
+# The `report_to` backends the `tracking` extra installs; the others are named by their own package.
+TRACKING_EXTRA = ("tensorboard", "trackio")
 
 
 def check_report_to(report_to: str | list[str] | None) -> None:
     """Refuse, before any work, a `report_to` backend that is not installed (Trainer would fail at start-up
-    with a traceback, or after loading the data), naming the extra or package that brings it."""
-    import importlib.util
-
+    with a traceback, or after loading the data), naming the extra or package that brings it. Availability is
+    transformers' own (`get_available_reporting_integrations`)."""
     names = [report_to] if isinstance(report_to, str) else list(report_to or [])
-    for name in names:
-        if name in ("none", "all") or name not in REPORT_BACKENDS:
-            continue
-        module, extra = REPORT_BACKENDS[name]
-        if importlib.util.find_spec(module) is None:
-            fix = f"pip install 'hfrecipes[{extra}]'" if extra else f"pip install {module}"
+    wanted = [name for name in names if name in INTEGRATION_TO_CALLBACK]
+    if not wanted:
+        return
+    available = get_available_reporting_integrations()
+    for name in wanted:
+        if name not in available:
+            fix = "pip install 'hfrecipes[tracking]'" if name in TRACKING_EXTRA else f"pip install {name}"
             raise RecipeInputError(f"report_to: {name} is not installed: {fix}, or set report_to: none.")
 
 

@@ -79,7 +79,7 @@ def load_source(
         dataset = _load_builtin(base[len(BUILTIN_PREFIX) :], options)
     elif os.path.exists(base):
         dataset = load_local(Path(base), text_file_unit=text_file_unit, split=split, problems=problems)
-    elif _looks_like_path(base):
+    elif looks_like_path(base):
         raise RecipeInputError(
             f"Data source {base!r} does not exist. Check the path (relative paths start from {os.getcwd()})."
         )
@@ -93,7 +93,9 @@ def load_source(
     return dataset
 
 
-def _looks_like_path(spec: str) -> bool:
+def looks_like_path(spec: str) -> bool:
+    """A local path rather than a Hub id: relative or absolute markers, a data-file suffix, or deeper than
+    `owner/name`."""
     return (
         spec.startswith((".", "/", "~")) or Path(spec).suffix.lower() in FILE_BUILDERS or spec.count("/") > 1
     )
