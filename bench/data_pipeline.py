@@ -34,9 +34,10 @@ from pathlib import Path
 
 import datasets
 
-from hfrecipes.data import DataReport, load_source, parse_pipeline, run_pipeline
+from hfrecipes.builtins.noisy_web import planted_duplicate_pairs
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.data import load_source, parse_pipeline, run_pipeline
 from hfrecipes.data.datatrove_backend import run_with_datatrove
-from hfrecipes.data.synthetic import planted_duplicate_pairs
 
 PIPELINE = [
     "corrupted",

@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from hfrecipes.data.synthetic import noisy_web
+    from hfrecipes.builtins.noisy_web import noisy_web
 
     corpus = noisy_web(n=args.n, seed=args.seed, near_dup_fraction=0.15, exact_dup_fraction=0.05)
     compare_with_datatrove(corpus["text"])

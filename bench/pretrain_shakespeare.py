@@ -32,7 +32,7 @@ GET_DATA = "curl -O https://raw.githubusercontent.com/karpathy/char-rnn/master/d
 
 
 def fail(message: str) -> NoReturn:
-    """Bad input: one line on stderr and exit status 2, like the recipes (hfrecipes.errors.run_main)."""
+    """Bad input: one line on stderr and exit status 2, like the recipes (hfrecipes.core.config.run_main)."""
     print(f"pretrain_shakespeare: error: {message}", file=sys.stderr)
     sys.exit(2)
 

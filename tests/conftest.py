@@ -80,10 +80,10 @@ def tiny_chat_models(tmp_path_factory) -> tuple[Path, Path]:
     model of the `tiny` preset sharing a byte-BPE tokenizer trained on the built-in chat data (ChatML template).
     The random reward model scores every completion differently, so GRPO's groups have non-zero advantages."""
     from hfrecipes.data import load_source, row_text
-    from hfrecipes.evaluation import stop_token_ids
-    from hfrecipes.models import get_causal_lm, special_token_ids
-    from hfrecipes.posttraining import prepare_chat_tokenizer
-    from hfrecipes.tokenization import train_tokenizer
+    from hfrecipes.text.evaluation import stop_token_ids
+    from hfrecipes.text.models import get_causal_lm, special_token_ids
+    from hfrecipes.text.posttraining import prepare_chat_tokenizer
+    from hfrecipes.text.tokenization import train_tokenizer
 
     rows = load_source("builtin:chat-mix?arithmetic_rows=300&safety_rows=100&digits=1&seed=0&ops=add,sub")
     tokenizer = train_tokenizer((row_text(r, ["messages"]) for r in rows), "byte-bpe", 512, 2)

@@ -110,7 +110,7 @@ def _run_with_rank_probe(argv: list[str]) -> None:
     recipe returned, write this rank's parameter checksums (sum of |p| in float64) to $HFRECIPES_TEST_RANK_PROBE."""
     from torch.nn.parallel import DistributedDataParallel
 
-    from hfrecipes.training import parameters_checksum
+    from hfrecipes.core.training import parameters_checksum
 
     wrapped: list[torch.nn.Module] = []
     init = DistributedDataParallel.__init__

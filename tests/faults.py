@@ -61,7 +61,7 @@ class Layout:
 
 
 TRAINER = Layout("trainer_state.json")  # transformers.Trainer (pretrain, SFT, DPO, ...)
-DIFFUSION = Layout("training_state.json")  # hfrecipes.diffusion.DiffusionLoop (accelerate save_state)
+DIFFUSION = Layout("training_state.json")  # hfrecipes.diffusion.loop.DiffusionLoop (accelerate save_state)
 
 
 def checkpoints(output_dir: Path, layout: Layout) -> tuple[list[int], list[str]]:

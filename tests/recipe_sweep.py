@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from hfrecipes import hub
-from hfrecipes.errors import run_main
+from hfrecipes.core import hub
+from hfrecipes.core.config import run_main
 
 from .conftest import ROOT, SHAKESPEARE, load_recipe
 from .test_publishing import RecordingApi

@@ -9,7 +9,7 @@ import transformers
 import yaml
 from accelerate.commands.config.config_args import load_config_from_file
 
-from hfrecipes.models import CAUSAL_LM_PRESETS, preset_config
+from hfrecipes.text.models import CAUSAL_LM_PRESETS, preset_config
 
 from .conftest import ROOT
 
@@ -63,7 +63,7 @@ def test_slurm_script_is_valid_bash():
 
 def test_cli_lists_recipes_and_builtins():
     listing = subprocess.run(
-        [sys.executable, "-m", "hfrecipes.cli", "list"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "hfrecipes.cli.commands", "list"], capture_output=True, text=True, check=True
     ).stdout
     assert (
         "text/pretrain.py" in listing
@@ -73,6 +73,6 @@ def test_cli_lists_recipes_and_builtins():
         and "configs/tokenizer_tiny.yaml" in listing
     )
     builtins = subprocess.run(
-        [sys.executable, "-m", "hfrecipes.cli", "builtins"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "hfrecipes.cli.commands", "builtins"], capture_output=True, text=True, check=True
     ).stdout
     assert "builtin:python-stdlib" in builtins

@@ -5,18 +5,19 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from hfrecipes.alignment import (
+from hfrecipes.builtins.preferences import ai_feedback_pairs
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data import load_source, parse_pipeline, run_pipeline, validate_format
+from hfrecipes.text.alignment import (
     as_conversational_prompts,
     chat_ids,
     check_generation_fits,
     evaluate_policy,
     reply_logprobs,
 )
-from hfrecipes.data import DataReport, load_source, parse_pipeline, run_pipeline, validate_format
-from hfrecipes.data.preferences import ai_feedback_pairs
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.models import get_causal_lm, special_token_ids
-from hfrecipes.rewards import (
+from hfrecipes.text.models import get_causal_lm, special_token_ids
+from hfrecipes.text.rewards import (
     REWARD_FUNCTIONS,
     RewardModelScorer,
     check_tokenizer_reads,
@@ -24,7 +25,7 @@ from hfrecipes.rewards import (
     combined_scorer,
     resolve_reward_functions,
 )
-from hfrecipes.tokenization import CHATML_TEMPLATE, IM_END, train_tokenizer
+from hfrecipes.text.tokenization import CHATML_TEMPLATE, IM_END, train_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from huggingface_hub import ModelCard
 from PIL import Image
 from safetensors.torch import load_file
 
-from hfrecipes.errors import RecipeInputError
+from hfrecipes.core.errors import RecipeInputError
 
 from .conftest import ROOT, read_json, run_recipe
 
@@ -96,8 +96,8 @@ def test_the_clip_text_tower_conditions_the_diffusion_recipe(clip_run, tmp_path)
 
 def test_clip_score_ranks_matched_captions_above_mismatched_ones(clip_run):
     from hfrecipes.data import load_source
-    from hfrecipes.image_eval import ClipScorer
-    from hfrecipes.vision_text import to_pixels
+    from hfrecipes.image.evaluation import ClipScorer
+    from hfrecipes.multimodal.vision_text import to_pixels
 
     rows = load_source("builtin:shapes?n=64&size=32&seed=7")  # fresh shapes, not the CLIP's training pairs
     scorer = ClipScorer.load(str(clip_run))

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from hfrecipes.data import load_source
-from hfrecipes.models import get_causal_lm, special_token_ids
-from hfrecipes.tokenization import CHATML_TEMPLATE, train_tokenizer
+from hfrecipes.text.models import get_causal_lm, special_token_ids
+from hfrecipes.text.tokenization import CHATML_TEMPLATE, train_tokenizer
 
 from .conftest import ROOT
 from .faults import DIFFUSION, TRAINER, Layout, crash_and_resume, recipe_command, run_to_end

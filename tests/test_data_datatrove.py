@@ -22,8 +22,10 @@ from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 
-import hfrecipes.data.synthetic  # noqa: F401  (registers builtin:noisy-web)
-from hfrecipes.data import DataReport, load_source, parse_pipeline, run_pipeline
+import hfrecipes.builtins.noisy_web  # noqa: F401  (registers builtin:noisy-web)
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data import load_source, parse_pipeline, run_pipeline
 from hfrecipes.data.datatrove_backend import (
     ScopedNativeFilter,
     StepFilter,
@@ -31,7 +33,6 @@ from hfrecipes.data.datatrove_backend import (
     build_datatrove_pipeline,
     run_with_datatrove,
 )
-from hfrecipes.errors import RecipeInputError
 
 PIPELINE = [
     "normalize",  # our transform, wrapped

@@ -1,7 +1,9 @@
 import datasets
 import pytest
 
-from hfrecipes.data import DataReport, parse_pipeline, run_pipeline
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data import parse_pipeline, run_pipeline
 from hfrecipes.data.formats import (
     FORMATS,
     alpaca_to_messages,
@@ -12,7 +14,6 @@ from hfrecipes.data.formats import (
     transcript_to_messages,
     validate_format,
 )
-from hfrecipes.errors import RecipeInputError
 
 
 def user(text):

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import hfrecipes.data.instructions as instructions
-from hfrecipes.data import DataReport, load_source, validate_format
-from hfrecipes.data.instructions import extract_number, is_refusal, self_instruct
-from hfrecipes.errors import RecipeInputError
+import hfrecipes.builtins.instructions as instructions
+from hfrecipes.builtins.instructions import extract_number, is_refusal
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data import load_source, validate_format
+from hfrecipes.text.self_instruct import self_instruct
 
 BUILTIN_SPECS = [
     "builtin:arithmetic?n=200",
@@ -306,8 +308,8 @@ def seed_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory, seed_file) -> str:
     """A random tiny Llama with a tokenizer trained on the seed tasks, saved like a real checkpoint."""
-    from hfrecipes.models import get_causal_lm
-    from hfrecipes.tokenization import train_tokenizer
+    from hfrecipes.text.models import get_causal_lm
+    from hfrecipes.text.tokenization import train_tokenizer
 
     tokenizer = train_tokenizer([seed_file.read_text()] * 3, vocab_size=300)
     model = get_causal_lm(model_name_or_path=None, preset="tiny", vocab_size=len(tokenizer)).model

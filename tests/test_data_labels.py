@@ -1,8 +1,9 @@
 import datasets
 import pytest
 
-from hfrecipes.data import DataReport, parse_pipeline, run_pipeline
-from hfrecipes.errors import RecipeInputError
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data import parse_pipeline, run_pipeline
 
 
 def run(rows: dict[str, list], **params):

@@ -17,21 +17,19 @@ import pytest
 import soundfile
 from PIL import Image, ImageDraw, ImageEnhance
 
-from hfrecipes.data import DataReport, parse_pipeline, run_pipeline
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.media import UnreadableMediaError, load_audio, load_image, load_video_frames
+from hfrecipes.data import parse_pipeline, run_pipeline
 from hfrecipes.data.media import (
     AudioFilter,
     ImageDedup,
     ImageFilter,
-    UnreadableMediaError,
     VideoFilter,
     find_near_duplicates,
-    load_audio,
-    load_image,
     load_media_folder,
-    load_video_frames,
     phash,
 )
-from hfrecipes.errors import RecipeInputError
 
 SAMPLING_RATE = 22050
 

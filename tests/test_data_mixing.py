@@ -4,9 +4,10 @@ from collections import Counter
 import datasets
 import pytest
 
-from hfrecipes.data import DataReport, parse_pipeline, run_pipeline
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data import parse_pipeline, run_pipeline
 from hfrecipes.data.mixing import domain_row_counts, mix_domains, split_by_domain, temperature_shares
-from hfrecipes.errors import RecipeInputError
 
 
 def domain(name, rows, words_per_row=1):

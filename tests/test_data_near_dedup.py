@@ -11,13 +11,20 @@ import datasets
 import numpy as np
 import pytest
 
+from hfrecipes.builtins.noisy_web import (
+    CLEAN_DOMAINS,
+    KINDS,
+    UNSAFE_PHRASES,
+    noisy_web,
+    planted_duplicate_pairs,
+)
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data.near_dedup import MinHasher, minhash_clusters
-from hfrecipes.data.report import DataReport
+from hfrecipes.data.registry import parse_pipeline
 from hfrecipes.data.sources import load_source
-from hfrecipes.data.steps import parse_pipeline, run_pipeline
-from hfrecipes.data.synthetic import CLEAN_DOMAINS, KINDS, UNSAFE_PHRASES, noisy_web, planted_duplicate_pairs
+from hfrecipes.data.steps import run_pipeline
 from hfrecipes.data.text import dedup_key
-from hfrecipes.errors import RecipeInputError
 
 from .conftest import ROOT
 

@@ -5,7 +5,9 @@ import re
 import datasets
 import pytest
 
-from hfrecipes.data import DataReport, parse_pipeline, run_pipeline
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data import parse_pipeline, run_pipeline
 from hfrecipes.data.quality import (
     C4Quality,
     Corrupted,
@@ -20,7 +22,6 @@ from hfrecipes.data.quality import (
     split_sentences,
     split_words,
 )
-from hfrecipes.errors import RecipeInputError
 
 from .conftest import ROOT, SHAKESPEARE
 

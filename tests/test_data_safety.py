@@ -2,10 +2,11 @@ import datasets
 import pytest
 import torch
 
-from hfrecipes.data import DataReport, parse_pipeline, run_pipeline
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data import parse_pipeline, run_pipeline
 from hfrecipes.data.safety import PIIMask, Unsafe
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.tokenization import train_tokenizer
+from hfrecipes.text.tokenization import train_tokenizer
 
 
 def kept_texts(step, texts):

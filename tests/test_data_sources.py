@@ -3,8 +3,8 @@ import json
 import pandas as pd
 import pytest
 
+from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data import list_builtins, load_source
-from hfrecipes.errors import RecipeInputError
 
 from .conftest import SHAKESPEARE
 

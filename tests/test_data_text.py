@@ -1,8 +1,9 @@
 import datasets
 import pytest
 
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data import (
-    DataReport,
     normalize_text,
     pack_blocks,
     parse_pipeline,
@@ -12,8 +13,7 @@ from hfrecipes.data import (
     tokenize_documents,
     train_validation_split,
 )
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.tokenization import train_tokenizer
+from hfrecipes.text.tokenization import train_tokenizer
 
 
 def test_normalize_text_nfc_controls_and_newlines():

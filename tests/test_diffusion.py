@@ -17,8 +17,8 @@ from huggingface_hub import ModelCard
 from PIL import Image
 from safetensors.torch import load_file
 
-from hfrecipes import diffusion as dm
-from hfrecipes.errors import RecipeInputError
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.diffusion import loop as dm
 
 from .conftest import ROOT, read_json, run_recipe
 
@@ -144,8 +144,8 @@ def test_sample_grid_png(tmp_path):
 
 
 def test_classifier_free_guidance_without_dropout_warns(caplog):
-    from hfrecipes.image_diffusion import ImageComponents
-    from hfrecipes.vision_text import TEXT_MAX_LENGTH  # noqa: F401  (module import registers nothing; sanity)
+    from hfrecipes.image.components import ImageComponents
+    from hfrecipes.multimodal.vision_text import TEXT_MAX_LENGTH  # noqa: F401  (module import registers nothing; sanity)
 
     module = _recipe_module()
     data = module.ImageDataArguments(resolution=16, channels=1)
@@ -161,7 +161,7 @@ def test_classifier_free_guidance_without_dropout_warns(caplog):
 
 
 def test_model_card_names_the_library_that_loads_the_output():
-    from hfrecipes.hub import build_lineage, render_model_card
+    from hfrecipes.core.hub import build_lineage, render_model_card
 
     lineage = build_lineage(
         recipe="image/train_diffusion", config={}, inputs=[], data_report=None, metrics={}
@@ -290,8 +290,14 @@ def tiny_stable_diffusion(tmp_path_factory) -> Path:
     from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    from hfrecipes.data.images import SHAPE_COLORS, SHAPE_KINDS, SHAPE_POSITIONS, SHAPE_SIZES, shape_caption
-    from hfrecipes.vision_text import caption_tokenizer, text_config
+    from hfrecipes.builtins.images import (
+        SHAPE_COLORS,
+        SHAPE_KINDS,
+        SHAPE_POSITIONS,
+        SHAPE_SIZES,
+        shape_caption,
+    )
+    from hfrecipes.multimodal.vision_text import caption_tokenizer, text_config
 
     torch.manual_seed(0)
     captions = [

@@ -4,9 +4,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from hfrecipes.args import DataArguments
+from hfrecipes.core.args import DataArguments
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.hub import upload_files
 from hfrecipes.data import load_source
-from hfrecipes.distillation import (
+from hfrecipes.text.distillation import (
     BlockCollator,
     ScratchBudget,
     check_same_tokenizer,
@@ -14,11 +16,9 @@ from hfrecipes.distillation import (
     prepare_transfer_data,
     reply_loss,
 )
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.hub import upload_files
-from hfrecipes.models import get_causal_lm, special_token_ids
-from hfrecipes.posttraining import prepare_chat_tokenizer
-from hfrecipes.tokenization import load_tokenizer, train_tokenizer
+from hfrecipes.text.models import get_causal_lm, special_token_ids
+from hfrecipes.text.posttraining import prepare_chat_tokenizer
+from hfrecipes.text.tokenization import load_tokenizer, train_tokenizer
 
 from .conftest import ROOT, SHAKESPEARE, load_recipe, read_json, run_recipe
 

@@ -165,7 +165,7 @@ def test_ppo_prompt_batches_shard_the_global_batch():
     # so N processes with batch B see exactly the prompts of one process with batch N·B, epoch after epoch.
     from types import SimpleNamespace
 
-    from hfrecipes.ppo import PPOTrainer
+    from hfrecipes.text.ppo import PPOTrainer
 
     def prompts(world: int, rank: int, batch_size: int, update: int) -> list[int]:
         accelerator = SimpleNamespace(num_processes=world, process_index=rank)
@@ -204,7 +204,7 @@ def test_ppo_two_processes_run_the_same_updates_as_one_with_the_doubled_batch(ti
 
 @pytest.mark.slow
 def test_clip_two_processes_match_one_with_the_doubled_batch(tmp_path):
-    # The contrastive loss takes its negatives from every rank (hfrecipes.vision_text.contrastive_loss): with
+    # The contrastive loss takes its negatives from every rank (hfrecipes.multimodal.vision_text.contrastive_loss): with
     # per-rank in-batch negatives 2 x 16 pairs trained an easier loss (ln 16 at chance) than 1 x 32 (ln 32).
     args = ["--config", ROOT / "recipes/multimodal/configs/clip_shapes_tiny.yaml",
             "--dataset_name", "builtin:shapes?n=200&size=32", "--validation_fraction", "0.2", *FEW_STEPS]  # fmt: skip

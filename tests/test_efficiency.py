@@ -12,10 +12,10 @@ from datasets import Dataset
 from huggingface_hub import ModelCard
 from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments, default_data_collator
 
-from hfrecipes import efficiency as eff
-from hfrecipes.hub import build_lineage, render_model_card
-from hfrecipes.io import atomic_write_json
-from hfrecipes.lifecycle_report import efficiency_table
+from hfrecipes.core import efficiency as eff
+from hfrecipes.core.hub import build_lineage, render_model_card
+from hfrecipes.core.io import atomic_write_json
+from hfrecipes.lifecycle.report import efficiency_table
 
 
 @pytest.fixture(autouse=True)

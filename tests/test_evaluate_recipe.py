@@ -3,7 +3,7 @@
 
 import pytest
 
-from hfrecipes.errors import RecipeInputError
+from hfrecipes.core.errors import RecipeInputError
 
 from .conftest import ROOT, read_json, run_recipe
 

@@ -4,8 +4,8 @@ import socket
 import pytest
 import torch
 
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.evaluation import (
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.text.evaluation import (
     evaluate_sft,
     exact_match_accuracy,
     forgetting,
@@ -18,8 +18,8 @@ from hfrecipes.evaluation import (
     refusal_rate,
     win_rate,
 )
-from hfrecipes.models import get_causal_lm
-from hfrecipes.tokenization import train_tokenizer
+from hfrecipes.text.models import get_causal_lm
+from hfrecipes.text.tokenization import train_tokenizer
 
 CHAT = [
     {"role": "user", "content": "What is the capital of France?"},

@@ -20,18 +20,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hfrecipes.args import (
-    DataArguments,
-    check_config_file,
-    check_config_values,
-    checked_config_parsing,
-    value_fits,
-)
+from hfrecipes.core.args import DataArguments
+from hfrecipes.core.config import RecipeParser, check_config_file, check_config_values, run_main, value_fits
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.io import atomic_write_text, staged_output
+from hfrecipes.core.media import load_image
 from hfrecipes.data import (
-    DataReport,
     SourceSpec,
     convert,
-    load_image,
     load_source,
     load_sources,
     parse_pipeline,
@@ -40,9 +37,7 @@ from hfrecipes.data import (
 )
 from hfrecipes.data.formats import SOURCE_FORMATS
 from hfrecipes.data.sources import MAX_JSON_DEPTH
-from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.io import atomic_write_text, staged_output
-from hfrecipes.tokenization import IM_END, IM_START, SPECIAL_TOKENS, train_tokenizer
+from hfrecipes.text.tokenization import IM_END, IM_START, SPECIAL_TOKENS, train_tokenizer
 
 from .conftest import ROOT, load_recipe, run_recipe
 
@@ -422,13 +417,11 @@ config_keys = st.sampled_from(PREPARE_FIELDS) | st.text(max_size=6).filter(
 def test_random_config_values_parse_or_fail_clearly(workdir, config):
     """Random YAML for prepare_data's arguments, through TrlParser with the checks every launch runs."""
     import yaml
-    from trl import TrlParser
 
     arguments = load_recipe("text/prepare_data.py").PrepareArguments
     path = write(workdir, ".yaml", yaml.safe_dump(config))
     try:
-        with checked_config_parsing():
-            parsed = outcome(TrlParser(arguments).parse_args_and_config, ["--config", str(path)])
+        parsed = outcome(RecipeParser(arguments).parse_args_and_config, ["--config", str(path)])
     except SystemExit as exit_:  # argparse's own one-line usage error (e.g. num_proc: abc)
         assert exit_.code == 2
         return
@@ -527,12 +520,12 @@ def test_prepare_data_refuses_source_mappings_without_a_text_name(tmp_path, caps
     ],
 )
 def test_training_arguments_with_wrong_values_fail_clearly(tmp_path, yaml_text, expected):
-    from trl import ModelConfig, SFTConfig, TrlParser
+    from trl import ModelConfig, SFTConfig
 
     config = tmp_path / "sft.yaml"
     config.write_text("use_cpu: true\n" + yaml_text)
-    with checked_config_parsing(), pytest.raises(RecipeInputError, match=expected):
-        TrlParser((SFTConfig, ModelConfig)).parse_args_and_config(["--config", str(config)])
+    with pytest.raises(RecipeInputError, match=expected):
+        RecipeParser((SFTConfig, ModelConfig)).parse_args_and_config(["--config", str(config)])
 
 
 def test_every_shipped_config_passes_the_config_checks():
@@ -550,7 +543,7 @@ def test_every_shipped_config_passes_the_config_checks():
 
 
 def test_config_check_reports_a_wrong_type_before_anything_runs(tmp_path):
-    from hfrecipes.config_check import check
+    from hfrecipes.lifecycle.config_check import check
 
     config = tmp_path / "bad.yaml"
     config.write_text("sources: [builtin:noisy-web]\nformat: [lm]\n")
@@ -632,7 +625,7 @@ def test_atomic_writes_leave_the_old_or_the_new_file(workdir, old, new, fail):
     path = directory / "file.txt"
     atomic_write_text(path, old)
     # fsync failing stands for a full disk or a crash in the middle of the write.
-    with mock.patch("hfrecipes.io.os.fsync", side_effect=_Boom if fail else None), contextlib.suppress(_Boom):
+    with mock.patch("hfrecipes.core.io.os.fsync", side_effect=_Boom if fail else None), contextlib.suppress(_Boom):
         atomic_write_text(path, new)
     assert path.read_bytes().decode("utf-8") == (old if fail else new)
     assert os.listdir(directory) == ["file.txt"]

@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
+from hfrecipes.builtins.images import DIGIT_NAMES, SHAPE_COLORS, shape_caption
+from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data import load_source
-from hfrecipes.data.images import DIGIT_NAMES, SHAPE_COLORS, shape_caption
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.image_eval import ImageEvaluator, frechet_distance, retrieval_recall
-from hfrecipes.vision_text import (
+from hfrecipes.image.evaluation import ImageEvaluator, frechet_distance, retrieval_recall
+from hfrecipes.multimodal.vision_text import (
     caption_tokenizer,
     clip_config,
     pixel_stack,
@@ -169,7 +169,7 @@ def test_attribute_classifier_scores_real_digits_and_rejects_noise():
 def test_image_column_of_a_hub_style_dataset_is_renamed(monkeypatch):
     images = [Image.new("RGB", (16, 16), (i * 20, 0, 0)) for i in range(10)]
     dataset = datasets.Dataset.from_dict({"picture": images, "caption": [f"red {i}" for i in range(10)]})
-    monkeypatch.setattr("hfrecipes.vision_text.load_source", lambda *a, **k: dataset)
+    monkeypatch.setattr("hfrecipes.multimodal.vision_text.load_source", lambda *a, **k: dataset)
     train, validation, _ = prepare_image_splits(
         dataset_name="x/y", image_column="picture", required_columns=["caption"]
     )
@@ -197,7 +197,7 @@ def test_an_image_folder_with_captions_is_read_with_unreadable_files_reported(tm
 
 
 def test_clip_score_is_scaled_cosine_clipped_at_zero():
-    from hfrecipes.image_eval import clip_score
+    from hfrecipes.image.evaluation import clip_score
 
     a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     assert clip_score(a, a * 3) == pytest.approx(100.0)

@@ -11,9 +11,9 @@ from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from transformers import AutoModelForCausalLM
 
-from hfrecipes.cli import main as cli
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.lifecycle import load_pipeline, run_pipeline_file
+from hfrecipes.cli.commands import main as cli
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.lifecycle.runner import load_pipeline, run_pipeline_file
 
 from .conftest import ROOT, read_json
 
@@ -150,7 +150,7 @@ def test_the_full_tiny_lifecycle_runs_end_to_end(tmp_path):
 
 @pytest.mark.parametrize("name", ["text_tiny.yaml", "alignment_tiny.yaml", "text_full.yaml"])
 def test_shipped_pipelines_load_and_their_stage_configs_parse(name):
-    from hfrecipes.lifecycle import check_stage_configs
+    from hfrecipes.lifecycle.runner import check_stage_configs
 
     pipeline = load_pipeline(ROOT / "recipes/lifecycle" / name)
     assert pipeline.stage_names()[-1] == "evaluate"

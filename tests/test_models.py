@@ -2,8 +2,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.models import CAUSAL_LM_PRESETS, context_length, get_causal_lm, preset_config
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.text.models import CAUSAL_LM_PRESETS, context_length, get_causal_lm, preset_config
 
 
 @pytest.mark.parametrize(

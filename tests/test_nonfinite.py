@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hfrecipes.errors import NonFiniteError, RecipeInputError
-from hfrecipes.guards import NonFiniteGuard
-from hfrecipes.image_diffusion import ImageComponents
-from hfrecipes.training import CausalLMTrainer
+from hfrecipes.core.errors import NonFiniteError, RecipeInputError
+from hfrecipes.core.guards import NonFiniteGuard
+from hfrecipes.core.training import CausalLMTrainer
+from hfrecipes.image.components import ImageComponents
 
 from .conftest import TINY_PRETRAIN, run_recipe
 from .test_diffusion import TINY_DIGITS
@@ -102,7 +102,7 @@ def test_pretrain_skip_policy_skips_the_bad_step_and_finishes(tmp_path, monkeypa
     monkeypatch.setenv("HFRECIPES_NONFINITE", "skip")
     poison_step(monkeypatch, CausalLMTrainer, "compute_loss", {3})
     out = tmp_path / "out"
-    with caplog.at_level(logging.WARNING, logger="hfrecipes.guards"):
+    with caplog.at_level(logging.WARNING, logger="hfrecipes.core.guards"):
         run_recipe("text/pretrain.py", *PRETRAIN_SHORT, "--output_dir", out)
     assert "Step 3 skipped: non-finite gradients" in caplog.text
     weights = load_file(out / "model.safetensors")

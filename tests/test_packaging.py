@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from hfrecipes import catalogue
-from hfrecipes.cli import extras_status
-from hfrecipes.cli import main as cli
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.lifecycle import load_pipeline, resolve_pipeline
+from hfrecipes.cli.commands import extras_status
+from hfrecipes.cli.commands import main as cli
+from hfrecipes.core import catalogue
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.lifecycle.runner import load_pipeline, resolve_pipeline
 
 from .conftest import ROOT
 
@@ -73,7 +73,7 @@ def installed(wheel, tmp_path_factory) -> dict[str, str]:
 
 def hfrecipes(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "hfrecipes.cli", *args], env=env, cwd=cwd, capture_output=True, text=True
+        [sys.executable, "-m", "hfrecipes.cli.commands", *args], env=env, cwd=cwd, capture_output=True, text=True
     )
 
 
@@ -87,12 +87,12 @@ def test_the_wheel_ships_recipes_configs_lifecycle_files_and_accelerate_configs(
     } <= expected
     missing = sorted(path for path in expected if f"hfrecipes/{path}" not in names)
     assert not missing, f"not in the wheel: {missing}"
-    assert {"hfrecipes/__init__.py", "hfrecipes/cli.py", "hfrecipes/catalogue.py"} <= names
+    assert {"hfrecipes/__init__.py", "hfrecipes/cli/commands.py", "hfrecipes/core/catalogue.py"} <= names
     assert not [
         n for n in names if "__pycache__" in n or n.endswith(".pyc") or n.startswith(("runs/", "tests/"))
     ]
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert "hfrecipes = hfrecipes.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "hfrecipes = hfrecipes.cli.commands:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_the_installed_wheel_lists_copies_and_dry_runs_a_shipped_pipeline_from_an_empty_directory(

@@ -10,8 +10,8 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, HfArgumentParser, LlamaConfig, PreTrainedTokenizerFast
 
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.ppo import (
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.text.ppo import (
     AdaptiveKLController,
     FixedKLController,
     PPOConfig,

@@ -6,10 +6,10 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data import load_source
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.ppo import VALUE_HEAD_FILE
-from hfrecipes.rewards import RewardModelScorer
+from hfrecipes.text.ppo import VALUE_HEAD_FILE
+from hfrecipes.text.rewards import RewardModelScorer
 
 from .conftest import ROOT, read_json, run_recipe
 

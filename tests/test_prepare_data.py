@@ -4,7 +4,7 @@ import pytest
 from datasets import load_from_disk
 from huggingface_hub import DatasetCard, ModelCard
 
-from hfrecipes.errors import RecipeInputError
+from hfrecipes.core.errors import RecipeInputError
 
 from .conftest import ROOT, TINY_PRETRAIN, read_json, run_recipe
 

@@ -8,7 +8,7 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, pipeline
 
-from hfrecipes.errors import RecipeInputError
+from hfrecipes.core.errors import RecipeInputError
 
 from .conftest import ROOT, SHAKESPEARE, TINY_PRETRAIN, read_json, run_recipe
 

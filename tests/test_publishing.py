@@ -13,10 +13,10 @@ import pytest
 from huggingface_hub import ModelCard
 from transformers import TrainingArguments
 
-from hfrecipes import hub
-from hfrecipes.args import PublishArguments
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.stages import PushRequest, Stage, start_stage, take_push_request
+from hfrecipes.core import hub
+from hfrecipes.core.args import PublishArguments
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.stages import PushRequest, Stage, start_stage, take_push_request
 
 TOKEN = "hf_RECORDERtoken0123456789abcdefABCDEF"
 
@@ -174,7 +174,7 @@ def test_offline_export_holds_exactly_what_push_uploads(tmp_path, recorder):
 
 
 def test_the_push_command_publishes_like_a_recipe(tmp_path, recorder, capsys, monkeypatch):
-    from hfrecipes.cli import main
+    from hfrecipes.cli.commands import main
 
     _, out = finished_stage(tmp_path, name="finished")
     monkeypatch.setattr(hub, "get_token", lambda: None)

@@ -2,9 +2,9 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.models import get_causal_lm
-from hfrecipes.quantization import SUPPORTED_MODEL_TYPES, load_quantized, quantized_layers
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.text.models import get_causal_lm
+from hfrecipes.text.quantization import SUPPORTED_MODEL_TYPES, load_quantized, quantized_layers
 
 from .conftest import ROOT, read_json, run_recipe
 

@@ -4,8 +4,8 @@ import pytest
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.retrieval import RetrievalIndex
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.text.retrieval import RetrievalIndex
 
 from .conftest import ROOT, read_json, run_recipe
 

@@ -5,7 +5,13 @@ import pytest
 from transformers import TrainingArguments
 from trl import DPOConfig, GRPOConfig, ModelConfig, RewardConfig, RLOOConfig, SFTConfig, TrlParser
 
-from hfrecipes.args import CardArguments, DataArguments, ModelArguments, PublishArguments, TokenizerArguments
+from hfrecipes.core.args import (
+    CardArguments,
+    DataArguments,
+    ModelArguments,
+    PublishArguments,
+    TokenizerArguments,
+)
 
 from .conftest import ROOT, load_recipe
 
@@ -34,7 +40,7 @@ def recipe_types(config_name: str) -> tuple:
         config_class = GRPOConfig if config_name.startswith("grpo_") else RLOOConfig
         return (load_recipe("text/grpo.py").GRPOScriptArguments, config_class, ModelConfig)
     if config_name.startswith("ppo_"):
-        from hfrecipes.ppo import PPOConfig
+        from hfrecipes.text.ppo import PPOConfig
 
         return (load_recipe("text/ppo.py").PPOScriptArguments, PPOConfig)
     if config_name.startswith("evaluate_"):
@@ -44,13 +50,13 @@ def recipe_types(config_name: str) -> tuple:
 
         return (load_recipe("audio/train_tts.py").TTSArguments, Seq2SeqTrainingArguments)
     if config_name.startswith("diffusion_"):
-        from hfrecipes.diffusion import DiffusionTrainingArguments
+        from hfrecipes.diffusion.loop import DiffusionTrainingArguments
 
         recipe = load_recipe("image/train_diffusion.py")
         return (recipe.ImageDataArguments, recipe.DiffusionModelArguments, DiffusionTrainingArguments)
     if config_name.startswith("video_"):
-        from hfrecipes.diffusion import DiffusionTrainingArguments
-        from hfrecipes.video_diffusion import VideoDataArguments, VideoModelArguments
+        from hfrecipes.diffusion.loop import DiffusionTrainingArguments
+        from hfrecipes.video.components import VideoDataArguments, VideoModelArguments
 
         return (VideoDataArguments, VideoModelArguments, DiffusionTrainingArguments)
     if config_name.startswith("clip_"):

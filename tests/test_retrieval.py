@@ -3,10 +3,12 @@ from collections import defaultdict
 
 import pytest
 
-from hfrecipes.data import DataReport, load_source, parse_pipeline, run_pipeline
-from hfrecipes.data.qa import chunk_text, stdlib_functions
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.retrieval import (
+from hfrecipes.builtins.qa import stdlib_functions
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data import load_source, parse_pipeline, run_pipeline
+from hfrecipes.data.text import chunk_text
+from hfrecipes.text.retrieval import (
     UNKNOWN,
     RetrievalIndex,
     answer_metrics,

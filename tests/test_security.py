@@ -25,9 +25,9 @@ import pytest
 import torch
 import yaml
 
-from hfrecipes.args import ModelArguments
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.hub import build_lineage, offline_export, render_model_card
+from hfrecipes.core.args import ModelArguments
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.hub import build_lineage, offline_export, render_model_card
 
 from .conftest import ROOT, TINY_PRETRAIN
 
@@ -192,7 +192,7 @@ def _plant_pickle(path: Path, marker: Path) -> None:
 def test_pickled_weights_in_a_model_directory_are_never_executed(tmp_path):
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from hfrecipes.models import get_causal_lm
+    from hfrecipes.text.models import get_causal_lm
 
     model_dir, marker = tmp_path / "model", tmp_path / "pwned"
     model_dir.mkdir()
@@ -314,7 +314,7 @@ def test_the_published_stage_holds_no_pickle_files(planted_run):
 
 
 def test_pipeline_logs_do_not_show_a_token_given_as_an_override(tmp_path, monkeypatch):
-    from hfrecipes import lifecycle
+    from hfrecipes.lifecycle import runner as lifecycle
 
     monkeypatch.setattr(lifecycle, "check_stage_configs", lambda pipeline, stages: None)
     pipeline = tmp_path / "pipeline.yaml"

@@ -8,10 +8,10 @@ from peft import AutoPeftModelForCausalLM, PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
+from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data import load_source
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.models import get_causal_lm, special_token_ids
-from hfrecipes.tokenization import CHATML_TEMPLATE, IM_END, train_tokenizer
+from hfrecipes.text.models import get_causal_lm, special_token_ids
+from hfrecipes.text.tokenization import CHATML_TEMPLATE, IM_END, train_tokenizer
 
 from .conftest import ROOT, read_json, run_recipe
 

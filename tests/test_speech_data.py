@@ -9,16 +9,10 @@ import numpy as np
 import pytest
 import soundfile
 
+from hfrecipes.audio.data import check_speech_columns, is_ljspeech_folder, load_speech_source
+from hfrecipes.builtins.speech import ESPEAK_SPEAKERS, espeak_phonemes, espeak_sentences
+from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data import load_source
-from hfrecipes.data.speech import (
-    ESPEAK_SPEAKERS,
-    check_speech_columns,
-    espeak_phonemes,
-    espeak_sentences,
-    is_ljspeech_folder,
-    load_speech_source,
-)
-from hfrecipes.errors import RecipeInputError
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 

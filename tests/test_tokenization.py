@@ -1,9 +1,9 @@
 import pytest
 from transformers import AutoTokenizer
 
+from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data import load_source
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.tokenization import CHATML_TEMPLATE, IM_END, fertility, train_tokenizer
+from hfrecipes.text.tokenization import CHATML_TEMPLATE, IM_END, fertility, train_tokenizer
 
 from .conftest import ROOT, read_json, run_recipe
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from hfrecipes import speech
-from hfrecipes.data.report import DataReport
-from hfrecipes.errors import RecipeInputError
+from hfrecipes.audio import speech
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
 
 from .conftest import ROOT, read_json, run_recipe
 

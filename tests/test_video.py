@@ -15,8 +15,8 @@ from huggingface_hub import ModelCard
 from PIL import Image
 from safetensors.torch import load_file
 
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.video_diffusion import (
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.video.components import (
     encode_text,
     extend_positions,
     flow_matching_loss,
@@ -79,7 +79,7 @@ def clip_text_tower(tmp_path_factory) -> Path:
     """A CLIP text tower + caption tokenizer saved the way the CLIP recipe's output holds them."""
     from transformers import CLIPTextModel
 
-    from hfrecipes.vision_text import caption_tokenizer, text_config
+    from hfrecipes.multimodal.vision_text import caption_tokenizer, text_config
 
     tokenizer = caption_tokenizer(["a red green square moving left right up down quickly slowly"])
     path = tmp_path_factory.mktemp("clip") / "clip"
@@ -114,7 +114,7 @@ def test_pixel_vaes_are_identities_the_pipelines_can_use():
 
 
 def test_timestep_bias_weights_the_noisiest_steps_and_sampling_follows_them():
-    from hfrecipes.diffusion import timestep_weights
+    from hfrecipes.diffusion.loop import timestep_weights
 
     assert (
         timestep_weights("none", 0.25, 5.0, 1000) is None
@@ -152,7 +152,7 @@ def test_flow_matching_loss_is_zero_for_the_true_velocity(sampling):
 def test_prompts_are_encoded_exactly_as_the_wan_pipeline_encodes_them():
     from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
 
-    from hfrecipes.vision_text import caption_tokenizer
+    from hfrecipes.multimodal.vision_text import caption_tokenizer
 
     tokenizer = caption_tokenizer(["a red square moving left", "a blue circle moving up quickly"], 32)
     encoder = t5_encoder("tiny", tokenizer).eval()
@@ -171,7 +171,7 @@ def test_prompts_are_encoded_exactly_as_the_wan_pipeline_encodes_them():
 def test_clip_text_towers_get_longer_position_tables_without_changing_outputs():
     from transformers import CLIPTextModel
 
-    from hfrecipes.vision_text import caption_tokenizer, text_config
+    from hfrecipes.multimodal.vision_text import caption_tokenizer, text_config
 
     tokenizer = caption_tokenizer(["a red square moving left"])
     model = CLIPTextModel(text_config("tiny", tokenizer)).eval()
@@ -415,7 +415,7 @@ def test_frames_and_sizes_the_video_vae_cannot_take_are_refused(tiny_wan_vae, tm
 
 
 def test_short_and_undecodable_clips_are_refused_or_counted(tmp_path):
-    from hfrecipes.data.videos import save_gif
+    from hfrecipes.video.data import save_gif
 
     root = tmp_path / "clips"
     root.mkdir()

@@ -13,18 +13,17 @@ import pytest
 import torch
 from PIL import Image
 
+from hfrecipes.builtins.videos import MOTION_DIRECTIONS, motion_caption
+from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data import load_source
-from hfrecipes.data.videos import (
-    MOTION_DIRECTIONS,
-    clip_array,
-    clip_frame_indices,
-    motion_caption,
-    prepare_video_splits,
-    resample_clip,
-    save_gif,
+from hfrecipes.video.data import clip_array, clip_frame_indices, prepare_video_splits, resample_clip, save_gif
+from hfrecipes.video.evaluation import (
+    VideoEvaluator,
+    estimate_motion,
+    motion_metrics,
+    speed_bucket,
+    track_object,
 )
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.video_eval import VideoEvaluator, estimate_motion, motion_metrics, speed_bucket, track_object
 
 SPEC = "builtin:moving-shapes?n=120&size=16&frames=8&seed=3"
 

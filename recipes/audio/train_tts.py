@@ -8,7 +8,7 @@ the model's rate. Labels are log-mels (-100 padded, frames a multiple of the red
 SpeechT5's L1 + stop-token BCE + guided attention. Evaluation on held-out utterances, before and after
 training: MCD / log-mel L1 after DTW, duration ratio, stop accuracy, and the CER of a small CTC recogniser
 (trained here on the real training speech) on the synthesised speech. WAVs and spectrogram PNGs are written
-at each eval. Re-running resumes. Synthesis: `hfrecipes.speech.synthesize(output_dir, text, "out.wav")`.
+at each eval. Re-running resumes. Synthesis: `hfrecipes.audio.speech.synthesize(output_dir, text, "out.wav")`.
 """
 
 from __future__ import annotations
@@ -17,26 +17,27 @@ import logging
 from pathlib import Path
 
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, SpeechT5ForTextToSpeech
-from trl import TrlParser
 
-from hfrecipes import speech
-from hfrecipes.args import CardArguments
-from hfrecipes.data import DataReport, parse_pipeline, run_pipeline
-from hfrecipes.data.speech import check_speech_columns, load_speech_source
-from hfrecipes.efficiency import track_efficiency
-from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.guards import guard_nonfinite
-from hfrecipes.io import atomic_write_json
-from hfrecipes.stages import start_stage
-from hfrecipes.training import cpu_only_defaults, resume_checkpoint
+from hfrecipes.audio import speech
+from hfrecipes.audio.data import check_speech_columns, load_speech_source
+from hfrecipes.core.args import CardArguments
+from hfrecipes.core.config import RecipeParser, run_main
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.efficiency import track_efficiency
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.guards import guard_nonfinite
+from hfrecipes.core.io import atomic_write_json
+from hfrecipes.core.stages import start_stage
+from hfrecipes.core.training import cpu_only_defaults, resume_checkpoint
+from hfrecipes.data import parse_pipeline, run_pipeline
 
 logger = logging.getLogger(__name__)
 TTSArguments = speech.TTSArguments  # YAML keys of this recipe (tests/test_recipe_configs.py)
 
 
-def main() -> None:
-    # --- args ---------------------------------------------------------------------------------------------
-    parser = TrlParser((speech.TTSArguments, Seq2SeqTrainingArguments, CardArguments))
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The run's settings: the --config YAML file, then any --key value overrides."""
+    parser = RecipeParser((speech.TTSArguments, Seq2SeqTrainingArguments, CardArguments))
     parser.set_defaults(
         **cpu_only_defaults(),
         output_dir="runs/tts",
@@ -45,7 +46,12 @@ def main() -> None:
         label_names=["labels"],
         prediction_loss_only=True,
     )
-    args, training_args, card_args = parser.parse_args_and_config()
+    return parser.parse_args_and_config(argv)
+
+
+def main() -> None:
+    # --- args ---------------------------------------------------------------------------------------------
+    args, training_args, card_args = parse_args()
     stage = start_stage(
         "audio/train_tts",
         args,

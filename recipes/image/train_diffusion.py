@@ -21,25 +21,29 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from trl import TrlParser
 
-from hfrecipes import diffusion as dm
-from hfrecipes.args import PublishArguments
-from hfrecipes.errors import run_main
-from hfrecipes.image_diffusion import DiffusionModelArguments, ImageComponents, ImageDataArguments
-from hfrecipes.stages import start_stage
-from hfrecipes.vision_text import PixelCaptionDataset, prepare_image_splits
+from hfrecipes.core.args import PublishArguments
+from hfrecipes.core.config import RecipeParser, run_main
+from hfrecipes.core.stages import start_stage
+from hfrecipes.diffusion import loop as dm
+from hfrecipes.image.components import DiffusionModelArguments, ImageComponents, ImageDataArguments
+from hfrecipes.multimodal.vision_text import PixelCaptionDataset, prepare_image_splits
 
 logger = logging.getLogger(__name__)
 
 
-def main() -> None:
-    # --- args -------------------------------------------------------------------------------------------
-    parser = TrlParser(
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The run's settings: the --config YAML file, then any --key value overrides."""
+    parser = RecipeParser(
         (ImageDataArguments, DiffusionModelArguments, dm.DiffusionTrainingArguments, PublishArguments)
     )
     parser.set_defaults(use_cpu=not torch.cuda.is_available(), output_dir="runs/diffusion")
-    data_args, model_args, args, publish_args = parser.parse_args_and_config()
+    return parser.parse_args_and_config(argv)
+
+
+def main() -> None:
+    # --- args -------------------------------------------------------------------------------------------
+    data_args, model_args, args, publish_args = parse_args()
     stage = start_stage(
         "image/train_diffusion",
         data_args,

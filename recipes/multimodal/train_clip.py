@@ -19,17 +19,16 @@ from typing import Any
 
 import torch
 from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor, TrainingArguments
-from trl import TrlParser
 
-from hfrecipes.args import CardArguments
-from hfrecipes.efficiency import track_efficiency
-from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.guards import guard_nonfinite
-from hfrecipes.image_eval import clip_retrieval
-from hfrecipes.stages import start_stage
-from hfrecipes.tokenization import load_tokenizer
-from hfrecipes.training import cpu_only_defaults, resume_checkpoint
-from hfrecipes.vision_text import (
+from hfrecipes.core.args import CardArguments
+from hfrecipes.core.config import RecipeParser, run_main
+from hfrecipes.core.efficiency import track_efficiency
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.guards import guard_nonfinite
+from hfrecipes.core.stages import start_stage
+from hfrecipes.core.training import cpu_only_defaults, resume_checkpoint
+from hfrecipes.image.evaluation import clip_retrieval
+from hfrecipes.multimodal.vision_text import (
     CLIP_MEAN,
     CLIP_STD,
     CaptionCollator,
@@ -39,6 +38,7 @@ from hfrecipes.vision_text import (
     clip_config,
     prepare_image_splits,
 )
+from hfrecipes.text.tokenization import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class CLIPScriptArguments:
         default=None, metadata={"help": "Hub CLIP or previous output; else a preset."}
     )
     model_preset: str = field(
-        default="tiny", metadata={"help": "hfrecipes.vision_text presets: tiny, small, clip-base."}
+        default="tiny", metadata={"help": "hfrecipes.multimodal.vision_text presets: tiny, small, clip-base."}
     )
     model_overrides: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "text_config / vision_config / projection_dim."}
@@ -75,13 +75,18 @@ class CLIPScriptArguments:
     retrieval_max_pairs: int = field(default=1000, metadata={"help": "Held-out pairs ranked for recall@k."})
 
 
-def main() -> None:
-    # --- args -------------------------------------------------------------------------------------------
-    parser = TrlParser((CLIPScriptArguments, TrainingArguments, CardArguments))
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The run's settings: the --config YAML file, then any --key value overrides."""
+    parser = RecipeParser((CLIPScriptArguments, TrainingArguments, CardArguments))
     parser.set_defaults(
         **cpu_only_defaults(), output_dir="runs/clip", eval_strategy="steps", remove_unused_columns=False
     )
-    script_args, training_args, card_args = parser.parse_args_and_config()
+    return parser.parse_args_and_config(argv)
+
+
+def main() -> None:
+    # --- args -------------------------------------------------------------------------------------------
+    script_args, training_args, card_args = parse_args()
     stage = start_stage(
         "multimodal/train_clip",
         script_args,

@@ -19,15 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trl import TrlParser
-
 try:  # experimental in TRL: a TRL without it must not break importing this module, only running it
     from trl.experimental.gkd import GKDConfig, GKDTrainer
 except ImportError:
     GKDConfig = GKDTrainer = None
 
-from hfrecipes.args import CardArguments, DataArguments
-from hfrecipes.distillation import (
+from hfrecipes.core.args import CardArguments, DataArguments
+from hfrecipes.core.config import RecipeParser, run_main
+from hfrecipes.core.efficiency import track_efficiency
+from hfrecipes.core.guards import guard_nonfinite
+from hfrecipes.core.stages import start_stage
+from hfrecipes.core.training import cpu_only_defaults, resume_checkpoint
+from hfrecipes.text.distillation import (
     TrainClock,
     baseline_writer,
     check_arguments,
@@ -40,14 +43,9 @@ from hfrecipes.distillation import (
     prepare_transfer_data,
     run_scratch_baseline,
 )
-from hfrecipes.efficiency import track_efficiency
-from hfrecipes.errors import run_main
-from hfrecipes.guards import guard_nonfinite
-from hfrecipes.models import get_causal_lm, special_token_ids
-from hfrecipes.posttraining import prepare_chat_tokenizer, stop_token_ids
-from hfrecipes.stages import start_stage
-from hfrecipes.tokenization import load_tokenizer
-from hfrecipes.training import cpu_only_defaults, resume_checkpoint
+from hfrecipes.text.models import get_causal_lm, special_token_ids
+from hfrecipes.text.posttraining import prepare_chat_tokenizer, stop_token_ids
+from hfrecipes.text.tokenization import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +54,7 @@ logger = logging.getLogger(__name__)
 class DistillArguments:
     dataset_kind: str = field(default="text", metadata={"help": "text (packed blocks) or chat (messages)."})
     chat_template: str | None = field(default=None, metadata={"help": "chat: chatml or a .jinja file."})
-    student_preset: str = field(default="tiny", metadata={"help": "Student preset (hfrecipes.models)."})
+    student_preset: str = field(default="tiny", metadata={"help": "Student preset (hfrecipes.text.models)."})
     student_overrides: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "Preset fields to change."}
     )
@@ -82,11 +80,9 @@ class DistillArguments:
     eval_max_new_tokens: int = field(default=16, metadata={"help": "chat: tokens generated per prompt."})
 
 
-def main() -> None:
-    if GKDConfig is None or GKDTrainer is None:  # before anything is parsed or loaded
-        raise missing_trl_feature("GKD trainer (trl.experimental.gkd.GKDTrainer)")
-    # --- args ---------------------------------------------------------------------------------------------
-    parser = TrlParser((DataArguments, DistillArguments, GKDConfig, CardArguments))
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The run's settings: the --config YAML file, then any --key value overrides."""
+    parser = RecipeParser((DataArguments, DistillArguments, GKDConfig, CardArguments))
     parser.set_defaults(
         **cpu_only_defaults(),
         output_dir="runs/distill",
@@ -94,7 +90,14 @@ def main() -> None:
         beta=0.0,
         activation_checkpointing=False,
     )
-    data_args, script_args, training_args, card_args = parser.parse_args_and_config()
+    return parser.parse_args_and_config(argv)
+
+
+def main() -> None:
+    if GKDConfig is None or GKDTrainer is None:  # before anything is parsed or loaded
+        raise missing_trl_feature("GKD trainer (trl.experimental.gkd.GKDTrainer)")
+    # --- args ---------------------------------------------------------------------------------------------
+    data_args, script_args, training_args, card_args = parse_args()
     teacher_path = training_args.teacher_model_name_or_path
     student_path = script_args.student_model_name_or_path
     stage = start_stage(

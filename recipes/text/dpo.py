@@ -17,9 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl import DPOConfig, DPOTrainer, ModelConfig, TrlParser, get_peft_config
+from trl import DPOConfig, DPOTrainer, ModelConfig, get_peft_config
 
-from hfrecipes.alignment import (
+from hfrecipes.builtins.preferences import ai_feedback_pairs, as_preference_rows
+from hfrecipes.core.args import CardArguments
+from hfrecipes.core.config import RecipeParser, run_main
+from hfrecipes.core.efficiency import track_efficiency
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.guards import guard_nonfinite
+from hfrecipes.core.stages import merged_adapter_writer, start_stage
+from hfrecipes.core.training import cpu_only_defaults, resume_checkpoint
+from hfrecipes.data import parse_pipeline
+from hfrecipes.text.alignment import (
     AlignmentDataArguments,
     chat_usage,
     compare,
@@ -28,17 +37,9 @@ from hfrecipes.alignment import (
     load_reward_model,
     reply_logprobs,
 )
-from hfrecipes.args import CardArguments
-from hfrecipes.data import parse_pipeline
-from hfrecipes.data.preferences import ai_feedback_pairs, as_preference_rows
-from hfrecipes.efficiency import track_efficiency
-from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.evaluation import generate_replies
-from hfrecipes.guards import guard_nonfinite
-from hfrecipes.posttraining import check_lora_targets
-from hfrecipes.rewards import check_weights, combined_scorer, resolve_reward_functions
-from hfrecipes.stages import merged_adapter_writer, start_stage
-from hfrecipes.training import cpu_only_defaults, resume_checkpoint
+from hfrecipes.text.evaluation import generate_replies
+from hfrecipes.text.posttraining import check_lora_targets
+from hfrecipes.text.rewards import check_weights, combined_scorer, resolve_reward_functions
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +69,16 @@ def logprob_margin(model, tokenizer, rows) -> float:
     return sum(c - r for c, r in zip(chosen, rejected, strict=True)) / len(prompts)
 
 
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The run's settings: the --config YAML file, then any --key value overrides."""
+    parser = RecipeParser((DPOScriptArguments, DPOConfig, ModelConfig, CardArguments))
+    parser.set_defaults(**cpu_only_defaults(), output_dir="runs/dpo", eval_strategy="steps")
+    return parser.parse_args_and_config(argv)
+
+
 def main() -> None:
     # --- args ---------------------------------------------------------------------------------------------
-    parser = TrlParser((DPOScriptArguments, DPOConfig, ModelConfig, CardArguments))
-    parser.set_defaults(**cpu_only_defaults(), output_dir="runs/dpo", eval_strategy="steps")
-    script_args, training_args, model_args, card_args = parser.parse_args_and_config()
+    script_args, training_args, model_args, card_args = parse_args()
     start_path = model_args.model_name_or_path
     if not start_path:
         raise RecipeInputError(

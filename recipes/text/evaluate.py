@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl import TrlParser
 
-from hfrecipes.alignment import as_conversational_prompts, evaluate_policy
-from hfrecipes.data import DataReport, load_source
-from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.evaluation import generate_replies, language_model_loss, win_rate
-from hfrecipes.rewards import RewardModelScorer
-from hfrecipes.stages import start_stage
+from hfrecipes.core.config import RecipeParser, run_main
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.stages import start_stage
+from hfrecipes.data import load_source
+from hfrecipes.text.alignment import as_conversational_prompts, evaluate_policy
+from hfrecipes.text.evaluation import generate_replies, language_model_loss, win_rate
+from hfrecipes.text.rewards import RewardModelScorer
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +63,14 @@ class EvaluateArguments:
     )
 
 
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The run's settings: the --config YAML file, then any --key value overrides."""
+    return RecipeParser((EvaluateArguments,)).parse_args_and_config(argv)
+
+
 def main() -> None:
     # --- args ---------------------------------------------------------------------------------------------
-    (args,) = TrlParser((EvaluateArguments,)).parse_args_and_config()
+    (args,) = parse_args()
     if args.win_rate_against not in ("previous", "first"):
         raise RecipeInputError(f"win_rate_against must be previous or first, got {args.win_rate_against!r}.")
     if not args.models:

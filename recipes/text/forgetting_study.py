@@ -16,10 +16,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hfrecipes.args import check_config_file
-from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.io import atomic_write_json, atomic_write_text
-from hfrecipes.stages import start_stage
+from hfrecipes.core.config import check_config_file
+from hfrecipes.core.config import run_main
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.io import atomic_write_json, atomic_write_text
+from hfrecipes.core.stages import start_stage
 
 SFT = Path(__file__).with_name("sft.py")
 VARIANTS = {

@@ -4,7 +4,7 @@ the policy samples `num_generations` replies per prompt, scored by named reward 
     accelerate launch --config_file accelerate_configs/cpu.yaml recipes/text/grpo.py \
         --config recipes/text/configs/grpo_tiny.yaml [--algorithm rloo] [--key value ...]
 
-Rewards: `reward_funcs` from the registry in `hfrecipes.rewards` (correctness, format, length_penalty, refusal)
+Rewards: `reward_funcs` from the registry in `hfrecipes.text.rewards` (correctness, format, length_penalty, refusal)
 plus `reward_model_path`, weighted by `reward_weights` (functions first, then the reward model). Generation runs
 in transformers on CPU; on GPUs set `use_vllm: true` with `vllm_mode: colocate` (one node, shares the GPUs) or
 `server` (a separate `trl vllm-serve` process) — see the full-scale config.
@@ -17,9 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl import GRPOConfig, GRPOTrainer, ModelConfig, RLOOConfig, RLOOTrainer, TrlParser, get_peft_config
+from trl import GRPOConfig, GRPOTrainer, ModelConfig, RLOOConfig, RLOOTrainer, get_peft_config
 
-from hfrecipes.alignment import (
+from hfrecipes.core.args import CardArguments
+from hfrecipes.core.config import RecipeParser, run_main
+from hfrecipes.core.efficiency import track_efficiency
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.guards import guard_nonfinite
+from hfrecipes.core.stages import start_stage
+from hfrecipes.core.training import cpu_only_defaults, resume_checkpoint
+from hfrecipes.data import parse_pipeline
+from hfrecipes.text.alignment import (
     AlignmentDataArguments,
     as_conversational_prompts,
     chat_usage,
@@ -30,15 +38,8 @@ from hfrecipes.alignment import (
     load_reward_model,
     prompt_conversations,
 )
-from hfrecipes.args import CardArguments
-from hfrecipes.data import parse_pipeline
-from hfrecipes.efficiency import track_efficiency
-from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.guards import guard_nonfinite
-from hfrecipes.posttraining import check_lora_targets
-from hfrecipes.rewards import check_weights, resolve_reward_functions
-from hfrecipes.stages import start_stage
-from hfrecipes.training import cpu_only_defaults, resume_checkpoint
+from hfrecipes.text.posttraining import check_lora_targets
+from hfrecipes.text.rewards import check_weights, resolve_reward_functions
 
 logger = logging.getLogger(__name__)
 ALGORITHMS = {"grpo": (GRPOConfig, GRPOTrainer), "rloo": (RLOOConfig, RLOOTrainer)}
@@ -58,19 +59,19 @@ class GRPOScriptArguments(AlignmentDataArguments):
     )
 
 
-def parse_arguments():
+def parse_args(argv: list[str] | None = None) -> tuple:
     """Two passes: `algorithm` decides which TRL config class parses the rest of the arguments."""
-    first, _ = TrlParser((GRPOScriptArguments,)).parse_args_and_config(return_remaining_strings=True)
+    first, _ = RecipeParser((GRPOScriptArguments,)).parse_args_and_config(argv, return_remaining_strings=True)
     if first.algorithm not in ALGORITHMS:
         raise RecipeInputError(f"algorithm must be one of {sorted(ALGORITHMS)}, got {first.algorithm!r}.")
-    parser = TrlParser((GRPOScriptArguments, ALGORITHMS[first.algorithm][0], ModelConfig, CardArguments))
+    parser = RecipeParser((GRPOScriptArguments, ALGORITHMS[first.algorithm][0], ModelConfig, CardArguments))
     parser.set_defaults(**cpu_only_defaults(), output_dir=f"runs/{first.algorithm}")
-    return parser.parse_args_and_config()
+    return parser.parse_args_and_config(argv)
 
 
 def main() -> None:
     # --- args ---------------------------------------------------------------------------------------------
-    script_args, training_args, model_args, card_args = parse_arguments()
+    script_args, training_args, model_args, card_args = parse_args()
     start_path = model_args.model_name_or_path
     if not start_path:
         raise RecipeInputError(

@@ -1,6 +1,6 @@
 """Classic RLHF: actor-critic PPO with a value head, GAE, clipped policy/value losses and a KL penalty (adaptive or
 fixed) to the frozen reference, on Accelerate. TRL 1.x removed its PPOTrainer; the algorithm lives in
-`hfrecipes.ppo` (small, unit-tested) and this recipe wires data, rewards and evaluation around it.
+`hfrecipes.text.ppo` (small, unit-tested) and this recipe wires data, rewards and evaluation around it.
 
     accelerate launch --config_file accelerate_configs/cpu.yaml recipes/text/ppo.py \
         --config recipes/text/configs/ppo_tiny.yaml [--key value ...]
@@ -18,9 +18,15 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl import TrlParser
 
-from hfrecipes.alignment import (
+from hfrecipes.core.args import PublishArguments
+from hfrecipes.core.config import RecipeParser, run_main
+from hfrecipes.core.efficiency import EfficiencyMeter, lm_efficiency
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.stages import start_stage
+from hfrecipes.core.training import last_complete_checkpoint
+from hfrecipes.data import parse_pipeline
+from hfrecipes.text.alignment import (
     AlignmentDataArguments,
     chat_usage,
     check_generation_fits,
@@ -30,14 +36,8 @@ from hfrecipes.alignment import (
     load_reward_model,
     prompt_conversations,
 )
-from hfrecipes.args import PublishArguments
-from hfrecipes.data import parse_pipeline
-from hfrecipes.efficiency import EfficiencyMeter, lm_efficiency
-from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.ppo import PPOConfig, PPOTrainer, plot_ppo_curves
-from hfrecipes.rewards import check_weights, combined_scorer, resolve_reward_functions
-from hfrecipes.stages import start_stage
-from hfrecipes.training import last_complete_checkpoint
+from hfrecipes.text.ppo import PPOConfig, PPOTrainer, plot_ppo_curves
+from hfrecipes.text.rewards import check_weights, combined_scorer, resolve_reward_functions
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +70,15 @@ def ppo_efficiency(trainer: PPOTrainer, meter: EfficiencyMeter, first_update: in
                          note="rollouts (sampling, policy, value and reference forwards) not counted")  # fmt: skip
 
 
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The run's settings: the --config YAML file, then any --key value overrides."""
+    parser = RecipeParser((PPOScriptArguments, PPOConfig, PublishArguments))
+    return parser.parse_args_and_config(argv)
+
+
 def main() -> None:
     # --- args ---------------------------------------------------------------------------------------------
-    parser = TrlParser((PPOScriptArguments, PPOConfig, PublishArguments))
-    script_args, config, publish_args = parser.parse_args_and_config()
+    script_args, config, publish_args = parse_args()
     start_path = script_args.model_name_or_path
     if not start_path:
         raise RecipeInputError(
@@ -161,7 +166,7 @@ def main() -> None:
             metrics=metrics,
             card={
                 "title": f"{output_dir.name}: PPO with hfrecipes",
-                "description": f"A policy trained with actor-critic PPO (hfrecipes.ppo: GAE, clipped losses, "
+                "description": f"A policy trained with actor-critic PPO (hfrecipes.text.ppo: GAE, clipped losses, "
                 f"{'adaptive' if config.target_kl else 'fixed'} KL penalty) from `{start_path}`; rewards "
                 f"{[f.__name__ for f in functions] + (['reward_model'] if reward_model else [])} weighted {weights}. "
                 "The value head is in value_head.safetensors.\n\n"

@@ -13,15 +13,15 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trl import TrlParser
-
-from hfrecipes.args import PublishArguments
-from hfrecipes.data import DataReport, SourceSpec, load_sources, parse_pipeline, run_pipeline
+from hfrecipes.core.args import PublishArguments
+from hfrecipes.core.config import RecipeParser, run_main
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.io import atomic_write_text
+from hfrecipes.core.reports import data_report_markdown, plot_data_report
+from hfrecipes.core.stages import start_stage
+from hfrecipes.data import SourceSpec, load_sources, parse_pipeline, run_pipeline
 from hfrecipes.data.formats import validate_format
-from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.io import atomic_write_text
-from hfrecipes.reports import data_report_markdown, plot_data_report
-from hfrecipes.stages import start_stage
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +64,14 @@ class PrepareArguments:
     )
 
 
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The run's settings: the --config YAML file, then any --key value overrides."""
+    return RecipeParser((PrepareArguments, PublishArguments)).parse_args_and_config(argv)
+
+
 def main() -> None:
     # --- args: parse and validate everything before loading any data ---------------------------------------
-    args, publish_args = TrlParser((PrepareArguments, PublishArguments)).parse_args_and_config()
+    args, publish_args = parse_args()
     steps = parse_pipeline(args.pipeline)
     if args.backend not in ("datasets", "datatrove"):
         raise RecipeInputError(f"backend must be 'datasets' or 'datatrove', not {args.backend!r}.")

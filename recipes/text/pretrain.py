@@ -14,23 +14,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import TrainingArguments, default_data_collator
-from trl import TrlParser
 
-from hfrecipes.args import CardArguments, DataArguments, ModelArguments, TokenizerArguments
-from hfrecipes.data import prepare_text_splits, tokenize_and_pack
-from hfrecipes.efficiency import track_efficiency
-from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.guards import guard_nonfinite
-from hfrecipes.models import context_length, get_causal_lm, special_token_ids
-from hfrecipes.stages import start_stage
-from hfrecipes.tokenization import fertility, load_or_train_tokenizer
-from hfrecipes.training import (
+from hfrecipes.core.args import CardArguments, DataArguments, ModelArguments, TokenizerArguments
+from hfrecipes.core.config import RecipeParser, run_main
+from hfrecipes.core.efficiency import track_efficiency
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.guards import guard_nonfinite
+from hfrecipes.core.stages import start_stage
+from hfrecipes.core.training import (
     CausalLMTrainer,
     cpu_only_defaults,
     ranks_in_sync,
     resume_checkpoint,
     tokens_seen,
 )
+from hfrecipes.data import prepare_text_splits, tokenize_and_pack
+from hfrecipes.text.models import context_length, get_causal_lm, special_token_ids
+from hfrecipes.text.tokenization import fertility, load_or_train_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +44,9 @@ class PretrainArguments:
     sample_max_new_tokens: int = field(default=48, metadata={"help": "Tokens generated per sample prompt."})
 
 
-def main() -> None:
-    # --- args -------------------------------------------------------------------------------------------
-    parser = TrlParser(
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The run's settings: the --config YAML file, then any --key value overrides."""
+    parser = RecipeParser(
         (
             DataArguments,
             ModelArguments,
@@ -57,7 +57,12 @@ def main() -> None:
         )
     )
     parser.set_defaults(**cpu_only_defaults(), output_dir="runs/pretrain", eval_strategy="steps")
-    data_args, model_args, tok_args, script_args, training_args, card_args = parser.parse_args_and_config()
+    return parser.parse_args_and_config(argv)
+
+
+def main() -> None:
+    # --- args -------------------------------------------------------------------------------------------
+    data_args, model_args, tok_args, script_args, training_args, card_args = parse_args()
     stage = start_stage(
         "text/pretrain",
         data_args,

@@ -7,7 +7,7 @@ size on disk, generation tokens/s and held-out nats per character before and aft
 `model_name_or_path` is a previous stage's output directory (pretrain.py, sft.py with a merged model,
 distill.py). The output is safetensors only: with `backend: torchao` it holds int8 weights and loads with
 `AutoModelForCausalLM.from_pretrained`; with `backend: torch` it keeps float weights and
-`hfrecipes.quantization.load_quantized(dir)` quantises at load (see src/hfrecipes/quantization.py for why).
+`hfrecipes.text.quantization.load_quantized(dir)` quantises at load (see src/hfrecipes/text/quantization.py for why).
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM
-from trl import TrlParser
 
-from hfrecipes.args import DataArguments, PublishArguments
+from hfrecipes.core.args import DataArguments, PublishArguments
+from hfrecipes.core.config import RecipeParser, run_main
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.stages import start_stage
 from hfrecipes.data import prepare_text_splits
-from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.evaluation import language_model_loss
-from hfrecipes.quantization import (
+from hfrecipes.text.evaluation import language_model_loss
+from hfrecipes.text.quantization import (
     check_quantizable,
     check_quantize_options,
     generation_speed,
@@ -32,8 +33,7 @@ from hfrecipes.quantization import (
     save_quantized,
     weights_bytes,
 )
-from hfrecipes.stages import start_stage
-from hfrecipes.tokenization import load_tokenizer
+from hfrecipes.text.tokenization import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +61,15 @@ class QuantizeArguments:
     seed: int = field(default=42, metadata={"help": "Seed (the held-out split when it is random)."})
 
 
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The run's settings: the --config YAML file, then any --key value overrides."""
+    parser = RecipeParser((QuantizeArguments, DataArguments, PublishArguments))
+    return parser.parse_args_and_config(argv)
+
+
 def main() -> None:
     # --- args -----------------------------------------------------------------------------------------------
-    parser = TrlParser((QuantizeArguments, DataArguments, PublishArguments))
-    args, data_args, publish_args = parser.parse_args_and_config()
+    args, data_args, publish_args = parse_args()
     if not args.model_name_or_path:
         raise RecipeInputError("Set model_name_or_path: the output directory of the stage to quantise.")
     check_quantize_options(args.backend, args.method)
@@ -144,7 +149,7 @@ def main() -> None:
                 f"`{args.model_name_or_path}` for CPU inference; {recipe['quantized_layers']} linear layers "
                 f"quantised, embeddings and LM head kept in float.\n\n{table}",
                 "usage": "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
-                "from hfrecipes.quantization import load_quantized\n\n"
+                "from hfrecipes.text.quantization import load_quantized\n\n"
                 f'tokenizer = AutoTokenizer.from_pretrained("{output_dir}")\n{load}',
                 "tags": ["quantized", "int8", args.backend],
                 "base_model": args.model_name_or_path,

@@ -20,16 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from transformers import Trainer
-from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
+from trl import ModelConfig, SFTConfig, SFTTrainer
 
-from hfrecipes.args import CardArguments
+from hfrecipes.core.args import CardArguments
+from hfrecipes.core.config import RecipeParser, run_main
+from hfrecipes.core.efficiency import track_efficiency
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.guards import guard_nonfinite
+from hfrecipes.core.stages import start_stage
+from hfrecipes.core.training import cpu_only_defaults, resume_checkpoint
 from hfrecipes.data import load_source
-from hfrecipes.efficiency import track_efficiency
-from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.evaluation import stop_token_ids
-from hfrecipes.guards import guard_nonfinite
-from hfrecipes.models import context_length, get_causal_lm, special_token_ids
-from hfrecipes.retrieval import (
+from hfrecipes.text.evaluation import stop_token_ids
+from hfrecipes.text.models import context_length, get_causal_lm, special_token_ids
+from hfrecipes.text.retrieval import (
     DEFAULT_EMBEDDER,
     RetrievalIndex,
     check_prompt_length,
@@ -44,9 +47,7 @@ from hfrecipes.retrieval import (
     rows_text,
     split_questions,
 )
-from hfrecipes.stages import start_stage
-from hfrecipes.tokenization import load_or_train_tokenizer
-from hfrecipes.training import cpu_only_defaults, resume_checkpoint
+from hfrecipes.text.tokenization import load_or_train_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -96,11 +97,16 @@ class RagArguments:
     fused_loss: bool = field(default=False, metadata={"help": "TRL's fused LM-head loss (GPU, big vocab)."})
 
 
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The run's settings: the --config YAML file, then any --key value overrides."""
+    parser = RecipeParser((RagArguments, SFTConfig, ModelConfig, CardArguments))
+    parser.set_defaults(**cpu_only_defaults(), output_dir="runs/rag", eval_strategy="no")
+    return parser.parse_args_and_config(argv)
+
+
 def main() -> None:
     # --- args ---------------------------------------------------------------------------------------------
-    parser = TrlParser((RagArguments, SFTConfig, ModelConfig, CardArguments))
-    parser.set_defaults(**cpu_only_defaults(), output_dir="runs/rag", eval_strategy="no")
-    args, training_args, model_args, card_args = parser.parse_args_and_config()
+    args, training_args, model_args, card_args = parse_args()
     embedder = None if args.retriever == "bm25" else args.embedder_name_or_path
     stage = start_stage(
         "text/rag",
@@ -220,7 +226,7 @@ def main() -> None:
             f"{metrics['closed_book_exact_match']:.3f}, with retrieval {metrics['rag_exact_match']:.3f}; "
             f"hallucination rate {metrics['closed_book_hallucination_rate']:.3f} -> "
             f"{metrics['rag_hallucination_rate']:.3f}. The retrieval index is in `index/`.",
-            "usage": f"from transformers import pipeline\nfrom hfrecipes.retrieval import RetrievalIndex, rag_prompt\n\n"
+            "usage": f"from transformers import pipeline\nfrom hfrecipes.text.retrieval import RetrievalIndex, rag_prompt\n\n"
             f'index = RetrievalIndex.load("{output_dir}/index")\nquestion = "How many parameters does `textwrap.wrap` take?"\n'
             f"ids, _ = index.search([question], k={args.top_k})\n"
             "prompt = rag_prompt(question, [index.texts[i] for i in ids[0]])\n"

@@ -15,22 +15,22 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trl import ModelConfig, RewardConfig, RewardTrainer, TrlParser, get_peft_config
+from trl import ModelConfig, RewardConfig, RewardTrainer, get_peft_config
 
-from hfrecipes.alignment import AlignmentDataArguments
-from hfrecipes.args import CardArguments
+from hfrecipes.builtins.preferences import as_preference_rows
+from hfrecipes.core.args import CardArguments
+from hfrecipes.core.config import RecipeParser, run_main
+from hfrecipes.core.efficiency import track_efficiency
+from hfrecipes.core.guards import guard_nonfinite
+from hfrecipes.core.stages import start_stage
+from hfrecipes.core.training import cpu_only_defaults, resume_checkpoint
 from hfrecipes.data import parse_pipeline, row_text
-from hfrecipes.data.preferences import as_preference_rows
-from hfrecipes.efficiency import track_efficiency
-from hfrecipes.errors import run_main
-from hfrecipes.evaluation import pairwise_accuracy
-from hfrecipes.guards import guard_nonfinite
-from hfrecipes.models import get_causal_lm, special_token_ids
-from hfrecipes.posttraining import check_lora_targets, prepare_chat_tokenizer
-from hfrecipes.rewards import RewardModelScorer
-from hfrecipes.stages import start_stage
-from hfrecipes.tokenization import load_or_train_tokenizer
-from hfrecipes.training import cpu_only_defaults, resume_checkpoint
+from hfrecipes.text.alignment import AlignmentDataArguments
+from hfrecipes.text.evaluation import pairwise_accuracy
+from hfrecipes.text.models import get_causal_lm, special_token_ids
+from hfrecipes.text.posttraining import check_lora_targets, prepare_chat_tokenizer
+from hfrecipes.text.rewards import RewardModelScorer
+from hfrecipes.text.tokenization import load_or_train_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +59,16 @@ def pairwise(scorer: RewardModelScorer, rows) -> dict[str, float]:
     return result
 
 
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The run's settings: the --config YAML file, then any --key value overrides."""
+    parser = RecipeParser((RewardScriptArguments, RewardConfig, ModelConfig, CardArguments))
+    parser.set_defaults(**cpu_only_defaults(), output_dir="runs/reward", eval_strategy="steps")
+    return parser.parse_args_and_config(argv)
+
+
 def main() -> None:
     # --- args ---------------------------------------------------------------------------------------------
-    parser = TrlParser((RewardScriptArguments, RewardConfig, ModelConfig, CardArguments))
-    parser.set_defaults(**cpu_only_defaults(), output_dir="runs/reward", eval_strategy="steps")
-    script_args, training_args, model_args, card_args = parser.parse_args_and_config()
+    script_args, training_args, model_args, card_args = parse_args()
     stage = start_stage(
         "text/reward",
         script_args,

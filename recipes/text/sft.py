@@ -15,15 +15,18 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config
+from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
 
-from hfrecipes.args import CardArguments
-from hfrecipes.data import DataReport, load_source, parse_pipeline, row_text, run_pipeline, validate_format
-from hfrecipes.efficiency import track_efficiency
-from hfrecipes.errors import run_main
-from hfrecipes.guards import guard_nonfinite
-from hfrecipes.models import get_causal_lm, special_token_ids
-from hfrecipes.posttraining import (
+from hfrecipes.core.args import CardArguments
+from hfrecipes.core.config import RecipeParser, run_main
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.efficiency import track_efficiency
+from hfrecipes.core.guards import guard_nonfinite
+from hfrecipes.core.stages import merged_adapter_writer, start_stage
+from hfrecipes.core.training import cpu_only_defaults, resume_checkpoint
+from hfrecipes.data import load_source, parse_pipeline, row_text, run_pipeline, validate_format
+from hfrecipes.text.models import get_causal_lm, special_token_ids
+from hfrecipes.text.posttraining import (
     as_prompt_completion,
     check_lora_targets,
     conversation_lengths,
@@ -33,9 +36,7 @@ from hfrecipes.posttraining import (
     stop_token_ids,
     with_replay,
 )
-from hfrecipes.stages import merged_adapter_writer, start_stage
-from hfrecipes.tokenization import load_or_train_tokenizer
-from hfrecipes.training import cpu_only_defaults, resume_checkpoint
+from hfrecipes.text.tokenization import load_or_train_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +77,16 @@ class SFTScriptArguments:
     eval_max_new_tokens: int = field(default=24, metadata={"help": "Tokens generated per held-out prompt."})
 
 
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The run's settings: the --config YAML file, then any --key value overrides."""
+    parser = RecipeParser((SFTScriptArguments, SFTConfig, ModelConfig, CardArguments))
+    parser.set_defaults(**cpu_only_defaults(), output_dir="runs/sft", eval_strategy="steps")
+    return parser.parse_args_and_config(argv)
+
+
 def main() -> None:
     # --- args ---------------------------------------------------------------------------------------------
-    parser = TrlParser((SFTScriptArguments, SFTConfig, ModelConfig, CardArguments))
-    parser.set_defaults(**cpu_only_defaults(), output_dir="runs/sft", eval_strategy="steps")
-    script_args, training_args, model_args, card_args = parser.parse_args_and_config()
+    script_args, training_args, model_args, card_args = parse_args()
     stage = start_stage(
         "text/sft",
         script_args,

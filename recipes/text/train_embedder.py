@@ -20,14 +20,16 @@ from pathlib import Path
 import datasets
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-from trl import TrlParser
 
-from hfrecipes.args import CardArguments
+from hfrecipes.core.args import CardArguments
+from hfrecipes.core.config import RecipeParser, run_main
+from hfrecipes.core.efficiency import track_efficiency
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.guards import guard_nonfinite
+from hfrecipes.core.stages import start_stage
+from hfrecipes.core.training import cpu_only_defaults, resume_checkpoint
 from hfrecipes.data import load_source
-from hfrecipes.efficiency import track_efficiency
-from hfrecipes.errors import RecipeInputError, run_main
-from hfrecipes.guards import guard_nonfinite
-from hfrecipes.retrieval import (
+from hfrecipes.text.retrieval import (
     DEFAULT_EMBEDDER,
     RetrievalIndex,
     check_lengths,
@@ -39,8 +41,6 @@ from hfrecipes.retrieval import (
     retrieval_metrics,
     split_questions,
 )
-from hfrecipes.stages import start_stage
-from hfrecipes.training import cpu_only_defaults, resume_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +75,16 @@ class EmbedderArguments:
     eval_max_queries: int | None = field(default=None, metadata={"help": "Cap on held-out queries."})
 
 
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The run's settings: the --config YAML file, then any --key value overrides."""
+    parser = RecipeParser((EmbedderArguments, SentenceTransformerTrainingArguments, CardArguments))
+    parser.set_defaults(**cpu_only_defaults(), output_dir="runs/embedder", batch_sampler="no_duplicates")
+    return parser.parse_args_and_config(argv)
+
+
 def main() -> None:
     # --- args ---------------------------------------------------------------------------------------------
-    parser = TrlParser((EmbedderArguments, SentenceTransformerTrainingArguments, CardArguments))
-    parser.set_defaults(**cpu_only_defaults(), output_dir="runs/embedder", batch_sampler="no_duplicates")
-    script_args, training_args, card_args = parser.parse_args_and_config()
+    script_args, training_args, card_args = parse_args()
     stage = start_stage(
         "text/train_embedder",
         script_args,
@@ -185,7 +190,7 @@ def main() -> None:
             "The dense index of the corpus is in `index/`.",
             "usage": f'from sentence_transformers import SentenceTransformer\n\nmodel = SentenceTransformer("{output_dir}")\n'
             f'print(model.encode(["Which module provides the function `bisect_left`?"]).shape)\n\n'
-            f'from hfrecipes.retrieval import RetrievalIndex\n\nindex = RetrievalIndex.load("{output_dir}/index", model)\n'
+            f'from hfrecipes.text.retrieval import RetrievalIndex\n\nindex = RetrievalIndex.load("{output_dir}/index", model)\n'
             'print(index.search(["How many parameters does `textwrap.wrap` take?"], k=3))',
             "base_model": embedder_hub_id(script_args.embedder_name_or_path),
             "datasets": [script_args.corpus_name, script_args.questions_name],

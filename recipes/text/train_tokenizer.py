@@ -14,13 +14,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trl import TrlParser
-
-from hfrecipes.args import DataArguments, PublishArguments, TokenizerArguments
+from hfrecipes.core.args import DataArguments, PublishArguments, TokenizerArguments
+from hfrecipes.core.config import RecipeParser, run_main
+from hfrecipes.core.stages import start_stage
 from hfrecipes.data import prepare_text_splits
-from hfrecipes.errors import run_main
-from hfrecipes.stages import start_stage
-from hfrecipes.tokenization import fertility, train_tokenizer
+from hfrecipes.text.tokenization import fertility, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +32,15 @@ class TokenizerScriptArguments:
     )
 
 
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The run's settings: the --config YAML file, then any --key value overrides."""
+    parser = RecipeParser((DataArguments, TokenizerArguments, TokenizerScriptArguments, PublishArguments))
+    return parser.parse_args_and_config(argv)
+
+
 def main() -> None:
     # --- args -------------------------------------------------------------------------------------------
-    parser = TrlParser((DataArguments, TokenizerArguments, TokenizerScriptArguments, PublishArguments))
-    data_args, tok_args, script_args, publish_args = parser.parse_args_and_config()
+    data_args, tok_args, script_args, publish_args = parse_args()
     stage = start_stage(
         "text/train_tokenizer",
         data_args,

@@ -19,31 +19,35 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from trl import TrlParser
 
-from hfrecipes import diffusion as dm
-from hfrecipes.args import PublishArguments
-from hfrecipes.data.videos import prepare_video_splits
-from hfrecipes.errors import run_main
-from hfrecipes.stages import start_stage
-from hfrecipes.video_diffusion import (
+from hfrecipes.core.args import PublishArguments
+from hfrecipes.core.config import RecipeParser, run_main
+from hfrecipes.core.stages import start_stage
+from hfrecipes.diffusion import loop as dm
+from hfrecipes.video.components import (
     VideoCaptionDataset,
     VideoComponents,
     VideoDataArguments,
     VideoModelArguments,
     save_clip_grid,
 )
+from hfrecipes.video.data import prepare_video_splits
 
 logger = logging.getLogger(__name__)
 
 
-def main() -> None:
-    # --- args -------------------------------------------------------------------------------------------
-    parser = TrlParser(
+def parse_args(argv: list[str] | None = None) -> tuple:
+    """The run's settings: the --config YAML file, then any --key value overrides."""
+    parser = RecipeParser(
         (VideoDataArguments, VideoModelArguments, dm.DiffusionTrainingArguments, PublishArguments)
     )
     parser.set_defaults(use_cpu=not torch.cuda.is_available(), output_dir="runs/video_diffusion")
-    data_args, model_args, args, publish_args = parser.parse_args_and_config()
+    return parser.parse_args_and_config(argv)
+
+
+def main() -> None:
+    # --- args -------------------------------------------------------------------------------------------
+    data_args, model_args, args, publish_args = parse_args()
     stage = start_stage(
         "video/train_video_diffusion",
         data_args,

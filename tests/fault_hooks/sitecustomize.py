@@ -10,7 +10,7 @@ HFRECIPES_FAULT_PROGRESS=<file>
 HFRECIPES_FAULT_KILL_SAVE_STEP=<N> [HFRECIPES_FAULT_KILL_MODE=before|torn]
     SIGKILL this process inside the save of checkpoint N, after the weights (and optimizer) are written and
     just before the file that marks the checkpoint complete lands: `checkpoint-N/trainer_state.json` (Trainer,
-    written with open()) or `.checkpoint-N.tmp/training_state.json` (hfrecipes.diffusion, renamed in with
+    written with open()) or `.checkpoint-N.tmp/training_state.json` (hfrecipes.diffusion.loop, renamed in with
     os.replace). Mode `torn` first writes half of trainer_state.json (a torn write) and then dies.
 
 HFRECIPES_FAULT_KILL_AFTER_WRITE=<path ending, e.g. tokenizer/tokenizer_config.json>

@@ -42,12 +42,12 @@ from typing import Any
 
 import datasets
 
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data.near_dedup import NearDedup
 from hfrecipes.data.quality import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
-from hfrecipes.data.report import DataReport
 from hfrecipes.data.steps import FilterStep, Step, TransformStep, default_columns, row_text
 from hfrecipes.data.text import ExactDedup, dedup_key
-from hfrecipes.errors import RecipeInputError
 
 try:
     import orjson

@@ -30,13 +30,16 @@ from typing import Any, ClassVar
 
 import datasets
 
-from hfrecipes.data.report import DataReport
-from hfrecipes.data.steps import Step, batch_rows, register_step
-from hfrecipes.errors import RecipeInputError
-from hfrecipes.tokenization import SPECIAL_TOKENS
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data.steps import Step, batch_rows
 
 ROLES = ("system", "user", "assistant", "tool")
 # Text that the chat template and tokenizer treat as structure: inside a message it would open or close turns.
+# The special tokens of the tokenizers hfrecipes trains (hfrecipes.text.tokenization): ChatML turn markers.
+BOS, EOS, PAD, UNK = "<|begin_of_text|>", "<|endoftext|>", "<|pad|>", "<|unk|>"
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+SPECIAL_TOKENS = [EOS, BOS, PAD, IM_START, IM_END]
 CHAT_CONTROL_TOKENS = tuple(SPECIAL_TOKENS)
 
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -675,7 +678,6 @@ class _ConvertStep(Step):
         )
 
 
-@register_step
 @dataclass
 class ToMessages(_ConvertStep):
     """Convert alpaca / transcripts / prompt-completion / preference data to `messages` for SFT."""
@@ -684,7 +686,6 @@ class ToMessages(_ConvertStep):
     target: ClassVar[str] = "sft"
 
 
-@register_step
 @dataclass
 class ToPreference(_ConvertStep):
     """Convert HH-RLHF style chosen/rejected conversations to prompt/chosen/rejected for DPO/reward models."""
@@ -711,7 +712,6 @@ __all__ = [
 ]
 
 
-@register_step
 @dataclass
 class RenameColumns(Step):
     """Rename columns to the conventions, e.g. `rename_columns: {mapping: {question: prompt}}` for GSM8K."""
@@ -739,7 +739,6 @@ class RenameColumns(Step):
         return renamed
 
 
-@register_step
 @dataclass
 class ExtractAnswer(Step):
     """Write `answer` from the first regex group of a column (e.g. GSM8K's "#### 42"); rows without a match are

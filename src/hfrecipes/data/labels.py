@@ -16,10 +16,10 @@ from typing import Any, ClassVar, NamedTuple
 
 import datasets
 
-from hfrecipes.data.report import DataReport
-from hfrecipes.data.steps import MAX_EXAMPLES, Step, register_step, row_text, select_with_report
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data.steps import MAX_EXAMPLES, Step, row_text, select_with_report
 from hfrecipes.data.text import normalize_text
-from hfrecipes.errors import RecipeInputError
 
 STRATEGIES = ("drop", "majority")
 _WHITESPACE = re.compile(r"\s+")
@@ -160,7 +160,6 @@ def detect_layout(column_names: list[str]) -> Layout:
     )
 
 
-@register_step
 @dataclass
 class ContradictoryLabels(Step):
     """Find inputs that occur with conflicting labels/answers and remove the conflict.

@@ -31,9 +31,9 @@ from typing import Any, ClassVar
 import datasets
 import numpy as np
 
-from hfrecipes.data.report import DataReport
-from hfrecipes.data.steps import Step, batch_rows, default_columns, register_step, row_text
-from hfrecipes.errors import RecipeInputError
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data.steps import Step, batch_rows, default_columns, row_text
 
 logger = logging.getLogger(__name__)
 
@@ -375,7 +375,6 @@ def _domain_table(
     }
 
 
-@register_step
 @dataclass
 class MixDomains(Step):
     """Rebalance a dataset with a `domain` column in a YAML pipeline: `mix_domains` on its per-domain parts.

@@ -32,9 +32,9 @@ import datasets
 import numpy as np
 import xxhash  # a dependency of `datasets`, so always importable where this module is
 
-from hfrecipes.data.report import DataReport
-from hfrecipes.data.steps import MAX_EXAMPLES, Step, batch_rows, register_step, row_text, select_with_report
-from hfrecipes.errors import RecipeInputError
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data.steps import MAX_EXAMPLES, Step, batch_rows, row_text, select_with_report
 
 # http://en.wikipedia.org/wiki/Mersenne_prime; the permutations map hashes into [0, 2**61 - 1).
 MERSENNE_PRIME = np.uint64((1 << 61) - 1)
@@ -287,7 +287,6 @@ def _require_bools(step: str, **values: Any) -> None:
             raise RecipeInputError(f"{step}: `{name}` must be true or false, got {value!r}.")
 
 
-@register_step
 @dataclass
 class NearDedup(Step):
     """Remove near-duplicate documents with MinHash LSH; each cluster keeps its first (lowest-index) row.
@@ -405,7 +404,6 @@ class NearDedup(Step):
         return select_with_report(dataset, keep.tolist(), self, report, columns, details=details)
 
 
-@register_step
 @dataclass
 class Decontaminate(Step):
     """Drop training rows that share a word n-gram with an evaluation set (benchmark contamination).

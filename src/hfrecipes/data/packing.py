@@ -7,8 +7,8 @@ from itertools import chain
 import datasets
 from transformers import PreTrainedTokenizerBase
 
-from hfrecipes.data.report import DataReport
-from hfrecipes.errors import RecipeInputError
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
 
 
 def tokenize_documents(

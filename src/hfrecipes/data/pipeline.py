@@ -9,17 +9,18 @@ from typing import Any
 
 import datasets
 
-from hfrecipes.args import DataArguments
-from hfrecipes.data.report import DataReport
+from hfrecipes.core.args import DataArguments
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data.registry import parse_pipeline
 from hfrecipes.data.sources import is_saved_dataset, load_source
-from hfrecipes.data.steps import parse_pipeline, run_pipeline
+from hfrecipes.data.steps import run_pipeline
 from hfrecipes.data.text import (
     DEFAULT_TEXT_PIPELINE,
     require_text_column,
     select_text_column,
     train_validation_split,
 )
-from hfrecipes.errors import RecipeInputError
 
 
 def prepare_text_splits(

@@ -25,9 +25,9 @@ from typing import Any, ClassVar
 
 import datasets
 
-from hfrecipes.data.report import DataReport
-from hfrecipes.data.steps import FilterStep, Step, register_step, select_with_report
-from hfrecipes.errors import RecipeInputError
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data.steps import FilterStep, Step, select_with_report
 
 # --------------------------------------------------------------------------------------------------------------
 # Character sets copied from datatrove 0.10.1 (datatrove/utils/text.py), so the ports decide exactly as it does.
@@ -552,7 +552,6 @@ def looks_truncated(text: str, length_multiples: list[int]) -> bool:
     return last_tag >= 0 and ">" not in stripped[last_tag:] and bool(_TAG_START.match(stripped, last_tag))
 
 
-@register_step
 @dataclass
 class Corrupted(FilterStep):
     """Drop texts damaged by bad decoding or extraction: U+FFFD replacement characters, mojibake (UTF-8 read
@@ -616,7 +615,6 @@ class Corrupted(FilterStep):
 GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 
 
-@register_step
 @dataclass
 class GopherQuality(FilterStep):
     """Gopher's document quality rules (Rae et al. 2021, table A1), mirroring datatrove 0.10.1's
@@ -733,7 +731,6 @@ def _duplicated_ngram_chars(words: list[str], n: int) -> int:
     return repeated
 
 
-@register_step
 @dataclass
 class GopherRepetition(FilterStep):
     """Gopher's repetition rules (Rae et al. 2021, table A1), mirroring datatrove 0.10.1's
@@ -789,7 +786,6 @@ class GopherRepetition(FilterStep):
 # fineweb_quality
 
 
-@register_step
 @dataclass
 class FineWebQuality(FilterStep):
     """FineWeb's line-level quality rules, mirroring datatrove 0.10.1's `FineWebQualityFilter` with its defaults:
@@ -853,7 +849,6 @@ _C4_POLICY_PHRASES = (
 )
 
 
-@register_step
 @dataclass
 class C4Quality(Step):
     """C4's cleaning rules (Raffel et al. 2020), mirroring datatrove 0.10.1's `C4QualityFilter` with its
@@ -974,7 +969,6 @@ def _top_ngram_coverage(words: list[str], n: int) -> float:
     return sum(len(words[i]) for i in covered) / sum(map(len, words))
 
 
-@register_step
 @dataclass
 class LowInformation(FilterStep):
     """Cheap rule for short and SFT data: length bounds in characters and words (a word is a run of letters or
@@ -1055,7 +1049,6 @@ DEFAULT_BOILERPLATE = (
 )
 
 
-@register_step
 @dataclass
 class Spam(FilterStep):
     """Drop promotional and SEO spam. A text is spam when more than `max_boilerplate_phrases` different
@@ -1222,7 +1215,6 @@ def language_scores(text: str) -> dict[str, int]:
     return {language: len(words & stop_words) for language, stop_words in STOP_WORDS_BY_LANGUAGE.items()}
 
 
-@register_step
 @dataclass
 class Language(FilterStep):
     """Keep texts in chosen scripts and, optionally, languages, by cheap rules and no model.

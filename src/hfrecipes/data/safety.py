@@ -16,16 +16,9 @@ from typing import Any, ClassVar
 
 import datasets
 
-from hfrecipes.data.report import DataReport
-from hfrecipes.data.steps import (
-    FilterStep,
-    TransformStep,
-    batch_rows,
-    register_step,
-    row_text,
-    select_with_report,
-)
-from hfrecipes.errors import RecipeInputError
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data.steps import FilterStep, TransformStep, batch_rows, row_text, select_with_report
 
 # Phrases that state an intent to hurt, not single words: a lone "kill", "bomb" or "steal" is everywhere in
 # harmless text ("kill the process", "the show was a bomb", "steal a base"), so it would drop good rows.
@@ -124,7 +117,6 @@ def resolve_label(id2label: dict[int, str], wanted: str) -> str:
     )
 
 
-@register_step
 @dataclass
 class Unsafe(FilterStep):
     """Drop rows that contain unsafe content.
@@ -294,7 +286,6 @@ def _is_phone(candidate: str) -> bool:
     return MIN_PHONE_DIGITS <= sum(ch.isdigit() for ch in candidate) <= MAX_PHONE_DIGITS
 
 
-@register_step
 @dataclass
 class PIIMask(TransformStep):
     """Replace personal identifiers with placeholders; `kinds` chooses among email, ip, phone.

@@ -2,7 +2,7 @@
 
 A source is one of
 - `builtin:<name>` (optionally `builtin:<name>?key=value&key=value`): a generator shipped in the package,
-  so every recipe runs offline on a fresh machine (see `hfrecipes.data.builtins`);
+  so every recipe runs offline on a fresh machine (see `hfrecipes.builtins.text`);
 - a local file (jsonl/json/parquet/csv/txt) or a directory of such files;
 - a Hugging Face Hub dataset id (`org/name`), loaded with `datasets.load_dataset`.
 """
@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 import datasets
 
-from hfrecipes.errors import RecipeInputError
+from hfrecipes.builtins import BUILTINS
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.io import looks_like_path
 
 BUILTIN_PREFIX = "builtin:"
 # Arrow cannot build a schema much deeper than this ("Recursion level in ArrowSchema struct exceeded");
@@ -25,23 +26,9 @@ BUILTIN_PREFIX = "builtin:"
 MAX_JSON_DEPTH = 32
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
 
-_BUILTINS: dict[str, Callable[..., datasets.Dataset]] = {}
-
-
-def register_builtin(name: str) -> Callable:
-    """Register a generator `fn(**options) -> Dataset` under `builtin:<name>`."""
-
-    def decorator(fn: Callable[..., datasets.Dataset]) -> Callable[..., datasets.Dataset]:
-        _BUILTINS[name] = fn
-        return fn
-
-    return decorator
-
-
 def list_builtins() -> list[str]:
-    from hfrecipes.data import builtins  # noqa: F401  (registers the generators)
-
-    return sorted(_BUILTINS)
+    """The names accepted after `builtin:`."""
+    return sorted(BUILTINS)
 
 
 def parse_source(spec: str) -> tuple[str, dict[str, str]]:
@@ -93,22 +80,13 @@ def load_source(
     return dataset
 
 
-def looks_like_path(spec: str) -> bool:
-    """A local path rather than a Hub id: relative or absolute markers, a data-file suffix, or deeper than
-    `owner/name`."""
-    return (
-        spec.startswith((".", "/", "~")) or Path(spec).suffix.lower() in FILE_BUILDERS or spec.count("/") > 1
-    )
-
-
 def _load_builtin(name: str, options: dict) -> datasets.Dataset:
-    available = list_builtins()
-    if name not in _BUILTINS:
+    if name not in BUILTINS:
         raise RecipeInputError(
-            f"Unknown built-in dataset 'builtin:{name}'. Available: {', '.join('builtin:' + n for n in available)}."
+            f"Unknown built-in dataset 'builtin:{name}'. Available: {', '.join('builtin:' + n for n in list_builtins())}."
         )
     try:
-        return _BUILTINS[name](**options)
+        return BUILTINS[name](**options)
     except RecipeInputError:
         raise
     except TypeError as err:

@@ -24,22 +24,10 @@ from typing import Any, ClassVar
 
 import datasets
 
-from hfrecipes.data.report import DataReport
-from hfrecipes.errors import RecipeInputError
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
 
 MAX_EXAMPLES = 3
-_STEPS: dict[str, type[Step]] = {}
-
-
-def register_step(cls: type[Step]) -> type[Step]:
-    _STEPS[cls.name] = cls
-    return cls
-
-
-def registered_steps() -> dict[str, type[Step]]:
-    import hfrecipes.data  # noqa: F401  (the package imports every module that registers steps)
-
-    return dict(sorted(_STEPS.items()))
 
 
 def batch_rows(batch: dict[str, list]) -> list[dict[str, Any]]:
@@ -192,56 +180,7 @@ class TransformStep(Step):
         return after
 
 
-def parse_pipeline(spec: list[Any] | None) -> list[Step]:
-    """Build steps from the YAML list, refusing unknown names, unknown parameters and parameters of the wrong
-    type (checked against the step's field annotations) with what is available."""
-    steps_by_name = registered_steps()
-    if isinstance(spec, (str, dict)):
-        spec = [spec]  # `pipeline: normalize` or `pipeline: {corrupted: {...}}`: a pipeline of one step
-    if spec is not None and not isinstance(spec, (list, tuple)):
-        raise RecipeInputError(f"`pipeline` must be a list of steps, got {_short(spec)}.")
-    steps: list[Step] = []
-    for position, item in enumerate(spec or [], start=1):
-        if isinstance(item, str):
-            name, params = item, {}
-        elif isinstance(item, dict) and len(item) == 1:
-            name, params = next(iter(item.items()))
-            params = {} if params is None or params in ([], "") else params
-        else:
-            raise RecipeInputError(
-                f"Pipeline item {position} must be a step name or a one-key mapping name: {{params}}, "
-                f"got {_short(item)}."
-            )
-        if not isinstance(name, str) or name not in steps_by_name:
-            raise RecipeInputError(
-                f"Unknown pipeline step {_short(name)} (item {position}). Available: {', '.join(steps_by_name)}."
-            )
-        cls = steps_by_name[name]
-        accepted = {f.name for f in dataclasses.fields(cls) if f.init}
-        if not isinstance(params, dict):
-            raise RecipeInputError(
-                f"Step {name!r} (item {position}): its parameters must be a mapping like "
-                f"{{{sorted(accepted)[0] if accepted else 'param'}: value}}, got {_short(params)}."
-            )
-        unknown = sorted(map(str, set(params) - accepted))
-        if unknown:
-            raise RecipeInputError(
-                f"Step {name!r} has no parameter(s) {unknown}. Its parameters: {', '.join(sorted(accepted))}."
-            )
-        # The step's own checks speak first (they know the allowed ranges); the type check catches the rest.
-        try:
-            step = cls(**params)
-        except RecipeInputError:
-            raise
-        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as err:
-            check_param_types(cls, params, f"Step {name!r}")
-            raise RecipeInputError(f"Step {name!r}: bad parameters {_short(params)}: {err}") from err
-        check_param_types(cls, params, f"Step {name!r}")
-        steps.append(step)
-    return steps
-
-
-def _short(value: Any, limit: int = 120) -> str:
+def short_repr(value: Any, limit: int = 120) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -249,7 +188,7 @@ def _short(value: Any, limit: int = 120) -> str:
 def check_param_types(cls: type, params: dict[str, Any], what: str) -> None:
     """Refuse a YAML value whose type does not fit the dataclass field's annotation (a list where a number is
     expected, a string where a list is, ...), naming the parameter and the expected type."""
-    from hfrecipes.args import describe_type, value_fits
+    from hfrecipes.core.config import describe_type, value_fits
 
     try:
         hints = typing.get_type_hints(cls)
@@ -258,7 +197,7 @@ def check_param_types(cls: type, params: dict[str, Any], what: str) -> None:
     for key, value in params.items():
         hint = hints.get(key)
         if hint is not None and not value_fits(value, hint):
-            raise RecipeInputError(f"{what}: {key} must be {describe_type(hint)}, got {_short(value)}.")
+            raise RecipeInputError(f"{what}: {key} must be {describe_type(hint)}, got {short_repr(value)}.")
 
 
 def run_pipeline(
@@ -316,9 +255,6 @@ __all__ = [
     "Step",
     "TransformStep",
     "field",
-    "parse_pipeline",
-    "register_step",
-    "registered_steps",
     "row_text",
     "run_pipeline",
     "select_with_report",

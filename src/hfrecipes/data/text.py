@@ -10,17 +10,9 @@ from typing import ClassVar
 
 import datasets
 
-from hfrecipes.data.report import DataReport
-from hfrecipes.data.steps import (
-    FilterStep,
-    Step,
-    TransformStep,
-    batch_rows,
-    register_step,
-    row_text,
-    select_with_report,
-)
-from hfrecipes.errors import RecipeInputError
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data.steps import FilterStep, Step, TransformStep, batch_rows, row_text, select_with_report
 
 # C0/C1 control characters except tab and newline; \r is folded into \n first.
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -85,7 +77,6 @@ def normalize_text(text: str) -> str:
     return _CONTROL_CHARS.sub("", text).strip()
 
 
-@register_step
 @dataclass
 class Normalize(TransformStep):
     """Unicode NFC, \\r\\n -> \\n, control characters removed, outer whitespace stripped."""
@@ -96,7 +87,6 @@ class Normalize(TransformStep):
         return normalize_text(text)
 
 
-@register_step
 @dataclass
 class DropEmpty(FilterStep):
     """Drop rows whose text is empty after stripping whitespace."""
@@ -112,7 +102,6 @@ def dedup_key(text: str) -> str:
     return hashlib.sha1(_WHITESPACE.sub(" ", text.casefold()).strip().encode("utf-8")).hexdigest()
 
 
-@register_step
 @dataclass
 class ExactDedup(Step):
     """Keep the first occurrence of every normalised text (hashing runs in parallel, selection is ordered).
@@ -176,3 +165,71 @@ def train_validation_split(
         details={"mode": mode, "train_rows": len(train), "validation_rows": len(validation)},
     )
     return train, validation
+
+
+@dataclass
+class Chunk(Step):
+    """Cut each document into passages of at most `max_words` words: paragraphs (blank-line separated) are
+    packed greedily; a paragraph longer than `max_words` is cut into windows overlapping by `overlap_words`.
+    The row unit changes from documents to passages: columns text, passage_id, doc_id (the `id_column`
+    value, else the row number) and chunk (position in the document)."""
+
+    name: ClassVar[str] = "chunk"
+    max_words: int = 128
+    overlap_words: int = 0
+    id_column: str = "doc_id"
+
+    def apply(
+        self, dataset: datasets.Dataset, report: DataReport, num_proc: int | None = None
+    ) -> datasets.Dataset:
+        if self.max_words < 1 or not 0 <= self.overlap_words < self.max_words:
+            raise RecipeInputError(
+                f"chunk: need max_words >= 1 and 0 <= overlap_words < max_words, got {self.max_words} "
+                f"and {self.overlap_words}."
+            )
+        (column,) = self.columns or ["text"]
+        if column not in dataset.column_names:
+            raise RecipeInputError(f"chunk reads column {column!r}, absent from {dataset.column_names}.")
+        rows = []
+        ids = dataset[self.id_column] if self.id_column in dataset.column_names else range(len(dataset))
+        for doc_id, text in zip(ids, dataset[column], strict=True):
+            for position, passage in enumerate(chunk_text(text or "", self.max_words, self.overlap_words)):
+                rows.append(
+                    {"text": passage, "passage_id": len(rows), "doc_id": str(doc_id), "chunk": position}
+                )
+        report.add(
+            self.name,
+            rows_in=len(dataset),
+            rows_out=len(rows),
+            removed=0,
+            details={"params": self.params(), "passages": len(rows)},
+        )
+        if not rows:
+            raise RecipeInputError("chunk: the documents hold no text, so there are no passages to index.")
+        return datasets.Dataset.from_list(rows)
+
+
+def chunk_text(text: str, max_words: int, overlap_words: int = 0) -> list[str]:
+    """Pack paragraphs into passages of at most `max_words` words (see `Chunk`)."""
+    passages: list[str] = []
+    current: list[str] = []
+    size = 0
+    for paragraph in (p.strip() for p in re.split(r"\n\s*\n", text)):
+        words = paragraph.split()
+        if not words:
+            continue
+        if size and size + len(words) > max_words:
+            passages.append("\n\n".join(current))
+            current, size = [], 0
+        if len(words) > max_words:
+            step = max_words - overlap_words
+            starts = range(0, max(len(words) - overlap_words, 1), step)
+            passages.extend(" ".join(words[s : s + max_words]) for s in starts)
+            continue
+        current.append(" ".join(words))
+        size += len(words)
+    if current:
+        passages.append("\n\n".join(current))
+    return passages
+
+

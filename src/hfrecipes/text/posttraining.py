@@ -1,0 +1,200 @@
+"""What the post-training recipes (SFT, reward, DPO, GRPO, PPO) share: chat tokenizers, held-out splits,
+LoRA checks and the before/after evaluation that goes into every model card."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from peft import PeftConfig
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.text.evaluation import stop_token_ids  # noqa: F401  (re-exported for the recipes)
+from hfrecipes.text.tokenization import CHATML_TEMPLATE, IM_END
+
+GENERATION_MARKER = "{% generation %}"
+
+
+def split_eval(
+    dataset: datasets.Dataset, fraction: float, seed: int, report: DataReport
+) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """Seeded train/held-out split; the held-out rows serve eval loss and the generation metrics."""
+    if not 0 < fraction < 1:
+        raise RecipeInputError(f"eval_fraction must be between 0 and 1, got {fraction}.")
+    if len(dataset) < 2:
+        raise RecipeInputError(f"Need at least 2 rows to hold some out for evaluation, got {len(dataset)}.")
+    parts = dataset.train_test_split(test_size=fraction, seed=seed)
+    report.add(
+        "split",
+        rows_in=len(dataset),
+        rows_out=len(dataset),
+        details={"train_rows": len(parts["train"]), "eval_rows": len(parts["test"])},
+    )
+    return parts["train"], parts["test"]
+
+
+def prepare_chat_tokenizer(
+    tokenizer: PreTrainedTokenizerBase, chat_template: str | None, assistant_only_loss: bool
+) -> None:
+    """Set the chat template (`chatml` = ours, or a .jinja file) and check it can mark assistant tokens."""
+    if chat_template == "chatml":
+        tokenizer.chat_template = CHATML_TEMPLATE
+    elif chat_template:
+        path = Path(chat_template)
+        if not path.is_file():
+            raise RecipeInputError(
+                f"chat_template {chat_template!r} is neither 'chatml' nor an existing .jinja file."
+            )
+        tokenizer.chat_template = path.read_text()
+    if not tokenizer.chat_template:
+        raise RecipeInputError(
+            "The tokenizer has no chat template. Set `chat_template: chatml` (built in) or a .jinja file."
+        )
+    if assistant_only_loss and GENERATION_MARKER not in tokenizer.chat_template:
+        raise RecipeInputError(
+            "assistant_only_loss needs a chat template that wraps assistant turns in {% generation %} ... "
+            "{% endgeneration %} (that is how the trainer finds assistant tokens), and this tokenizer's has none. "
+            "Set `chat_template: chatml` to use hfrecipes' ChatML template, or turn assistant_only_loss off."
+        )
+
+
+def conversation_lengths(tokenizer: PreTrainedTokenizerBase, dataset: datasets.Dataset) -> list[int]:
+    """Token count of every conversation under the chat template (to warn about truncation up front)."""
+    rendered = tokenizer.apply_chat_template(list(dataset["messages"]), tokenize=False)
+    return [len(ids) for ids in tokenizer(rendered, add_special_tokens=False)["input_ids"]]
+
+
+def check_lora_targets(model: PreTrainedModel, peft_config: PeftConfig | None) -> None:
+    """Name the modules that exist when LoRA targets ones that do not (PEFT's own error comes late)."""
+    targets = getattr(peft_config, "target_modules", None)
+    if not targets or targets == "all-linear":
+        return
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    linear = sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear)
+        }
+    )
+    missing = [t for t in targets if t not in linear]
+    if missing:
+        raise RecipeInputError(
+            f"LoRA target modules {missing} do not exist in this model; its linear layers are {linear} "
+            "(or use `lora_target_modules: all-linear`)."
+        )
+
+
+@dataclass
+class ChatEvaluation:
+    metrics: dict[str, float]
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+def prompts_of(rows: datasets.Dataset) -> list[list[dict[str, str]]]:
+    """Each conversation up to (not including) its last assistant turn: what the model must answer."""
+    prompts = []
+    for messages in rows["messages"]:
+        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        prompts.append(messages[:last])
+    return prompts
+
+
+def evaluate_chat_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    heldout: datasets.Dataset,
+    forgetting_texts: list[str] | None,
+    max_samples: int,
+    max_new_tokens: int,
+) -> ChatEvaluation:
+    """Task accuracy (rows with an `answer`), refusal / over-refusal (rows labelled harmful / benign) and
+    nats/char on held-out pretraining text, whichever the data allows."""
+    from hfrecipes.builtins.instructions import extract_number, is_refusal
+    from hfrecipes.text.evaluation import evaluate_sft, generate_replies
+
+    rows = heldout.select(range(min(max_samples, len(heldout))))
+    kwargs: dict[str, Any] = {"heldout_texts": forgetting_texts, "max_new_tokens": max_new_tokens}
+    # Mixed data (e.g. builtin:chat-mix) leaves `answer` / `label` empty where they do not apply.
+    task_rows = rows.filter(lambda r: r["answer"] not in (None, "")) if "answer" in rows.column_names else []
+    if len(task_rows):
+        answers = [str(a) for a in task_rows["answer"]]
+        numeric = all(a.lstrip("-").isdigit() for a in answers)
+        kwargs.update(
+            task_conversations=prompts_of(task_rows),
+            task_answers=answers,
+            extract=extract_number if numeric else None,
+        )
+    if "label" in rows.column_names and {"harmful", "benign"} & set(rows["label"]):
+        harmful = rows.filter(lambda r: r["label"] == "harmful")
+        benign = rows.filter(lambda r: r["label"] == "benign")
+        kwargs.update(
+            harmful_conversations=prompts_of(harmful),
+            benign_conversations=prompts_of(benign),
+            is_refusal=is_refusal,
+        )
+    if not (forgetting_texts or "task_conversations" in kwargs or "is_refusal" in kwargs):
+        # Nothing verifiable in the data: still show what the model answers, for the card.
+        prompts = prompts_of(rows.select(range(min(3, len(rows)))))
+        replies = generate_replies(model, tokenizer, prompts, max_new_tokens=max_new_tokens)
+        return ChatEvaluation(
+            metrics={},
+            samples=[{"prompt": p[-1]["content"], "reply": r} for p, r in zip(prompts, replies, strict=True)],
+        )
+    result = evaluate_sft(model, tokenizer, **kwargs)
+    samples = result.pop("samples", [])
+    return ChatEvaluation(
+        metrics={k: float(v) for k, v in result.items() if isinstance(v, int | float)}, samples=samples
+    )
+
+
+def as_prompt_completion(
+    conversations: datasets.Dataset, tokenizer: PreTrainedTokenizerBase
+) -> datasets.Dataset:
+    """Chat rows as plain prompt/completion strings: the prompt is the rendered conversation up to the last
+    assistant turn (with the generation prompt), the completion that turn and its end-of-turn token. TRL then
+    trains on completions only, which is assistant-only loss in a form plain-text rows can share."""
+
+    def render(row: dict[str, Any]) -> dict[str, str]:
+        last = max(i for i, m in enumerate(row["messages"]) if m["role"] == "assistant")
+        prompt = tokenizer.apply_chat_template(
+            row["messages"][:last], tokenize=False, add_generation_prompt=True
+        )
+        return {"prompt": prompt, "completion": row["messages"][last]["content"] + IM_END + "\n"}
+
+    return conversations.map(render, remove_columns=conversations.column_names, desc="prompt/completion")
+
+
+def with_replay(
+    conversations: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    replay_texts: list[str],
+    fraction: float,
+    seed: int,
+    report: DataReport,
+) -> datasets.Dataset:
+    """Mix pretraining text into SFT (replay, a standard mitigation of catastrophic forgetting): replay rows
+    are completions with an empty prompt, so the whole text is trained on, beside the chat completions."""
+    if not 0 < fraction < 1:
+        raise RecipeInputError(f"replay_fraction must be between 0 and 1, got {fraction}.")
+    wanted = round(len(conversations) * fraction / (1 - fraction))
+    if not replay_texts:
+        raise RecipeInputError("replay_text has no rows; point it at pretraining text.")
+    chunks = [t[i : i + 1000] for t in replay_texts for i in range(0, len(t), 1000)][:wanted]
+    replay = datasets.Dataset.from_dict({"prompt": [""] * len(chunks), "completion": chunks})
+    mixed = datasets.concatenate_datasets([as_prompt_completion(conversations, tokenizer), replay]).shuffle(
+        seed=seed
+    )
+    report.add(
+        "replay",
+        rows_in=len(conversations),
+        rows_out=len(mixed),
+        removed=0,
+        details={"replay_rows": len(chunks), "replay_fraction": len(chunks) / len(mixed)},
+    )
+    return mixed

@@ -1,0 +1,619 @@
+"""Actor-critic PPO for causal LMs (RLHF), small enough to read in one sitting. TRL 1.x dropped its PPOTrainer.
+
+The algorithm is the one of Ziegler et al. 2019, "Fine-Tuning Language Models from Human Preferences", as
+implemented in TRL's old PPOTrainer, with the choices listed in Huang et al. 2024, "The N+ Implementation
+Details of RLHF with PPO" (cited below as "N+"):
+
+- an episode is one sampled completion of one prompt; the policy samples from its plain softmax (temperature
+  only: no top-k/top-p), so the log-probabilities PPO uses are those of the sampled distribution;
+- per-token reward = -kl_coef * KL(policy || reference) at every response token, plus the scalar score of the
+  whole completion (reward model and/or reward functions) at its last token;
+- advantages by generalized advantage estimation (GAE, Schulman et al. 2016), whitened over the rollout batch;
+- clipped policy loss and clipped value loss, several epochs of shuffled minibatches per rollout;
+- KL coefficient fixed, or adapted towards a target KL (Ziegler et al. 2019, section 2.2);
+- the critic is a linear value head on the policy's last hidden state (shared trunk, as TRL's
+  AutoModelForCausalLMWithValueHead): one model in memory, and `vf_coef` balances the two losses on it;
+- dropout stays off throughout (models are kept in eval mode), so the first minibatch's ratio is exactly 1.
+
+Everything runs on Accelerate (DDP or one process, CPU or GPU). Sharded set-ups (FSDP, ZeRO-3) are not
+supported: generation runs on the unwrapped model.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+
+from hfrecipes.core.errors import NonFiniteError, RecipeInputError
+from hfrecipes.core.training import last_complete_checkpoint
+from hfrecipes.text.evaluation import stop_token_ids as default_stop_token_ids
+
+logger = logging.getLogger(__name__)
+
+VALUE_HEAD_FILE = "value_head.safetensors"
+# Written last into a checkpoint: with the right `global_step` in it, it marks the checkpoint complete (the same
+# rule as Trainer's, so hfrecipes.core.training.last_complete_checkpoint finds PPO checkpoints too).
+STATE_FILE = "trainer_state.json"
+RewardFn = Callable[..., Sequence[float]]  # (prompts, completions, **prompt_columns) -> one score each
+
+
+# --- the maths: pure functions on [batch, response_length] tensors; `mask` marks real response tokens ---------
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean over the real tokens (all of them, or along `dim`); padding neither adds nor counts."""
+    if dim is None:
+        return (values * mask).sum() / mask.sum().clamp(min=1)
+    return (values * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+
+
+def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+    """Zero mean, unit variance over the real tokens only; padding stays 0 and does not move the statistics."""
+    mean = masked_mean(values, mask)
+    count = mask.sum()
+    var = masked_mean((values - mean) ** 2, mask) * (count / (count - 1) if count > 1 else 1.0)
+    whitened = (values - mean) * torch.rsqrt(var + 1e-8)
+    if not shift_mean:
+        whitened = whitened + mean
+    return whitened * mask
+
+
+def compute_gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalized advantage estimation over right-padded responses.
+
+    delta_t = r_t + gamma * V_{t+1} - V_t and A_t = delta_t + gamma * lam * A_{t+1}, where anything past the
+    last real token (V_{t+1}, A_{t+1}) is 0: the episode ends there. Returns (advantages, returns = A + V), both
+    zero on padding. The returns are the value head's regression target.
+    """
+    rewards, values, mask = rewards * mask, values * mask, mask.to(values.dtype)
+    advantages = torch.zeros_like(values)
+    next_value = next_advantage = torch.zeros_like(values[:, 0])
+    for t in reversed(range(values.shape[1])):
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        next_advantage = (delta + gamma * lam * next_advantage) * mask[:, t]
+        advantages[:, t] = next_advantage
+        next_value = values[:, t]
+    return advantages, (advantages + values) * mask
+
+
+def policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate (Schulman et al. 2017): the pessimistic max of the unclipped and clipped losses,
+    so moving the ratio beyond [1 - clip, 1 + clip] earns nothing. Returns (loss, fraction of tokens clipped)."""
+    ratio = torch.exp(logprobs - old_logprobs)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    return loss, masked_mean((clipped > unclipped).float(), mask)
+
+
+def value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range_value: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """0.5 * squared error to the returns, with the new values clipped to old_values +- clip_range_value (the
+    pessimistic max of both errors, as in OpenAI baselines / TRL). Returns (loss, fraction of tokens clipped)."""
+    clipped_values = old_values + torch.clamp(values - old_values, -clip_range_value, clip_range_value)
+    unclipped_error, clipped_error = (values - returns) ** 2, (clipped_values - returns) ** 2
+    loss = 0.5 * masked_mean(torch.maximum(unclipped_error, clipped_error), mask)
+    return loss, masked_mean((clipped_error > unclipped_error).float(), mask)
+
+
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k1") -> torch.Tensor:
+    """Per-token estimate of KL(policy || reference) from the sampled token's log-probabilities (Schulman,
+    "Approximating KL divergence", 2020): k1 = log p - log q (unbiased, can be negative per token); k3 =
+    (q/p - 1) - log(q/p) (unbiased, never negative, lower variance)."""
+    log_ratio = logprobs - ref_logprobs
+    if kind == "k1":
+        return log_ratio
+    if kind == "k3":
+        return torch.expm1(-log_ratio) + log_ratio
+    raise RecipeInputError(f"Unknown KL estimator {kind!r}; use 'k1' or 'k3'.")
+
+
+def per_token_rewards(
+    scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float
+) -> torch.Tensor:
+    """-kl_coef * KL at every response token, plus each completion's score at its last real token."""
+    rewards = -kl_coef * kl * mask
+    last = mask.sum(1).long().clamp(min=1) - 1
+    return rewards.scatter_add(1, last[:, None], scores[:, None].to(rewards.dtype))
+
+
+def response_mask(responses: torch.Tensor, stop_ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask of the tokens up to and including the first stop token (all of them when none was generated),
+    and whether each response ended with a stop token."""
+    is_stop = torch.isin(responses, torch.tensor(list(stop_ids), device=responses.device))
+    stops_before = torch.cumsum(is_stop.long(), dim=1) - is_stop.long()
+    return (stops_before == 0).float(), is_stop.any(dim=1)
+
+
+def logprobs_and_entropy(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability of each token under `logits` and the entropy of each position's distribution."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    entropy = -(logp.exp() * logp).sum(-1)
+    return logp.gather(-1, tokens[..., None]).squeeze(-1), entropy
+
+
+class FixedKLController:
+    """A constant KL coefficient; the adaptive controller's interface, so the trainer treats both alike."""
+
+    def __init__(self, kl_coef: float):
+        self.value = kl_coef
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, float]:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.value = state["value"]
+
+
+class AdaptiveKLController(FixedKLController):
+    """Ziegler et al. 2019, eq. 2: beta <- beta * (1 + K_beta * e), e = clip(KL / target - 1, -0.2, 0.2),
+    K_beta = n_steps / horizon. A KL above target raises the coefficient, below target lowers it."""
+
+    def __init__(self, init_kl_coef: float, target: float, horizon: int):
+        super().__init__(init_kl_coef)
+        self.target, self.horizon = target, horizon
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        error = float(np.clip(current_kl / self.target - 1.0, -0.2, 0.2))
+        self.value *= 1.0 + error * n_steps / self.horizon
+
+
+# --- model -------------------------------------------------------------------------------------------------------
+
+
+class ValueHeadModel(torch.nn.Module):
+    """A causal LM policy plus a linear value head on its last hidden state (shared trunk).
+
+    `forward` returns (logits, values) for every position. The head starts at zero, so values start at 0 and
+    the value loss sends no gradient into the shared trunk until the head has learned something. The policy is
+    saved with `save_pretrained` (loadable by `AutoModelForCausalLM`), the head beside it in
+    `value_head.safetensors`.
+    """
+
+    def __init__(self, policy: PreTrainedModel):
+        super().__init__()
+        self.policy = policy
+        hidden_size = policy.config.get_text_config().hidden_size
+        self.value_head = torch.nn.Linear(hidden_size, 1, device=policy.device, dtype=torch.float32)
+        torch.nn.init.zeros_(self.value_head.weight)
+        torch.nn.init.zeros_(self.value_head.bias)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.policy(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            output_hidden_states=True,
+            use_cache=False,
+        )
+        return out.logits, self.value_head(out.hidden_states[-1].float()).squeeze(-1)
+
+    def save_pretrained(self, path: str | Path, **kwargs: Any) -> None:
+        self.policy.save_pretrained(path, **kwargs)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()},
+                  str(Path(path) / VALUE_HEAD_FILE))  # fmt: skip
+
+    def load_value_head(self, path: str | Path) -> None:
+        self.value_head.load_state_dict(load_file(str(Path(path) / VALUE_HEAD_FILE), device="cpu"))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> ValueHeadModel:
+        """Load the policy; load the value head too when the directory has one (else it starts at zero)."""
+        model = cls(AutoModelForCausalLM.from_pretrained(path, **kwargs))
+        if (Path(path) / VALUE_HEAD_FILE).is_file():
+            model.load_value_head(path)
+        return model
+
+
+# --- configuration -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PPOConfig:
+    output_dir: str = field(
+        default="outputs/ppo", metadata={"help": "Checkpoints go to checkpoint-<update>/."}
+    )
+    seed: int = field(default=42, metadata={"help": "Seeds model init, prompt order and sampling."})
+    num_updates: int = field(default=100, metadata={"help": "PPO updates; each = one rollout + ppo_epochs."})
+    batch_size: int = field(default=16, metadata={"help": "Prompts per rollout, per process."})
+    mini_batch_size: int = field(default=4, metadata={"help": "Episodes per optimizer step, per process."})
+    ppo_epochs: int = field(default=4, metadata={"help": "Passes over each rollout."})
+    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate (constant)."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
+    max_new_tokens: int = field(default=64, metadata={"help": "Response length limit."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (no top-k/top-p)."})
+    gamma: float = field(default=1.0, metadata={"help": "Discount factor of GAE."})
+    lam: float = field(default=0.95, metadata={"help": "Lambda of GAE."})
+    cliprange: float = field(default=0.2, metadata={"help": "Policy ratio clip range."})
+    cliprange_value: float = field(default=0.2, metadata={"help": "Value clip range."})
+    vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss."})
+    init_kl_coef: float = field(default=0.05, metadata={"help": "Initial (or fixed) KL coefficient."})
+    target_kl: float | None = field(
+        default=6.0,
+        metadata={"help": "Target KL (nats per response) for the adaptive controller; null = fixed."},
+    )
+    kl_horizon: int = field(
+        default=10000, metadata={"help": "Horizon (episodes) of the adaptive KL controller."}
+    )
+    kl_estimator: str = field(
+        default="k1", metadata={"help": "KL estimator in the reward.", "choices": ["k1", "k3"]}
+    )
+    whiten_advantages: bool = field(default=True, metadata={"help": "Whiten advantages over each rollout."})
+    missing_eos_penalty: float | None = field(
+        default=None, metadata={"help": "Subtracted from the score of responses that hit max_new_tokens."}
+    )
+    logging_steps: int = field(default=1, metadata={"help": "Log every N updates (log_history keeps all)."})
+    save_steps: int = field(default=0, metadata={"help": "Checkpoint every N updates; 0 = never."})
+    checkpoints_total_limit: int | None = field(default=2, metadata={"help": "Keep at most N checkpoints."})
+
+    def __post_init__(self) -> None:
+        problems = [
+            *(f"{k} must be >= 1" for k in ("num_updates", "batch_size", "mini_batch_size", "ppo_epochs",
+                                            "max_new_tokens", "logging_steps") if getattr(self, k) < 1),
+            *(f"{k} must be in [0, 1]" for k in ("gamma", "lam") if not 0 <= getattr(self, k) <= 1),
+            *(f"{k} must be > 0" for k in ("learning_rate", "cliprange", "cliprange_value", "temperature",
+                                           "kl_horizon") if getattr(self, k) <= 0),
+        ]  # fmt: skip
+        if self.mini_batch_size > self.batch_size:
+            problems.append("mini_batch_size must be <= batch_size")
+        if self.target_kl is not None and self.target_kl <= 0:
+            problems.append("target_kl must be > 0 (or null for a fixed KL coefficient)")
+        if self.kl_estimator not in ("k1", "k3"):
+            problems.append("kl_estimator must be 'k1' or 'k3'")
+        if self.init_kl_coef < 0 or self.save_steps < 0 or (self.checkpoints_total_limit or 1) < 1:
+            problems.append("init_kl_coef and save_steps must be >= 0, checkpoints_total_limit >= 1 or null")
+        if problems:
+            raise RecipeInputError("Invalid PPO config: " + "; ".join(problems) + ".")
+
+
+# --- trainer -----------------------------------------------------------------------------------------------------
+
+
+class PPOTrainer:
+    """PPO on a causal LM.
+
+    - `train_prompts`: prompt strings, already chat-templated; tokenized without adding special tokens.
+    - `reward_fn(prompts, completions, **columns) -> one float per completion`: the prompt strings, the
+      decoded completions (special tokens skipped, cut at the stop token) and, as keyword lists aligned with
+      them, the batch's values of `prompt_columns` (e.g. `answer`), as TRL's reward functions receive them.
+    - `ref_policy`: the frozen reference; None = a copy of `policy` as passed (so on resume pass the same
+      initial policy: the checkpoint's weights are loaded into it afterwards).
+    - `stop_token_ids`: default EOS (+ `<|im_end|>` when the vocabulary has it).
+    """
+
+    def __init__(
+        self,
+        config: PPOConfig,
+        policy: PreTrainedModel,
+        ref_policy: PreTrainedModel | None,
+        tokenizer: PreTrainedTokenizerBase,
+        reward_fn: RewardFn,
+        train_prompts: Sequence[str],
+        accelerator: Accelerator | None = None,
+        *,
+        prompt_columns: Mapping[str, Sequence[Any]] | None = None,
+        stop_token_ids: Sequence[int] | None = None,
+    ):
+        self.config, self.tokenizer, self.reward_fn = config, tokenizer, reward_fn
+        # cpu=True is what makes a multi-process CPU launch (accelerate_configs/cpu_ddp.yaml) use gloo.
+        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        if launched != self.accelerator.num_processes:
+            raise RecipeInputError(
+                f"Launched with WORLD_SIZE={launched} but Accelerate sees {self.accelerator.num_processes} "
+                "process(es): the processes would train unsynchronised copies. Check the accelerate config."
+            )
+        if tokenizer.pad_token_id is None:
+            raise RecipeInputError(
+                "The tokenizer has no pad token; set tokenizer.pad_token (e.g. to its EOS)."
+            )
+        self.prompts = list(train_prompts)
+        self.prompt_ids = tokenizer(self.prompts, add_special_tokens=False)["input_ids"]
+        world = self.accelerator.num_processes
+        if len(self.prompts) < config.batch_size * world or any(not ids for ids in self.prompt_ids):
+            raise RecipeInputError(
+                f"PPO needs at least batch_size x processes = {config.batch_size * world} non-empty prompts, "
+                f"got {len(self.prompts)} ({sum(not ids for ids in self.prompt_ids)} empty)."
+            )
+        self.columns = {k: list(v) for k, v in (prompt_columns or {}).items()}
+        if any(len(v) != len(self.prompts) for v in self.columns.values()):
+            raise RecipeInputError(
+                f"Every prompt column needs one value per prompt ({len(self.prompts)}); got lengths "
+                f"{ {k: len(v) for k, v in self.columns.items()} }."
+            )
+        self.stop_ids = list(stop_token_ids or default_stop_token_ids(tokenizer))
+        set_seed(config.seed)
+        device = self.accelerator.device
+        self.ref_policy = (ref_policy or copy.deepcopy(policy)).to(device).eval().requires_grad_(False)
+        model = ValueHeadModel(policy.to(device)).eval()  # eval mode for good: dropout off (N+)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, eps=1e-5)  # eps: N+
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        set_seed(config.seed, device_specific=True)  # each process samples its own completions
+        self.kl_ctl = (
+            FixedKLController(config.init_kl_coef)
+            if config.target_kl is None
+            else AdaptiveKLController(config.init_kl_coef, config.target_kl, config.kl_horizon)
+        )
+        self.update, self.log_history = 0, []
+
+    @property
+    def unwrapped(self) -> ValueHeadModel:
+        return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def policy(self) -> PreTrainedModel:
+        return self.unwrapped.policy
+
+    # --- rollout --------------------------------------------------------------------------------------------
+
+    def _prompt_batch(self, update: int) -> list[int]:
+        """This process's prompt indices for `update` (1-based): epochs of seeded permutations, so the order
+        depends only on (seed, update) and a resumed run sees the same prompts as an uninterrupted one."""
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        global_batch = self.config.batch_size * world
+        per_epoch = len(self.prompts) // global_batch
+        epoch, k = divmod(update - 1, per_epoch)
+        order = torch.randperm(
+            len(self.prompts), generator=torch.Generator().manual_seed(self.config.seed + epoch)
+        )
+        start = k * global_batch + rank * self.config.batch_size
+        return order[start : start + self.config.batch_size].tolist()
+
+    def _forward(self, model, batch: dict[str, torch.Tensor], p: int):
+        """Logits (temperature-scaled, as sampled) and values at the positions that predict response tokens."""
+        logits, values = model(batch["input_ids"], batch["attention_mask"], batch["position_ids"])
+        logits = logits[:, p - 1 : -1] / self.config.temperature
+        return logits, values[:, p - 1 : -1]
+
+    @torch.no_grad()
+    def rollout(self, update: int) -> dict[str, torch.Tensor]:
+        """Sample completions for one batch of prompts and score them; everything PPO needs, per token."""
+        cfg, tok, device = self.config, self.tokenizer, self.accelerator.device
+        indices = self._prompt_batch(update)
+        ids = [self.prompt_ids[i] for i in indices]
+        p = max(map(len, ids))
+        prompt = torch.tensor([[tok.pad_token_id] * (p - len(x)) + x for x in ids], device=device)  # left pad
+        prompt_mask = torch.tensor([[0] * (p - len(x)) + [1] * len(x) for x in ids], device=device)
+        sequences = self.policy.generate(
+            input_ids=prompt, attention_mask=prompt_mask, max_new_tokens=cfg.max_new_tokens, do_sample=True,
+            temperature=cfg.temperature, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0, repetition_penalty=1.0,
+            pad_token_id=tok.pad_token_id, eos_token_id=self.stop_ids,
+        )  # fmt: skip
+        responses = sequences[:, p:]
+        mask, ended = response_mask(responses, self.stop_ids)
+        attention_mask = torch.cat([prompt_mask, mask.long()], dim=1)
+        # Left padding shifts positions; generate() derives them from the mask, so the forward passes must too.
+        position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
+        data = {"input_ids": sequences, "attention_mask": attention_mask, "position_ids": position_ids}
+        logprobs, ref_logprobs, values = [], [], []
+        for s in range(0, len(indices), cfg.mini_batch_size):
+            chunk = {k: v[s : s + cfg.mini_batch_size] for k, v in data.items()}
+            logits, value = self._forward(self.model, chunk, p)
+            logprobs.append(logprobs_and_entropy(logits, chunk["input_ids"][:, p:])[0])
+            values.append(value)
+            ref_logits = self.ref_policy(**chunk, use_cache=False).logits[:, p - 1 : -1] / cfg.temperature
+            ref_logprobs.append(logprobs_and_entropy(ref_logits, chunk["input_ids"][:, p:])[0])
+        completions = tok.batch_decode(
+            [r[: int(m.sum())] for r, m in zip(responses, mask, strict=True)], skip_special_tokens=True
+        )
+        columns = {k: [v[i] for i in indices] for k, v in self.columns.items()}
+        raw = self.reward_fn([self.prompts[i] for i in indices], completions, **columns)
+        scores = torch.tensor([float(x) for x in raw], device=device)
+        if scores.shape != (len(indices),) or not torch.isfinite(scores).all():
+            raise NonFiniteError(
+                f"PPO update {update}: reward_fn must return one finite float per completion, got {scores.tolist()}."
+            )
+        if cfg.missing_eos_penalty is not None:
+            scores = scores - cfg.missing_eos_penalty * (~ended).float()
+        return {**data, "responses": responses, "mask": mask, "logprobs": torch.cat(logprobs) * mask,
+                "ref_logprobs": torch.cat(ref_logprobs) * mask, "values": torch.cat(values) * mask,
+                "scores": scores, "ended": ended.float(), "prompt_length": torch.tensor(p)}  # fmt: skip
+
+    # --- optimisation ---------------------------------------------------------------------------------------
+
+    def step(self, update: int) -> dict[str, float]:
+        """One PPO update: rollout, rewards, GAE, then ppo_epochs of shuffled minibatches. Returns its stats."""
+        cfg, started = self.config, time.perf_counter()
+        batch = self.rollout(update)
+        mask, p = batch["mask"], int(batch["prompt_length"])
+        kl = kl_penalty(batch["logprobs"], batch["ref_logprobs"], cfg.kl_estimator) * mask
+        rewards = per_token_rewards(batch["scores"], kl, mask, self.kl_ctl.value)
+        advantages, returns = compute_gae(rewards, batch["values"], mask, cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            advantages = masked_whiten(advantages, mask)
+        stats: dict[str, list[torch.Tensor]] = {}  # per minibatch, averaged below
+        for _ in range(cfg.ppo_epochs):
+            for idx in torch.randperm(len(mask)).split(cfg.mini_batch_size):
+                mb = {k: v[idx] for k, v in batch.items() if v.dim() > 0}
+                logits, values = self._forward(self.model, mb, p)
+                logprobs, entropy = logprobs_and_entropy(logits, mb["responses"])
+                pg_loss, pg_clip = policy_loss(
+                    logprobs, mb["logprobs"], advantages[idx], mb["mask"], cfg.cliprange
+                )
+                vf_loss, vf_clip = value_loss(
+                    values, mb["values"], returns[idx], mb["mask"], cfg.cliprange_value
+                )
+                loss = pg_loss + cfg.vf_coef * vf_loss
+                if not torch.isfinite(loss):
+                    raise NonFiniteError(
+                        f"PPO update {update}: non-finite loss (policy {pg_loss.item()}, value {vf_loss.item()}). "
+                        "Lower learning_rate, check the rewards and the model's dtype."
+                    )
+                self.accelerator.backward(loss)
+                self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad()
+                log_ratio = (logprobs - mb["logprobs"]).detach()
+                for name, value in (("loss", loss), ("policy_loss", pg_loss), ("value_loss", vf_loss), ("clipfrac", pg_clip),
+                                    ("value_clipfrac", vf_clip), ("entropy", masked_mean(entropy, mb["mask"])),
+                                    ("approx_kl", 0.5 * masked_mean(log_ratio**2, mb["mask"]))):  # fmt: skip
+                    stats.setdefault(name, []).append(value.detach())
+        kl_per_response = kl.sum(1)
+        means = {
+            **{name: torch.stack(values).mean() for name, values in stats.items()},
+            "score": batch["scores"].mean(),
+            "kl": kl_per_response.mean(),
+            "non_score_reward": -self.kl_ctl.value * kl_per_response.mean(),
+            "rlhf_reward": batch["scores"].mean() - self.kl_ctl.value * kl_per_response.mean(),
+            "response_length": mask.sum(1).mean(),
+            "ended_with_stop": batch["ended"].mean(),
+        }
+        reduced = self.accelerator.reduce(
+            torch.stack(list(means.values())).float(), reduction="mean"
+        ).tolist()
+        record = {"update": update, "step": update, "episodes": update * cfg.batch_size * self.accelerator.num_processes,
+                  "kl_coef": self.kl_ctl.value, **dict(zip(means, reduced, strict=True))}  # fmt: skip
+        self.kl_ctl.update(record["kl"], cfg.batch_size * self.accelerator.num_processes)
+        record["seconds"] = time.perf_counter() - started
+        return record
+
+    def train(self, resume_from_checkpoint: bool | str = True) -> list[dict[str, float]]:
+        """Run updates until `num_updates`. True resumes from the last complete checkpoint in output_dir (if
+        any), a path resumes from that checkpoint, False starts fresh. Returns `log_history`, one dict/update."""
+        cfg = self.config
+        if resume_from_checkpoint:
+            path = resume_from_checkpoint if isinstance(resume_from_checkpoint, str) else None
+            path = path or last_complete_checkpoint(cfg.output_dir)
+            if path:
+                self.load_checkpoint(path)
+        while self.update < cfg.num_updates:
+            record = self.step(self.update + 1)
+            self.update += 1
+            self.log_history.append(record)
+            if self.update % cfg.logging_steps == 0 or self.update == cfg.num_updates:
+                logger.info("PPO %s", " ".join(f"{k}={v:.4g}" for k, v in record.items()))
+            if cfg.save_steps and (self.update % cfg.save_steps == 0 or self.update == cfg.num_updates):
+                self.save_checkpoint()
+        return self.log_history
+
+    # --- saving and resuming --------------------------------------------------------------------------------
+
+    def save_model(self, output_dir: str | Path) -> None:
+        """Policy (save_pretrained, safetensors) + tokenizer + value_head.safetensors, from the main process."""
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            self.unwrapped.save_pretrained(output_dir)
+            self.tokenizer.save_pretrained(output_dir)
+
+    def save_checkpoint(self) -> Path:
+        """checkpoint-<update>/: model, optimizer, KL controller, log history, every process's RNG. Written to a
+        hidden temp dir, `trainer_state.json` last, then renamed into place; old ones pruned to the limit."""
+        acc, out = self.accelerator, Path(self.config.output_dir)
+        final, tmp = out / f"checkpoint-{self.update}", out / f".checkpoint-{self.update}.tmp"
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+               "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}  # fmt: skip
+        torch.save(rng, tmp / f"rng_state_{acc.process_index}.pth")
+        if acc.is_main_process:
+            self.unwrapped.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            state = {"global_step": self.update, "kl_controller": self.kl_ctl.state_dict(),
+                     "log_history": self.log_history, "config": asdict(self.config)}  # fmt: skip
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            self._prune_checkpoints(out)
+        acc.wait_for_everyone()
+        return final
+
+    def _prune_checkpoints(self, out: Path) -> None:
+        limit = self.config.checkpoints_total_limit
+        steps = sorted(
+            int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if p.name.split("-")[1].isdigit()
+        )
+        for step in steps[: -limit if limit else 0]:
+            shutil.rmtree(out / f"checkpoint-{step}", ignore_errors=True)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore everything `save_checkpoint` wrote; training continues at the checkpoint's update + 1."""
+        path = Path(path)
+        state_file = path / STATE_FILE
+        if not state_file.is_file():
+            raise RecipeInputError(f"{path} is not a complete PPO checkpoint (no {STATE_FILE}).")
+        state = json.loads(state_file.read_text())
+        policy = self.policy
+        saved = AutoModelForCausalLM.from_pretrained(path, dtype=policy.dtype)
+        policy.load_state_dict(saved.state_dict())
+        self.unwrapped.load_value_head(path)
+        self.optimizer.load_state_dict(
+            torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+        )
+        self.kl_ctl.load_state_dict(state["kl_controller"])
+        self.update, self.log_history = int(state["global_step"]), list(state["log_history"])
+        rng_file = path / f"rng_state_{self.accelerator.process_index}.pth"
+        if rng_file.is_file():
+            from transformers.trainer_pt_utils import safe_globals
+
+            with safe_globals():  # numpy's RNG state, allow-listed: nothing else is unpickled
+                rng = torch.load(rng_file, weights_only=True)
+            random.setstate(rng["python"])
+            np.random.set_state(rng["numpy"])
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"] is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+        else:
+            logger.warning(
+                "%s has no RNG state for process %d; sampling will differ",
+                path,
+                self.accelerator.process_index,
+            )
+        logger.warning("Resumed PPO from %s (update %d)", path, self.update)
+
+
+def plot_ppo_curves(log_history: Sequence[dict[str, float]], path: Path) -> Path | None:
+    """Score, KL and losses against update: the three things to watch in a PPO run. None if nothing logged."""
+    from hfrecipes.core.reports import _save_figure, plt
+
+    if not log_history:
+        return None
+    updates = [h["update"] for h in log_history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5), dpi=100)
+    panels = (("score", "rlhf_reward"), ("kl",), ("policy_loss", "value_loss"))
+    for ax, keys in zip(axes, panels, strict=True):
+        for key in keys:
+            ax.plot(updates, [h[key] for h in log_history], label=key)
+        ax.set_xlabel("PPO update")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[1].set_ylabel("nats per response")
+    return _save_figure(fig, Path(path))
