@@ -243,7 +243,7 @@ def environment_report() -> list[tuple[str, str]]:
         rows.append(("Devices", "unknown: torch is not installed (pip install torch first)"))
     rows += [(f"Extra {extra}", value) for extra, value in extras_status().items()]
     recipes = catalogue.recipes_dir()
-    package = Path(catalogue.__file__).resolve().parent
+    package = Path(catalogue.__file__).resolve().parents[1]
     where = "shipped in the installed package" if recipes.is_relative_to(package) else "the checkout's"
     rows += [
         ("hfrecipes package", str(package)),
