@@ -34,6 +34,8 @@ def fresh_accelerate_state():
 def load_recipe(relative_path: str):
     """Import a recipe script as a module so tests call its main() in-process (imports paid once)."""
     path = ROOT / "recipes" / relative_path
+    if str(path.parent) not in sys.path:  # as `python recipe.py` puts it: the modules beside a recipe import
+        sys.path.insert(0, str(path.parent))
     name = "recipe_" + relative_path.replace("/", "_").removesuffix(".py")
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)

@@ -133,8 +133,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def copy_recipe(recipe: str, directory: Path, recipes_dir: Path | None = None) -> list[Path]:
-    """The script and its configs, side by side as in the repository (configs/ next to the script), so
-    `python <dir>/<script> --config <dir>/configs/<config>` runs as is (recipes import only `hfrecipes`)."""
+    """The script, the modules beside it that it imports (its loss, sampling, evaluation) and its configs, laid
+    out as in the repository (configs/ next to the script), so `python <dir>/<script> --config
+    <dir>/configs/<config>` runs as is and edits to the copied modules take effect."""
     recipes_dir = recipes_dir or catalogue.recipes_dir()
     configs = {entry[0]: entry[2] for entry in recipe_catalogue(recipes_dir)}
     if recipe not in configs:
@@ -144,7 +145,12 @@ def copy_recipe(recipe: str, directory: Path, recipes_dir: Path | None = None) -
     if target.exists():
         raise RecipeInputError(f"{target} already exists; copy into another directory.")
     (directory / "configs").mkdir(parents=True, exist_ok=True)
+    modules = catalogue.recipe_modules(source)
+    for module in modules:
+        if (directory / module.name).exists():
+            raise RecipeInputError(f"{directory / module.name} already exists; copy into another directory.")
     copied = [Path(shutil.copy2(source, target))]
+    copied += [Path(shutil.copy2(module, directory / module.name)) for module in modules]
     for config in configs[recipe]:
         destination = directory / "configs" / config
         if not destination.exists():

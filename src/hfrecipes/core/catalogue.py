@@ -49,14 +49,34 @@ def shipped_file(reference: str | Path) -> Path | None:
     return candidate if candidate.exists() else None
 
 
+def _is_script(tree: ast.Module) -> bool:
+    """A recipe script ends with `if __name__ == "__main__":`; the modules beside it do not."""
+    return any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body)
+
+
+def recipe_modules(script: Path) -> list[Path]:
+    """The modules beside a recipe script that it imports (`import x` / `from x import ...` of a file next to
+    it): the part of a recipe a user changes, which `hfrecipes copy` brings along."""
+    tree = ast.parse(script.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    found = [script.parent / f"{name}.py" for name in sorted(names)]
+    return [path for path in found if path.is_file() and path != script]
+
+
 def recipe_catalogue(root: Path | None = None) -> list[tuple[str, str, list[str]]]:
     """(recipe path relative to recipes/, first docstring line, config file names) for every recipe script."""
     root = root or recipes_dir()
     entries = []
     for script in sorted(root.rglob("*.py")):
-        if script.name.startswith("_"):
-            continue
-        doc = ast.get_docstring(ast.parse(script.read_text())) or ""
+        tree = ast.parse(script.read_text())
+        if script.name.startswith("_") or not _is_script(tree):
+            continue  # a module beside a recipe (its loss, sampling, evaluation), brought along by `copy`
+        doc = ast.get_docstring(tree) or ""
         configs_dir = script.parent / "configs"
         # Configs are named after the recipe: pretrain_tiny.yaml, tokenizer_tiny.yaml (train_tokenizer.py),
         # prepare_tiny.yaml (prepare_data.py).
