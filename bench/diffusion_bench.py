@@ -53,13 +53,20 @@ QUICK = {
     "digits": ["--dataset_name", "builtin:digits?size=16&n=400"],
     "shapes": ["--dataset_name", "builtin:shapes?n=400&size=16"],
     "shapes_clip_text": ["--dataset_name", "builtin:shapes?n=400&size=16"],
-}  # fmt: skip
+}
 
 
 def recipe_command(name: str, run_dir: Path, quick: bool, clip_dir: str | None) -> list[str]:
     config, overrides = RUNS[name][0], QUICK["common"] + QUICK[name] if quick else RUNS[name][1]
-    command = [sys.executable, str(ROOT / "recipes" / "image" / "train_diffusion.py"), "--config",
-               str(CONFIGS / config), "--output_dir", str(run_dir), *overrides]  # fmt: skip
+    command = [
+        sys.executable,
+        str(ROOT / "recipes" / "image" / "train_diffusion.py"),
+        "--config",
+        str(CONFIGS / config),
+        "--output_dir",
+        str(run_dir),
+        *overrides,
+    ]
     if name == "shapes_clip_text":
         command += ["--text_encoder_name_or_path", clip_dir]
     return command
@@ -83,8 +90,14 @@ def run(name: str, run_dir: Path, command: list[str]) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     history = json.loads((run_dir / "log_history.json").read_text())
     lineage = json.loads((run_dir / "lineage.json").read_text())
-    return {"name": name, "metrics": metrics, "history": history, "end_to_end_s": saved["end_to_end_s"],
-            "resumed_from": lineage.get("resumed_from"), "curve": curve(metrics, history)}  # fmt: skip
+    return {
+        "name": name,
+        "metrics": metrics,
+        "history": history,
+        "end_to_end_s": saved["end_to_end_s"],
+        "resumed_from": lineage.get("resumed_from"),
+        "curve": curve(metrics, history),
+    }
 
 
 def train_seconds_at(step: int, train_log: list[dict], images_per_step: float) -> float:
@@ -118,9 +131,14 @@ def curve(metrics: dict, history: dict) -> list[dict]:
     key = headline(metrics)
     points = []
     for e in history["eval"]:
-        point = {"step": e["step"], "train_s": train_seconds_at(e["step"], history["train"], images_per_step),
-                 "adherence": e.get(key), "frechet_distance": e.get("frechet_distance"),
-                 "validation_loss": e.get("validation_loss"), "clip_score": e.get("clip_score")}  # fmt: skip
+        point = {
+            "step": e["step"],
+            "train_s": train_seconds_at(e["step"], history["train"], images_per_step),
+            "adherence": e.get(key),
+            "frechet_distance": e.get("frechet_distance"),
+            "validation_loss": e.get("validation_loss"),
+            "clip_score": e.get("clip_score"),
+        }
         point.update({k: v for k, v in e.items() if k.startswith("adherence_")})
         attributes = [v for k, v in e.items() if k.startswith("adherence_") and k != "adherence_all"]
         point["adherence_mean"] = sum(attributes) / len(attributes) if len(attributes) > 1 else None
@@ -157,19 +175,37 @@ def markdown(results: list[dict], quick: bool, threads: str) -> str:
         m = r["metrics"]
         first = r["curve"][0] if r["curve"] else {}
         attributes = [k for k, v in first.items() if k.startswith("adherence_") and v is not None]
-        classifier = ", ".join(f"{k.removeprefix('classifier_accuracy_')} {v:.3f}" for k, v in m.items()
-                               if k.startswith("classifier_accuracy_"))  # fmt: skip
-        lines += ["", f"## {r['name']}: evaluations during training", "",
-                  f"Evaluator classifier accuracy on real held-out images: {classifier or '–'}."
-                  + (f" CLIP score of real held-out images: {m['clip_score_real']:.1f} with their captions, "
-                     f"{m['clip_score_real_shuffled']:.1f} with mismatched ones." if "clip_score_real" in m else ""),
-                  "",
-                  "| step | train s | " + " | ".join(a.removeprefix("adherence_") for a in attributes)
-                  + " | Fréchet distance | validation loss | CLIP score |",
-                  "|" + "---:|" * (len(attributes) + 5)]  # fmt: skip
+        classifier = ", ".join(
+            f"{k.removeprefix('classifier_accuracy_')} {v:.3f}"
+            for k, v in m.items()
+            if k.startswith("classifier_accuracy_")
+        )
+        lines += [
+            "",
+            f"## {r['name']}: evaluations during training",
+            "",
+            f"Evaluator classifier accuracy on real held-out images: {classifier or '–'}."
+            + (
+                f" CLIP score of real held-out images: {m['clip_score_real']:.1f} with their captions, "
+                f"{m['clip_score_real_shuffled']:.1f} with mismatched ones."
+                if "clip_score_real" in m
+                else ""
+            ),
+            "",
+            "| step | train s | "
+            + " | ".join(a.removeprefix("adherence_") for a in attributes)
+            + " | Fréchet distance | validation loss | CLIP score |",
+            "|" + "---:|" * (len(attributes) + 5),
+        ]
         for p in r["curve"]:
-            cells = [str(p["step"]), f"{p['train_s']:.0f}", *(fmt(p.get(a)) for a in attributes),
-                     fmt(p["frechet_distance"], 1), fmt(p["validation_loss"], 4), fmt(p["clip_score"], 1)]  # fmt: skip
+            cells = [
+                str(p["step"]),
+                f"{p['train_s']:.0f}",
+                *(fmt(p.get(a)) for a in attributes),
+                fmt(p["frechet_distance"], 1),
+                fmt(p["validation_loss"], 4),
+                fmt(p["clip_score"], 1),
+            ]
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "![adherence and Fréchet distance vs training seconds](diffusion_bench.png)", ""]
     return "\n".join(lines)
@@ -185,18 +221,35 @@ def plot(results: list[dict], path: Path) -> None:
     for r in results:
         xs = [p["train_s"] for p in r["curve"]]
         key = headline(r["metrics"])
-        (line,) = left.plot(xs, [p["adherence"] for p in r["curve"]], marker="o",
-                            label=f"{r['name']} ({key.removeprefix('adherence_')})")  # fmt: skip
+        (line,) = left.plot(
+            xs,
+            [p["adherence"] for p in r["curve"]],
+            marker="o",
+            label=f"{r['name']} ({key.removeprefix('adherence_')})",
+        )
         if r["curve"] and r["curve"][-1]["adherence_mean"] is not None:
-            left.plot(xs, [p["adherence_mean"] for p in r["curve"]], linestyle="--", color=line.get_color(),
-                      label=f"{r['name']} (mean of attributes)")  # fmt: skip
+            left.plot(
+                xs,
+                [p["adherence_mean"] for p in r["curve"]],
+                linestyle="--",
+                color=line.get_color(),
+                label=f"{r['name']} (mean of attributes)",
+            )
         if (level := chance(r["metrics"], key)) is not None:
             left.axhline(level, color=line.get_color(), linestyle=":", linewidth=1)
         right.plot(xs, [p["frechet_distance"] for p in r["curve"]], marker="o", label=r["name"])
-    left.set(xlabel="training seconds", ylabel="prompt adherence (dotted: chance)", ylim=(-0.02, 1.02),
-             title="Prompt adherence vs training time")  # fmt: skip
-    right.set(xlabel="training seconds", ylabel="Fréchet distance (classifier features)", yscale="log",
-              title="Fréchet distance vs training time")  # fmt: skip
+    left.set(
+        xlabel="training seconds",
+        ylabel="prompt adherence (dotted: chance)",
+        ylim=(-0.02, 1.02),
+        title="Prompt adherence vs training time",
+    )
+    right.set(
+        xlabel="training seconds",
+        ylabel="Fréchet distance (classifier features)",
+        yscale="log",
+        title="Fréchet distance vs training time",
+    )
     for axis in (left, right):
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
@@ -220,8 +273,10 @@ def main() -> None:
     args = parser.parse_args()
 
     if "shapes_clip_text" in args.runs and not (Path(args.clip_dir) / "lineage.json").is_file():
-        sys.exit(f"shapes_clip_text needs a finished CLIP run in --clip_dir ({args.clip_dir}): run "
-                 "recipes/multimodal/train_clip.py --config recipes/multimodal/configs/clip_shapes_tiny.yaml first.")  # fmt: skip
+        sys.exit(
+            f"shapes_clip_text needs a finished CLIP run in --clip_dir ({args.clip_dir}): run "
+            "recipes/multimodal/train_clip.py --config recipes/multimodal/configs/clip_shapes_tiny.yaml first."
+        )
     default = ROOT / "runs" / ("bench_diffusion_quick" if args.quick else "bench_diffusion")
     output_dir = Path(args.output_dir or default)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -235,24 +290,35 @@ def main() -> None:
     table = markdown(results, args.quick, threads)
     (output_dir / "diffusion_bench.md").write_text(table)
     plot(results, output_dir / "diffusion_bench.png")
-    summary = {r["name"]: {"metrics": r["metrics"], "curve": r["curve"], "end_to_end_s": r["end_to_end_s"],
-                           "resumed_from": r["resumed_from"]} for r in results}  # fmt: skip
+    summary = {
+        r["name"]: {
+            "metrics": r["metrics"],
+            "curve": r["curve"],
+            "end_to_end_s": r["end_to_end_s"],
+            "resumed_from": r["resumed_from"],
+        }
+        for r in results
+    }
     (output_dir / "diffusion_bench.json").write_text(json.dumps(summary, indent=2))
     print("\n" + table)
-    print(f"bench wall time {time.perf_counter() - started:.0f} s; outputs: {output_dir}/diffusion_bench.md, "
-          f"diffusion_bench.png, diffusion_bench.json")  # fmt: skip
+    print(
+        f"bench wall time {time.perf_counter() - started:.0f} s; outputs: {output_dir}/diffusion_bench.md, "
+        f"diffusion_bench.png, diffusion_bench.json"
+    )
     for r in results:
         if r["resumed_from"]:
             print(
                 f"note: {r['name']} resumed from {r['resumed_from']}: its end-to-end time covers the last part"
             )
-    print(" ".join(
-        f"{r['name']}_images_per_s={r['metrics']['images_per_second']:.1f} "
-        f"{r['name']}_train_s={r['metrics']['train_seconds']:.0f} "
-        f"{r['name']}_{headline(r['metrics'])}={fmt(r['metrics'].get(headline(r['metrics'])))} "
-        f"{r['name']}_frechet_distance={fmt(r['metrics'].get('frechet_distance'), 1)}"
-        for r in results
-    ))  # fmt: skip
+    print(
+        " ".join(
+            f"{r['name']}_images_per_s={r['metrics']['images_per_second']:.1f} "
+            f"{r['name']}_train_s={r['metrics']['train_seconds']:.0f} "
+            f"{r['name']}_{headline(r['metrics'])}={fmt(r['metrics'].get(headline(r['metrics'])))} "
+            f"{r['name']}_frechet_distance={fmt(r['metrics'].get('frechet_distance'), 1)}"
+            for r in results
+        )
+    )
 
 
 if __name__ == "__main__":

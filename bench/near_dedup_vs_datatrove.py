@@ -19,6 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hfrecipes.builtins.noisy_web import noisy_web
+from hfrecipes.data.near_dedup import MinHasher, minhash_clusters
+
 
 def _config():
     from datatrove.pipeline.dedup.minhash import MinhashConfig
@@ -90,8 +93,6 @@ def same_cluster_pairs(labels: np.ndarray) -> set[tuple[int, int]]:
 
 def compare_with_datatrove(texts: list[str]) -> dict[str, float]:
     """Run both on `texts`, print and return the agreement figures."""
-    from hfrecipes.data.near_dedup import MinHasher, minhash_clusters
-
     start = time.perf_counter()
     ours = np.array(minhash_clusters(texts, hash_function="sha1"))
     ours_seconds = time.perf_counter() - start
@@ -133,7 +134,6 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from hfrecipes.builtins.noisy_web import noisy_web
 
     corpus = noisy_web(n=args.n, seed=args.seed, near_dup_fraction=0.15, exact_dup_fraction=0.05)
     compare_with_datatrove(corpus["text"])

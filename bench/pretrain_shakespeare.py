@@ -63,14 +63,8 @@ def main() -> None:
     if out.exists() and any(out.iterdir()):  # the recipe would resume from it: a benchmark needs a fresh run
         fail(f"--output_dir {output_dir} is not empty; give a new directory.")
     command = [
-        sys.executable,
-        str(ROOT / "recipes" / "text" / "pretrain.py"),
-        "--config",
-        args.config,
-        "--dataset_name",
-        f"builtin:tinyshakespeare?path={data}",
-        "--output_dir",
-        output_dir,
+        *(sys.executable, str(ROOT / "recipes" / "text" / "pretrain.py"), "--config", args.config),
+        *("--dataset_name", f"builtin:tinyshakespeare?path={data}", "--output_dir", output_dir),
         *args.overrides,
     ]
     print("running:", " ".join(command), flush=True)

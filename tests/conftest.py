@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-SHAKESPEARE = ROOT / "tests" / "data" / "tinyshakespeare_excerpt.txt"  # see tests/data/README.md
-
+# huggingface_hub and datasets read these when they are imported: set before the imports below.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -19,14 +17,23 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
+from accelerate.state import AcceleratorState, GradientState  # noqa: E402
+
+from hfrecipes.data import load_source, row_text  # noqa: E402
+from hfrecipes.text.evaluation import stop_token_ids  # noqa: E402
+from hfrecipes.text.models import get_causal_lm, special_token_ids  # noqa: E402
+from hfrecipes.text.posttraining import prepare_chat_tokenizer  # noqa: E402
+from hfrecipes.text.tokenization import train_tokenizer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAKESPEARE = ROOT / "tests" / "data" / "tinyshakespeare_excerpt.txt"  # see tests/data/README.md
+
 
 @pytest.fixture(autouse=True)
 def fresh_accelerate_state():
     """Accelerate keeps its state (mixed precision, device) in process-wide singletons: a test that builds a bf16
     Accelerator would otherwise silently run every later test of the same worker under bf16 autocast."""
     yield
-    from accelerate.state import AcceleratorState, GradientState
-
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
 
@@ -61,7 +68,7 @@ TINY_PRETRAIN = [
     *("--max_documents", "60", "--vocab_size", "512", "--block_size", "64", "--validation_fraction", "0.1"),
     *("--per_device_train_batch_size", "16", "--max_steps", "60", "--warmup_steps", "5"),
     *("--eval_steps", "30", "--save_steps", "30", "--logging_steps", "5", "--sample_max_new_tokens", "8"),
-]  # fmt: skip
+]
 
 
 @pytest.fixture(scope="session")
@@ -81,20 +88,19 @@ def tiny_chat_models(tmp_path_factory) -> tuple[Path, Path]:
     """Untrained tiny models saved as directories (DPO, GRPO and PPO start from paths): a chat policy and a reward
     model of the `tiny` preset sharing a byte-BPE tokenizer trained on the built-in chat data (ChatML template).
     The random reward model scores every completion differently, so GRPO's groups have non-zero advantages."""
-    from hfrecipes.data import load_source, row_text
-    from hfrecipes.text.evaluation import stop_token_ids
-    from hfrecipes.text.models import get_causal_lm, special_token_ids
-    from hfrecipes.text.posttraining import prepare_chat_tokenizer
-    from hfrecipes.text.tokenization import train_tokenizer
-
     rows = load_source("builtin:chat-mix?arithmetic_rows=300&safety_rows=100&digits=1&seed=0&ops=add,sub")
     tokenizer = train_tokenizer((row_text(r, ["messages"]) for r in rows), "byte-bpe", 512, 2)
     prepare_chat_tokenizer(tokenizer, "chatml", assistant_only_loss=False)
     root, saved = tmp_path_factory.mktemp("start"), []
     for head, name in (("causal-lm", "policy"), ("reward", "reward_model")):
         torch.manual_seed(0)
-        model = get_causal_lm(model_name_or_path=None, preset="tiny", vocab_size=len(tokenizer),
-                              special_ids=special_token_ids(tokenizer), head=head).model  # fmt: skip
+        model = get_causal_lm(
+            model_name_or_path=None,
+            preset="tiny",
+            vocab_size=len(tokenizer),
+            special_ids=special_token_ids(tokenizer),
+            head=head,
+        ).model
         if head == "causal-lm":
             model.generation_config.eos_token_id = stop_token_ids(tokenizer)
             model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from torch.nn.parallel import DistributedDataParallel
+
+from hfrecipes.core.training import parameters_checksum
 
 from .conftest import ROOT, read_json
 
@@ -51,8 +54,9 @@ def launch(recipe: str, args: list, output_dir: Path, processes: int, timeout: i
         command += ["-m", "tests.distributed"]
         env[PROBE_DIR] = str(probe_path(output_dir))
     command += [ROOT / "recipes" / recipe, *args, "--output_dir", output_dir]
-    result = subprocess.run([str(c) for c in command], capture_output=True, text=True, cwd=ROOT, env=env,
-                            timeout=timeout)  # fmt: skip
+    result = subprocess.run(
+        [str(c) for c in command], capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     return output_dir
 
@@ -108,10 +112,6 @@ def assert_close_losses(two: list[float], one: list[float], rtol: float) -> None
 def _run_with_rank_probe(argv: list[str]) -> None:
     """Run the recipe `argv[0]` as `__main__` with `argv[1:]`; remember every module DDP wraps and, after the
     recipe returned, write this rank's parameter checksums (sum of |p| in float64) to $HFRECIPES_TEST_RANK_PROBE."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    from hfrecipes.core.training import parameters_checksum
-
     wrapped: list[torch.nn.Module] = []
     init = DistributedDataParallel.__init__
 

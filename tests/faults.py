@@ -87,8 +87,14 @@ def recipe_command(recipe: str, *args: Any) -> list[str]:
 
 def _environment(**faults: Any) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")  # fmt: skip
+    env.update(
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+    )
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HOOKS), env.get("PYTHONPATH")) if p)
     for key in [k for k in env if k.startswith("HFRECIPES_FAULT_") and k != "HFRECIPES_FAULT_SEED"]:
         env.pop(key)
@@ -121,8 +127,9 @@ class Run:
 def _start(command: list[str], log: Path, env: dict[str, str]) -> tuple[subprocess.Popen, Any]:
     handle = log.open("w")
     # A session of its own, so that a kill takes the whole process group, as a crash of the machine would.
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                               start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+    )
     return process, handle
 
 
@@ -200,14 +207,26 @@ def run_and_kill_at_random(
                 if process.poll() is None:
                     _kill(process)
                     taken = _progress(progress_file)[-1][0]
-                    return Run(log.stem, process.returncode, time.perf_counter() - started, log, "helper",
-                               f"{more} steps + {fraction:.2f} x {per_step * 1000:.0f} ms after checkpoint-{first} "
-                               f"was seen (about step {first + taken - base})")  # fmt: skip
+                    return Run(
+                        log.stem,
+                        process.returncode,
+                        time.perf_counter() - started,
+                        log,
+                        "helper",
+                        f"{more} steps + {fraction:.2f} x {per_step * 1000:.0f} ms after checkpoint-{first} "
+                        f"was seen (about step {first + taken - base})",
+                    )
             time.sleep(0.005)
     finally:
         handle.close()
-    return Run(log.stem, process.returncode, time.perf_counter() - started, log, None,
-               f"finished before the kill ({more} steps after the first checkpoint): lengthen the run")  # fmt: skip
+    return Run(
+        log.stem,
+        process.returncode,
+        time.perf_counter() - started,
+        log,
+        None,
+        f"finished before the kill ({more} steps after the first checkpoint): lengthen the run",
+    )
 
 
 # ------------------------------------------------------------------------------------------- comparing
@@ -262,9 +281,10 @@ class CrashResumeReport:
 
     def summary(self) -> str:
         runs = ", ".join(
-            f"{r.name} {r.seconds:.1f}s rc={r.returncode}" + (f" killed by {r.killed_by} {r.note}" if r.killed_by else "")
+            f"{r.name} {r.seconds:.1f}s rc={r.returncode}"
+            + (f" killed by {r.killed_by} {r.note}" if r.killed_by else "")
             for r in self.runs
-        )  # fmt: skip
+        )
         return (
             f"{runs}; resumed from steps {self.resumes}; partial checkpoints left {self.partial_left}; "
             f"max |loss diff| {self.max_loss_difference:.2e}; max |weight diff| {self.max_weight_difference:.2e}; "
@@ -317,8 +337,14 @@ def crash_and_resume(
 
     # Run 1: a fresh run, killed at a random moment after its first complete checkpoint, early enough that a
     # later checkpoint is left for run 2's kill-inside-a-save.
-    run1 = run_and_kill_at_random(command, logs / "run1.log", output_dir=output_dir, layout=layout, rng=rng,
-                                  steps=(0, max_steps - 2 * save_steps - 2))  # fmt: skip
+    run1 = run_and_kill_at_random(
+        command,
+        logs / "run1.log",
+        output_dir=output_dir,
+        layout=layout,
+        rng=rng,
+        steps=(0, max_steps - 2 * save_steps - 2),
+    )
     report.runs.append(run1)
     assert run1.killed_by == "helper" and run1.returncode == -signal.SIGKILL, f"{run1.note}\n{run1.tail()}"
     complete, partial = checkpoints(output_dir, layout)

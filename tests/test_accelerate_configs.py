@@ -73,6 +73,9 @@ def test_cli_lists_recipes_and_builtins():
         and "configs/tokenizer_tiny.yaml" in listing
     )
     builtins = subprocess.run(
-        [sys.executable, "-m", "hfrecipes.cli.commands", "builtins"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "hfrecipes.cli.commands", "builtins"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "builtin:python-stdlib" in builtins

@@ -60,8 +60,15 @@ def test_chosen_equal_to_rejected_and_missing_columns_are_refused():
         validate_format(same, "preference")
     with pytest.raises(RecipeInputError, match=r"column\(s\) \['rejected'\]"):
         validate_format(datasets.Dataset.from_list([{"prompt": "Hi", "chosen": "Hello"}]), "preference")
-    mixed = datasets.Dataset.from_list([{"prompt": "Hi", "chosen": [{"role": "assistant", "content": "a"}],
-                                         "rejected": [{"role": "assistant", "content": "b"}]}])  # fmt: skip
+    mixed = datasets.Dataset.from_list(
+        [
+            {
+                "prompt": "Hi",
+                "chosen": [{"role": "assistant", "content": "a"}],
+                "rejected": [{"role": "assistant", "content": "b"}],
+            }
+        ]
+    )
     with pytest.raises(RecipeInputError, match="all strings or all message lists"):
         validate_format(mixed, "preference")
 
@@ -92,8 +99,13 @@ def test_reward_functions_score_what_their_names_say():
 
 
 def test_reward_model_scorer_and_tokenizer_compatibility(chat_tokenizer, tmp_path):
-    built = get_causal_lm(model_name_or_path=None, preset="tiny", vocab_size=len(chat_tokenizer),
-                          special_ids=special_token_ids(chat_tokenizer), head="reward")  # fmt: skip
+    built = get_causal_lm(
+        model_name_or_path=None,
+        preset="tiny",
+        vocab_size=len(chat_tokenizer),
+        special_ids=special_token_ids(chat_tokenizer),
+        head="reward",
+    )
     built.model.save_pretrained(tmp_path / "rm")
     chat_tokenizer.save_pretrained(tmp_path / "rm")
     assert isinstance(AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm"), type(built.model))
@@ -110,8 +122,12 @@ def test_reward_model_scorer_and_tokenizer_compatibility(chat_tokenizer, tmp_pat
 
 
 def test_policy_evaluation_and_ai_feedback_pairs(chat_tokenizer):
-    policy = get_causal_lm(model_name_or_path=None, preset="tiny", vocab_size=len(chat_tokenizer),
-                           special_ids=special_token_ids(chat_tokenizer)).model  # fmt: skip
+    policy = get_causal_lm(
+        model_name_or_path=None,
+        preset="tiny",
+        vocab_size=len(chat_tokenizer),
+        special_ids=special_token_ids(chat_tokenizer),
+    ).model
     rows = as_conversational_prompts(load_source("builtin:chat-mix?arithmetic_rows=12&safety_rows=8&seed=1"))
     result = evaluate_policy(policy, chat_tokenizer, rows, reference=policy, max_new_tokens=4)
     assert {"task_accuracy", "refusal_rate", "over_refusal_rate", "reply_chars"} <= set(result.metrics)
@@ -133,7 +149,11 @@ def test_policy_evaluation_and_ai_feedback_pairs(chat_tokenizer):
 def test_rename_and_extract_answer_steps_bring_gsm8k_shaped_rows_to_the_conventions():
     rows = datasets.Dataset.from_dict({"question": ["Q1", "Q2"], "answer": ["... #### 1,234", "no marker"]})
     report = DataReport(source="gsm8k-like")
-    out = run_pipeline(rows, parse_pipeline([{"rename_columns": {"mapping": {"question": "prompt"}}}, "extract_answer"]), report)  # fmt: skip
+    out = run_pipeline(
+        rows,
+        parse_pipeline([{"rename_columns": {"mapping": {"question": "prompt"}}}, "extract_answer"]),
+        report,
+    )
     assert out.to_list() == [{"prompt": "Q1", "answer": "1234"}]
     with pytest.raises(RecipeInputError, match="not in the dataset"):
         run_pipeline(rows, parse_pipeline([{"rename_columns": {"mapping": {"nope": "prompt"}}}]), report)
@@ -142,8 +162,12 @@ def test_rename_and_extract_answer_steps_bring_gsm8k_shaped_rows_to_the_conventi
 def test_reply_log_probabilities_stop_at_the_end_of_turn_token(chat_tokenizer):
     # ChatML writes a newline after <|im_end|> that is never generated: scoring it would let a policy that drifted
     # there (RL never trains past the end of its reply) show a negative KL to its reference.
-    policy = get_causal_lm(model_name_or_path=None, preset="tiny", vocab_size=len(chat_tokenizer),
-                           special_ids=special_token_ids(chat_tokenizer)).model  # fmt: skip
+    policy = get_causal_lm(
+        model_name_or_path=None,
+        preset="tiny",
+        vocab_size=len(chat_tokenizer),
+        special_ids=special_token_ids(chat_tokenizer),
+    ).model
     prompt = [{"role": "user", "content": "What is 2 + 3?"}]
     reply = "The answer is 5."
     prefix = chat_ids(chat_tokenizer, prompt, add_generation_prompt=True)

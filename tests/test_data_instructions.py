@@ -18,6 +18,8 @@ from hfrecipes.builtins.instructions import extract_number, is_refusal
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data import load_source, validate_format
+from hfrecipes.data.converters import alpaca_to_messages
+from hfrecipes.text import self_instruct as self_instruct_module
 from hfrecipes.text.self_instruct import self_instruct
 
 BUILTIN_SPECS = [
@@ -323,13 +325,13 @@ def test_self_instruct_with_a_random_model_is_deterministic_and_leaves_torch_rng
     seed_file, tiny_model_dir, monkeypatch
 ):
     sampled: list[list[tuple[str, bool]]] = []
-    real_sampler = instructions.sample_continuations
+    real_sampler = self_instruct_module.sample_continuations
 
     def recording_sampler(*args, **kwargs):
         sampled.append(real_sampler(*args, **kwargs))
         return sampled[-1]
 
-    monkeypatch.setattr(instructions, "sample_continuations", recording_sampler)
+    monkeypatch.setattr(self_instruct_module, "sample_continuations", recording_sampler)
     options = dict(max_new_tokens=12, batch_size=3, max_attempts=6)
 
     torch_state = torch.get_rng_state()
@@ -389,11 +391,11 @@ def test_self_instruct_parses_dedups_against_seeds_and_runs_the_pipeline(
     seed_file, tiny_model_dir, monkeypatch
 ):
     prompts: list[str] = []
-    monkeypatch.setattr(instructions, "sample_continuations", crafted_sampler(CRAFTED, prompts))
+    monkeypatch.setattr(self_instruct_module, "sample_continuations", crafted_sampler(CRAFTED, prompts))
     report = DataReport()
     dataset = self_instruct(seed_file, tiny_model_dir, 10, batch_size=4, num_prompt_examples=2, report=report)
 
-    assert dataset.to_list() == [{**row, **instructions.alpaca_to_messages(row)} for row in KEPT]
+    assert dataset.to_list() == [{**row, **alpaca_to_messages(row)} for row in KEPT]
     validate_format(dataset, "sft")
     record = report.steps[0]
     assert (record.step, record.rows_in, record.rows_out) == ("self_instruct", 40, 4)
@@ -412,7 +414,7 @@ def test_self_instruct_parses_dedups_against_seeds_and_runs_the_pipeline(
         assert len(shown) == 2 and len(set(shown)) == 2
         assert prompt == "".join(blocks[instruction] for instruction in shown) + "Instruction:"
 
-    monkeypatch.setattr(instructions, "sample_continuations", crafted_sampler(CRAFTED, []))
+    monkeypatch.setattr(self_instruct_module, "sample_continuations", crafted_sampler(CRAFTED, []))
     report = DataReport()
     filtered = self_instruct(seed_file, tiny_model_dir, 3, batch_size=4, pipeline=["unsafe"], report=report)
     assert filtered["instruction"] == ["Name three primary colours.", "Count the vowels in the word."]

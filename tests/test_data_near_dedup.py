@@ -11,13 +11,8 @@ import datasets
 import numpy as np
 import pytest
 
-from hfrecipes.builtins.noisy_web import (
-    CLEAN_DOMAINS,
-    KINDS,
-    UNSAFE_PHRASES,
-    noisy_web,
-    planted_duplicate_pairs,
-)
+from hfrecipes.builtins.noisy_web import CLEAN_DOMAINS, KINDS, noisy_web, planted_duplicate_pairs
+from hfrecipes.builtins.web_templates import UNSAFE_PHRASES
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data.near_dedup import MinHasher, minhash_clusters

@@ -8,20 +8,16 @@ import pytest
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data import parse_pipeline, run_pipeline
-from hfrecipes.data.quality import (
-    C4Quality,
+from hfrecipes.data.heuristics import (
     Corrupted,
-    FineWebQuality,
-    GopherQuality,
-    GopherRepetition,
     Language,
     LowInformation,
     Spam,
     language_scores,
     looks_truncated,
-    split_sentences,
-    split_words,
 )
+from hfrecipes.data.web_quality import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
+from hfrecipes.data.words import split_sentences, split_words
 
 from .conftest import ROOT, SHAKESPEARE
 

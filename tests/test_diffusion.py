@@ -18,7 +18,18 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from hfrecipes.core.errors import RecipeInputError
-from hfrecipes.diffusion import loop as dm
+from hfrecipes.diffusion.checkpoints import (
+    STATE_FILE,
+    complete_checkpoints,
+    config_differences,
+    prune_checkpoints,
+)
+from hfrecipes.diffusion.grids import save_image_grid
+from hfrecipes.diffusion.loop import EpochBatches
+from hfrecipes.diffusion.noise import drop_captions
+from hfrecipes.diffusion.schedulers import check_scheduler_name, make_scheduler, training_scheduler
+from hfrecipes.diffusion.unets import downsampling_factor, unet_config
+from hfrecipes.image.components import ImageComponents
 
 from .conftest import ROOT, read_json, run_recipe
 
@@ -27,10 +38,19 @@ UNCONDITIONAL_CONFIG = ROOT / "recipes/image/configs/diffusion_unconditional_dig
 # 30 steps of batch 16 on 400 digits: enough for the denoising loss to fall well below the untrained model's.
 TINY_DIGITS = [
     *("--config", DIGITS_CONFIG, "--dataset_name", "builtin:digits?size=16&n=400"),
-    *("--max_steps", "30", "--per_device_train_batch_size", "16", "--warmup_steps", "3", "--logging_steps", "5"),
+    *(
+        "--max_steps",
+        "30",
+        "--per_device_train_batch_size",
+        "16",
+        "--warmup_steps",
+        "3",
+        "--logging_steps",
+        "5",
+    ),
     *("--eval_steps", "0", "--save_steps", "10", "--checkpoints_total_limit", "2"),
     *("--eval_samples_per_prompt", "1", "--num_inference_steps", "4"),
-]  # fmt: skip
+]
 
 
 def tiny_config(tmp_path: Path, base: Path, **changes) -> Path:
@@ -52,27 +72,27 @@ def digits_run(tmp_path_factory) -> Path:
 
 
 def test_unet_config_refuses_sizes_the_unet_cannot_halve():
-    config = dm.unet_config(
+    config = unet_config(
         "tiny", conditional=True, sample_size=16, in_channels=1, out_channels=2, cross_attention_dim=64
     )
-    assert dm.downsampling_factor(config) == 4 and config["addition_embed_type"] == "text"
+    assert downsampling_factor(config) == 4 and config["addition_embed_type"] == "text"
     with pytest.raises(RecipeInputError, match="divisible by the UNet's down-sampling factor 4"):
-        dm.unet_config(
+        unet_config(
             "tiny", conditional=True, sample_size=18, in_channels=1, out_channels=2, cross_attention_dim=64
         )
-    unconditional = dm.unet_config("sd", conditional=False, sample_size=64, in_channels=4, out_channels=4)
+    unconditional = unet_config("sd", conditional=False, sample_size=64, in_channels=4, out_channels=4)
     assert (
         "CrossAttnDownBlock2D" not in unconditional["down_block_types"]
         and "cross_attention_dim" not in unconditional
     )
     with pytest.raises(RecipeInputError, match="Unknown unet_preset"):
-        dm.unet_config("huge", conditional=False, sample_size=16, in_channels=1, out_channels=1)
+        unet_config("huge", conditional=False, sample_size=16, in_channels=1, out_channels=1)
 
 
 def test_schedulers_by_name_share_the_training_betas():
-    train = dm.training_scheduler(1000, "squaredcos_cap_v2", "v_prediction")
+    train = training_scheduler(1000, "squaredcos_cap_v2", "v_prediction")
     for name in ("ddpm", "ddim", "euler", "dpm-solver"):
-        scheduler = dm.make_scheduler(name, train.config)
+        scheduler = make_scheduler(name, train.config)
         assert (
             torch.allclose(scheduler.betas, train.betas)
             and scheduler.config.prediction_type == "v_prediction"
@@ -80,15 +100,16 @@ def test_schedulers_by_name_share_the_training_betas():
     with pytest.raises(
         RecipeInputError, match="Unknown sampling_scheduler 'heun'. Available: ddpm, ddim, euler"
     ):
-        dm.check_scheduler_name("heun", "sampling_scheduler")
+        check_scheduler_name("heun", "sampling_scheduler")
     with pytest.raises(RecipeInputError, match="prediction_type"):
-        dm.training_scheduler(1000, "linear", "noise")
+        training_scheduler(1000, "linear", "noise")
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
 def test_denoising_loss_is_zero_for_a_model_that_predicts_the_target(prediction_type):
-    scheduler = dm.training_scheduler(1000, "linear", prediction_type)
+    scheduler = training_scheduler(1000, "linear", prediction_type)
     clean = torch.randn(4, 3, 8, 8)
+    denoising_loss = _recipe_module().diffusion_training.denoising_loss  # the recipe's own, beside it
 
     def oracle(noisy, steps):  # recovers noise and clean from the noisy sample, then outputs the target
         alpha = scheduler.alphas_cumprod[steps].view(-1, 1, 1, 1)
@@ -97,54 +118,51 @@ def test_denoising_loss_is_zero_for_a_model_that_predicts_the_target(prediction_
         target = scheduler.get_velocity(clean, noise, steps) if target is None else target
         return torch.cat([target, torch.randn_like(target)], dim=1)  # extra (variance) channels are ignored
 
-    assert dm.denoising_loss(oracle, scheduler, clean, torch.Generator().manual_seed(0)) < 1e-8
+    assert denoising_loss(oracle, scheduler, clean, torch.Generator().manual_seed(0)) < 1e-8
     assert (
-        dm.denoising_loss(
-            lambda x, t: torch.zeros_like(x), scheduler, clean, torch.Generator().manual_seed(0)
-        )
+        denoising_loss(lambda x, t: torch.zeros_like(x), scheduler, clean, torch.Generator().manual_seed(0))
         > 0.1
     )
 
 
 def test_caption_dropout_replaces_captions_by_the_empty_prompt():
     generator = torch.Generator().manual_seed(0)
-    dropped = dm.drop_captions(["a red circle"] * 2000, 0.1, generator)
+    dropped = drop_captions(["a red circle"] * 2000, 0.1, generator)
     assert set(dropped) == {"", "a red circle"} and 0.07 < dropped.count("") / 2000 < 0.13
-    assert dm.drop_captions(["x", "y"], 0.0, generator) == ["x", "y"]
+    assert drop_captions(["x", "y"], 0.0, generator) == ["x", "y"]
 
 
 def test_epoch_batches_are_a_pure_function_of_the_batch_index():
-    sampler = dm.EpochBatches(100, 8, seed=1)
+    sampler = EpochBatches(100, 8, seed=1)
     first = [b for _, b in zip(range(30), iter(sampler), strict=False)]
-    resumed = [b for _, b in zip(range(10), iter(dm.EpochBatches(100, 8, seed=1, start=20)), strict=False)]
+    resumed = [b for _, b in zip(range(10), iter(EpochBatches(100, 8, seed=1, start=20)), strict=False)]
     assert resumed == first[20:]
     epoch = [i for b in first[:12] for i in b]  # 12 batches of 8 per epoch of 100 rows (last 4 dropped)
     assert len(set(epoch)) == 96
-    ranks = [dm.EpochBatches(100, 4, seed=1, world=2, rank=r).batch(3) for r in (0, 1)]
+    ranks = [EpochBatches(100, 4, seed=1, world=2, rank=r).batch(3) for r in (0, 1)]
     assert not set(ranks[0]) & set(ranks[1]) and ranks[0] + ranks[1] == sampler.batch(3)
     with pytest.raises(RecipeInputError, match="fewer than one global batch"):
-        dm.EpochBatches(10, 8, seed=0, world=2)
+        EpochBatches(10, 8, seed=0, world=2)
 
 
 def test_checkpoints_pruning_keeps_the_newest_complete_ones(tmp_path):
     for step in (10, 20, 30):
         (tmp_path / f"checkpoint-{step}").mkdir()
-        (tmp_path / f"checkpoint-{step}" / dm.STATE_FILE).write_text(json.dumps({"global_step": step}))
+        (tmp_path / f"checkpoint-{step}" / STATE_FILE).write_text(json.dumps({"global_step": step}))
     (tmp_path / "checkpoint-40").mkdir()  # killed before training_state.json: never used, never counted
-    assert [s for s, _ in dm.complete_checkpoints(tmp_path)] == [10, 20, 30]
-    dm.prune_checkpoints(tmp_path, 2)
+    assert [s for s, _ in complete_checkpoints(tmp_path)] == [10, 20, 30]
+    prune_checkpoints(tmp_path, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-20", "checkpoint-30", "checkpoint-40"]
 
 
 def test_sample_grid_png(tmp_path):
     images = torch.linspace(-1, 1, 6 * 3 * 8 * 8).view(6, 3, 8, 8)
-    path = dm.save_image_grid(images, tmp_path / "grid.png", rows=2, row_labels=["red", "blue"])
+    path = save_image_grid(images, tmp_path / "grid.png", rows=2, row_labels=["red", "blue"])
     grid = Image.open(path)
     assert grid.height == 2 * (64 + 2) and grid.width > 3 * 64
 
 
 def test_classifier_free_guidance_without_dropout_warns(caplog):
-    from hfrecipes.image.components import ImageComponents
     from hfrecipes.multimodal.vision_text import TEXT_MAX_LENGTH  # noqa: F401  (module import registers nothing; sanity)
 
     module = _recipe_module()
@@ -202,8 +220,13 @@ def test_class_conditional_digits_learn_and_save_a_loadable_pipeline(digits_run)
 
     pipe = DiffusionPipeline.from_pretrained(out)
     assert type(pipe).__name__ == "IFPipeline" and pipe.unet.config.sample_size == 16
-    image = pipe("a handwritten digit seven", num_inference_steps=3, guidance_scale=2.0, clean_caption=False,
-                 generator=torch.Generator().manual_seed(0)).images[0]  # fmt: skip
+    image = pipe(
+        "a handwritten digit seven",
+        num_inference_steps=3,
+        guidance_scale=2.0,
+        clean_caption=False,
+        generator=torch.Generator().manual_seed(0),
+    ).images[0]
     assert image.size == (16, 16) and image.mode == "L"
 
     assert lineage["recipe"] == "image/train_diffusion" and lineage["pipeline_class"] == "IFPipeline"
@@ -263,10 +286,31 @@ def test_unconditional_bf16_with_gradient_accumulation_saves_a_ddpm_pipeline(tmp
         tmp_path, UNCONDITIONAL_CONFIG, eval_attributes=[], dataset_name="builtin:digits?size=16&n=200"
     )
     out = tmp_path / "uncond"
-    run_recipe("image/train_diffusion.py", "--config", config, "--output_dir", out, "--max_steps", "6",
-               "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "2", "--bf16", "true",
-               "--save_steps", "0", "--logging_steps", "2", "--num_eval_prompts", "2", "--eval_samples_per_prompt", "2",
-               "--num_inference_steps", "3")  # fmt: skip
+    run_recipe(
+        "image/train_diffusion.py",
+        "--config",
+        config,
+        "--output_dir",
+        out,
+        "--max_steps",
+        "6",
+        "--per_device_train_batch_size",
+        "8",
+        "--gradient_accumulation_steps",
+        "2",
+        "--bf16",
+        "true",
+        "--save_steps",
+        "0",
+        "--logging_steps",
+        "2",
+        "--num_eval_prompts",
+        "2",
+        "--eval_samples_per_prompt",
+        "2",
+        "--num_inference_steps",
+        "3",
+    )
     metrics = read_json(out / "metrics.json")
     assert (
         metrics["images_seen"] == 6 * 8 * 2
@@ -309,17 +353,33 @@ def tiny_stable_diffusion(tmp_path_factory) -> Path:
     ]
     tokenizer = caption_tokenizer(captions)
     pipe = StableDiffusionPipeline(
-        vae=AutoencoderKL(block_out_channels=(16, 32), down_block_types=("DownEncoderBlock2D",) * 2,
-                          up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8, sample_size=16),
+        vae=AutoencoderKL(
+            block_out_channels=(16, 32),
+            down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2,
+            latent_channels=4,
+            norm_num_groups=8,
+            sample_size=16,
+        ),
         text_encoder=CLIPTextModel(text_config("tiny", tokenizer)),
         tokenizer=tokenizer,
-        unet=UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64),
-                                  down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                  up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=64,
-                                  layers_per_block=1, norm_num_groups=8, attention_head_dim=8),
+        unet=UNet2DConditionModel(
+            sample_size=8,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(32, 64),
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=64,
+            layers_per_block=1,
+            norm_num_groups=8,
+            attention_head_dim=8,
+        ),
         scheduler=DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )  # fmt: skip
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     path = tmp_path_factory.mktemp("sd") / "tiny-sd"
     pipe.save_pretrained(path)
     return path
@@ -333,19 +393,51 @@ def test_lora_fine_tuning_of_a_stable_diffusion_pipeline_saves_adapters_for_the_
     base_weights = load_file(tiny_stable_diffusion / "unet" / "diffusion_pytorch_model.safetensors")
     config = tiny_config(tmp_path, DIGITS_CONFIG, eval_attributes=["color"], eval_prompts=None)
     out = tmp_path / "lora"
-    run_recipe("image/train_diffusion.py", "--config", config, "--output_dir", out,
-               "--dataset_name", "builtin:shapes?n=120&size=16", "--conditioning", "text", "--channels", "3",
-               "--pretrained_pipeline", tiny_stable_diffusion, "--lora_rank", "4", "--learning_rate", "5e-3",
-               "--max_steps", "8", "--per_device_train_batch_size", "8", "--save_steps", "4", "--logging_steps", "2",
-               "--num_eval_prompts", "2", "--eval_samples_per_prompt", "2", "--num_inference_steps", "3")  # fmt: skip
+    run_recipe(
+        "image/train_diffusion.py",
+        "--config",
+        config,
+        "--output_dir",
+        out,
+        "--dataset_name",
+        "builtin:shapes?n=120&size=16",
+        "--conditioning",
+        "text",
+        "--channels",
+        "3",
+        "--pretrained_pipeline",
+        tiny_stable_diffusion,
+        "--lora_rank",
+        "4",
+        "--learning_rate",
+        "5e-3",
+        "--max_steps",
+        "8",
+        "--per_device_train_batch_size",
+        "8",
+        "--save_steps",
+        "4",
+        "--logging_steps",
+        "2",
+        "--num_eval_prompts",
+        "2",
+        "--eval_samples_per_prompt",
+        "2",
+        "--num_inference_steps",
+        "3",
+    )
     assert (out / "pytorch_lora_weights.safetensors").is_file() and not (out / "unet").exists()
     metrics = read_json(out / "metrics.json")
     assert metrics["trainable_parameters"] < 0.1 * metrics["denoiser_parameters"]
     assert read_json(out / "lineage.json")["pipeline_class"] == "StableDiffusionPipeline"
 
     def generate(pipe):
-        return pipe("a large red circle in the center", num_inference_steps=3, output_type="np",
-                    generator=torch.Generator().manual_seed(0)).images  # fmt: skip
+        return pipe(
+            "a large red circle in the center",
+            num_inference_steps=3,
+            output_type="np",
+            generator=torch.Generator().manual_seed(0),
+        ).images
 
     pipe = DiffusionPipeline.from_pretrained(tiny_stable_diffusion)
     before = generate(pipe)
@@ -406,8 +498,8 @@ def test_resume_check_ignores_config_bookkeeping_but_not_the_model():
             "_diffusers_version": "0.42",
         }
     }
-    assert dm.config_differences(saved, same) == []
+    assert config_differences(saved, same) == []
     bigger = {"unet": {"sample_size": 32, "_use_default_values": ["act_fn", "norm_eps"]}}
-    assert dm.config_differences(saved, bigger) == [
+    assert config_differences(saved, bigger) == [
         "unet: checkpoint {'sample_size': 16} vs now {'sample_size': 32}"
     ]

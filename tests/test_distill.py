@@ -8,6 +8,7 @@ from hfrecipes.core.args import DataArguments
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.core.hub import upload_files
 from hfrecipes.data import load_source
+from hfrecipes.text import distillation
 from hfrecipes.text.distillation import (
     BlockCollator,
     ScratchBudget,
@@ -25,16 +26,28 @@ from .conftest import ROOT, SHAKESPEARE, load_recipe, read_json, run_recipe
 DISTILL_TINY = ROOT / "recipes/text/configs/distill_tiny.yaml"
 # The teacher's pretraining and the distillation read the same documents with the same tail split, so the
 # held-out speeches are text the teacher never saw.
-SPLIT = ["--dataset_name", f"builtin:tinyshakespeare?path={SHAKESPEARE}", "--max_documents", "2000",
-         "--validation_fraction", "0.1", "--split_mode", "tail"]  # fmt: skip
-TEACHER = [*("--config", ROOT / "recipes/text/configs/pretrain_shakespeare.yaml", *SPLIT),
-           *("--vocab_size", "320", "--model_preset", "tiny", "--block_size", "64", "--max_steps", "80"),
-           *("--per_device_train_batch_size", "16", "--warmup_steps", "5", "--eval_steps", "80"),
-           *("--logging_steps", "10", "--sample_max_new_tokens", "8")]  # fmt: skip
+SPLIT = [
+    "--dataset_name",
+    f"builtin:tinyshakespeare?path={SHAKESPEARE}",
+    "--max_documents",
+    "2000",
+    "--validation_fraction",
+    "0.1",
+    "--split_mode",
+    "tail",
+]
+TEACHER = [
+    *("--config", ROOT / "recipes/text/configs/pretrain_shakespeare.yaml", *SPLIT),
+    *("--vocab_size", "320", "--model_preset", "tiny", "--block_size", "64", "--max_steps", "80"),
+    *("--per_device_train_batch_size", "16", "--warmup_steps", "5", "--eval_steps", "80"),
+    *("--logging_steps", "10", "--sample_max_new_tokens", "8"),
+]
 # A 0.15 M student distilled on a small transfer set (the first 20 speeches): soft targets carry what the
 # teacher learnt from 1,800 speeches, while the same student from scratch can only fit the 20.
-DISTILL = [*("--config", DISTILL_TINY, *SPLIT, "--max_train_documents", "20", "--max_steps", "60"),
-           *("--save_steps", "60", "--eval_max_documents", "100")]  # fmt: skip
+DISTILL = [
+    *("--config", DISTILL_TINY, *SPLIT, "--max_train_documents", "20", "--max_steps", "60"),
+    *("--save_steps", "60", "--eval_max_documents", "100"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +101,7 @@ def test_chat_distillation_reports_task_accuracy_for_all_three_models(tmp_path):
         *("--max_train_documents", "32", "--max_steps", "3", "--lmbda", "0.5", "--max_new_tokens", "6"),
         *("--eval_max_samples", "4", "--eval_max_new_tokens", "4", "--compare_budget", "steps"),
         *("--save_strategy", "no", "--output_dir", tmp_path / "out"),
-    )  # fmt: skip
+    )
     metrics = read_json(tmp_path / "out" / "metrics.json")
     assert metrics["global_step"] == metrics["scratch_steps"] == 3
     for prefix in ("", "teacher_", "scratch_"):
@@ -105,9 +118,15 @@ def test_incompatible_tokenizers_are_refused_with_the_alternatives(teacher, tmp_
     other.save_pretrained(tmp_path / "student")
     with pytest.raises(RecipeInputError, match=r"(?s)different tokenizers.*GOLDTrainer"):
         run_recipe(
-            "text/distill.py", *DISTILL, "--teacher_model_name_or_path", teacher,
-            "--student_model_name_or_path", tmp_path / "student", "--output_dir", tmp_path / "out",
-        )  # fmt: skip
+            "text/distill.py",
+            *DISTILL,
+            "--teacher_model_name_or_path",
+            teacher,
+            "--student_model_name_or_path",
+            tmp_path / "student",
+            "--output_dir",
+            tmp_path / "out",
+        )
     assert not (tmp_path / "out").exists()  # refused before anything ran
 
 
@@ -144,7 +163,9 @@ def test_a_trl_without_gkd_is_refused_in_one_line(monkeypatch, tmp_path):
 
 
 def test_a_trl_without_the_chatml_collator_is_refused_for_chat_data(monkeypatch):
+    # hfrecipes.text.distillation imports the collator at its top, None where TRL lacks it (as when this fails:)
     monkeypatch.setitem(sys.modules, "trl.experimental.utils", None)
+    monkeypatch.setattr(distillation, "DataCollatorForChatML", None)
     rows = load_source("builtin:arithmetic?n=20")
     tokenizer = train_tokenizer([m["content"] for ms in rows["messages"] for m in ms], "char")
     with pytest.raises(RecipeInputError, match=r"DataCollatorForChatML.*pip install 'trl>=1\.0'"):
@@ -171,9 +192,12 @@ def test_helpers(teacher, tmp_path):
         batch["labels"], batch["input_ids"]
     )
     planned = ScratchBudget.load_or_plan(
-        tmp_path / "budget.json", budget="time", distill_steps=100, distill_seconds_per_step=0.3,
+        tmp_path / "budget.json",
+        budget="time",
+        distill_steps=100,
+        distill_seconds_per_step=0.3,
         calibrate=lambda: (0.2, 0.1),
-    )  # fmt: skip
+    )
     assert (planned.steps, planned.seconds) == (200, pytest.approx(30.0))
     again = ScratchBudget.load_or_plan(  # a resumed run keeps the planned budget
         tmp_path / "budget.json", budget="time", distill_steps=1, distill_seconds_per_step=9, calibrate=None

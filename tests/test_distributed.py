@@ -9,10 +9,13 @@ diffusion (diffusers loop) and the PPO prompt sharding; the rest are `slow`."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 import torch
+
+from hfrecipes.text.ppo import PPOTrainer
 
 from .conftest import ROOT, TINY_PRETRAIN, read_json
 from .distributed import (
@@ -32,14 +35,7 @@ from .test_video import DATA as VIDEO_DATA
 def test_pretrain_two_processes_match_one_with_the_doubled_batch(tmp_path):
     args = [
         *TINY_PRETRAIN,
-        "--max_steps",
-        "8",
-        "--eval_steps",
-        "8",
-        "--save_steps",
-        "8",
-        "--logging_steps",
-        "1",
+        *("--max_steps", "8", "--eval_steps", "8", "--save_steps", "8", "--logging_steps", "1"),
     ]
     two, one = run_pair("text/pretrain.py", args, "--per_device_train_batch_size", 8, tmp_path)
     assert_ranks_in_sync(two)
@@ -66,8 +62,11 @@ def assert_diffusion_pair_matches(recipe: str, args: list, batch: int, weights: 
 
 def test_image_diffusion_two_processes_match_one_with_the_doubled_batch(tmp_path):
     # The noise generator is shared by the ranks, each slicing the global batch's draws (ShardedGenerator).
-    args = [*TINY_DIGITS, "--max_steps", "6", "--save_steps", "0", "--logging_steps", "1",
-            "--eval_before_training", "false", "--use_ema", "false"]  # fmt: skip
+    args = [
+        *TINY_DIGITS,
+        *("--max_steps", "6", "--save_steps", "0", "--logging_steps", "1"),
+        *("--eval_before_training", "false", "--use_ema", "false"),
+    ]
     assert_diffusion_pair_matches(
         "image/train_diffusion.py", args, 8, "unet/diffusion_pytorch_model.safetensors", tmp_path
     )
@@ -80,18 +79,23 @@ CONFIGS = ROOT / "recipes/text/configs"
 # TRL's configs default to bf16 (CPU autocast): the weight-gradient matmuls then round to bf16 (unit roundoff
 # 2^-9), differently for a batch split over ranks (measured on SFT: 0.2% per gradient element), so the TRL
 # recipes run in fp32 here to compare the data-parallel path itself.
-FEW_STEPS = ["--max_steps", "4", "--eval_steps", "4", "--save_steps", "4", "--logging_steps", "1",
-             "--warmup_steps", "0"]  # fmt: skip
+FEW_STEPS = [
+    *("--max_steps", "4", "--eval_steps", "4", "--save_steps", "4"),
+    *("--logging_steps", "1", "--warmup_steps", "0"),
+]
 
 
 @pytest.mark.slow
 def test_sft_two_processes_match_one_with_the_doubled_batch(tmp_path):
     # From the tiny preset with a tokenizer trained in the run: padded, assistant-only batches of different
     # lengths, so the loss is normalised by the tokens of the global batch (num_items_in_batch across ranks).
-    args = ["--config", CONFIGS / "sft_tiny.yaml", "--dataset_name", "builtin:arithmetic?n=160&digits=1&seed=0",
-            "--eval_fraction", "0.2", "--forgetting_text", "", "--eval_max_samples", "4",
-            "--eval_max_new_tokens", "4", "--per_device_eval_batch_size", "16", "--bf16", "false",
-            *FEW_STEPS]  # fmt: skip
+    args = [
+        *("--config", CONFIGS / "sft_tiny.yaml"),
+        *("--dataset_name", "builtin:arithmetic?n=160&digits=1&seed=0"),
+        *("--eval_fraction", "0.2", "--forgetting_text", "", "--eval_max_samples", "4"),
+        *("--eval_max_new_tokens", "4", "--per_device_eval_batch_size", "16", "--bf16", "false"),
+        *FEW_STEPS,
+    ]
     two, one = run_pair("text/sft.py", args, "--per_device_train_batch_size", 8, tmp_path)
     assert_trainer_runs_match(two, one)
     metrics = [read_json(d / "metrics.json") for d in (two, one)]
@@ -101,10 +105,13 @@ def test_sft_two_processes_match_one_with_the_doubled_batch(tmp_path):
 @pytest.mark.slow
 def test_reward_model_two_processes_match_one_with_the_doubled_batch(tmp_path):
     # From the tiny preset (a tokenizer trained on the pairs); the Bradley-Terry loss is a mean over pairs.
-    args = ["--config", CONFIGS / "reward_tiny.yaml", "--model_name_or_path", "", "--chat_template", "chatml",
-            "--dataset_name", "builtin:preferences?n=160&digits=1&seed=0&ops=add,sub", "--eval_fraction", "0.2",
-            "--tokenizer_vocab_size", "512", "--per_device_eval_batch_size", "16", "--bf16", "false",
-            *FEW_STEPS]  # fmt: skip
+    args = [
+        *("--config", CONFIGS / "reward_tiny.yaml", "--model_name_or_path", "", "--chat_template", "chatml"),
+        *("--dataset_name", "builtin:preferences?n=160&digits=1&seed=0&ops=add,sub"),
+        *("--eval_fraction", "0.2", "--tokenizer_vocab_size", "512"),
+        *("--per_device_eval_batch_size", "16", "--bf16", "false"),
+        *FEW_STEPS,
+    ]
     two, one = run_pair("text/reward.py", args, "--per_device_train_batch_size", 8, tmp_path)
     assert_trainer_runs_match(two, one)
     metrics = [read_json(d / "metrics.json") for d in (two, one)]
@@ -116,11 +123,14 @@ def test_dpo_two_processes_match_one_with_the_doubled_batch(tiny_chat_models, tm
     # Policy and frozen reference from the same saved start; the sigmoid (DPO) loss is a mean over pairs. The
     # shipped config adds TRL's `sft` term (RPO), a token mean per rank that DDP then averages over ranks: not the
     # token mean of the global batch (measured: first-step loss 0.1% apart, gradient norm 2.3%), so left out.
-    args = ["--config", CONFIGS / "dpo_tiny.yaml", "--model_name_or_path", tiny_chat_models[0],
-            "--reward_model_path", "", "--loss_type", "sigmoid",
-            "--dataset_name", "builtin:preferences?n=160&digits=1&seed=1&ops=add,sub", "--eval_fraction", "0.2",
-            "--eval_max_samples", "4", "--eval_max_new_tokens", "4", "--per_device_eval_batch_size", "16",
-            "--bf16", "false", *FEW_STEPS]  # fmt: skip
+    args = [
+        *("--config", CONFIGS / "dpo_tiny.yaml", "--model_name_or_path", tiny_chat_models[0]),
+        *("--reward_model_path", "", "--loss_type", "sigmoid"),
+        *("--dataset_name", "builtin:preferences?n=160&digits=1&seed=1&ops=add,sub"),
+        *("--eval_fraction", "0.2", "--eval_max_samples", "4", "--eval_max_new_tokens", "4"),
+        *("--per_device_eval_batch_size", "16", "--bf16", "false"),
+        *FEW_STEPS,
+    ]
     two, one = run_pair("text/dpo.py", args, "--per_device_train_batch_size", 8, tmp_path)
     assert_trainer_runs_match(two, one)
     metrics = [read_json(d / "metrics.json") for d in (two, one)]
@@ -136,12 +146,14 @@ def test_grpo_two_processes_see_the_same_groups_as_one_with_the_doubled_batch(ti
     # global step, a group of 8 generations split over both ranks normalised over the whole group (rewards are
     # gathered before the group statistics), and ranks in sync.
     policy, reward_model = tiny_chat_models
-    args = ["--config", CONFIGS / "grpo_tiny.yaml", "--model_name_or_path", policy,
-            "--dataset_name", "builtin:chat-mix?arithmetic_rows=60&safety_rows=20&digits=1&seed=3&ops=add,sub",
-            "--eval_fraction", "0.1", "--reward_funcs", "correctness", "--reward_model_path", reward_model,
-            "--reward_weights", "1.0", "1.0", "--num_generations", "8", "--max_completion_length", "6",
-            "--max_steps", "2", "--save_steps", "2", "--logging_steps", "1", "--log_completions", "true",
-            "--eval_max_samples", "2", "--eval_max_new_tokens", "4", "--bf16", "false"]  # fmt: skip
+    args = [
+        *("--config", CONFIGS / "grpo_tiny.yaml", "--model_name_or_path", policy),
+        *("--dataset_name", "builtin:chat-mix?arithmetic_rows=60&safety_rows=20&digits=1&seed=3&ops=add,sub"),
+        *("--eval_fraction", "0.1", "--reward_funcs", "correctness", "--reward_model_path", reward_model),
+        *("--reward_weights", "1.0", "1.0", "--num_generations", "8", "--max_completion_length", "6"),
+        *("--max_steps", "2", "--save_steps", "2", "--logging_steps", "1", "--log_completions", "true"),
+        *("--eval_max_samples", "2", "--eval_max_new_tokens", "4", "--bf16", "false"),
+    ]
     two, one = run_pair("text/grpo.py", args, "--per_device_train_batch_size", 4, tmp_path)
     assert_ranks_in_sync(two)
     for step in (1, 2):
@@ -163,15 +175,12 @@ def test_grpo_two_processes_see_the_same_groups_as_one_with_the_doubled_batch(ti
 def test_ppo_prompt_batches_shard_the_global_batch():
     # The prompts of each PPO update depend only on (seed, update): rank r takes the r-th slice of the global batch,
     # so N processes with batch B see exactly the prompts of one process with batch N·B, epoch after epoch.
-    from types import SimpleNamespace
-
-    from hfrecipes.text.ppo import PPOTrainer
 
     def prompts(world: int, rank: int, batch_size: int, update: int) -> list[int]:
         accelerator = SimpleNamespace(num_processes=world, process_index=rank)
         config = SimpleNamespace(batch_size=batch_size, seed=7)
         trainer = SimpleNamespace(accelerator=accelerator, config=config, prompts=[""] * 37)
-        return PPOTrainer._prompt_batch(trainer, update)
+        return PPOTrainer.prompt_batch(trainer, update)
 
     for update in range(1, 12):  # 37 prompts, 8 per update: a new permutation every 4 updates
         assert prompts(2, 0, 4, update) + prompts(2, 1, 4, update) == prompts(1, 0, 8, update)
@@ -184,11 +193,14 @@ def test_ppo_two_processes_run_the_same_updates_as_one_with_the_doubled_batch(ti
     # counts, the first rollout's KL to the reference exactly 0 (every rank starts from the reference) and ranks
     # in sync at the end. The prompt sharding is checked exactly above.
     policy, reward_model = tiny_chat_models
-    args = ["--config", CONFIGS / "ppo_tiny.yaml", "--model_name_or_path", policy,
-            "--reward_model_path", reward_model,
-            "--dataset_name", "builtin:chat-mix?arithmetic_rows=60&safety_rows=20&digits=1&seed=11&ops=add,sub",
-            "--eval_fraction", "0.1", "--num_updates", "2", "--ppo_epochs", "1", "--max_new_tokens", "6",
-            "--save_steps", "0", "--eval_max_samples", "2", "--eval_max_new_tokens", "4"]  # fmt: skip
+    args = [
+        *("--config", CONFIGS / "ppo_tiny.yaml"),
+        *("--model_name_or_path", policy, "--reward_model_path", reward_model),
+        "--dataset_name",
+        "builtin:chat-mix?arithmetic_rows=60&safety_rows=20&digits=1&seed=11&ops=add,sub",
+        *("--eval_fraction", "0.1", "--num_updates", "2", "--ppo_epochs", "1", "--max_new_tokens", "6"),
+        *("--save_steps", "0", "--eval_max_samples", "2", "--eval_max_new_tokens", "4"),
+    ]
     two, one = run_pair("text/ppo.py", args, ("--batch_size", "--mini_batch_size"), (4, 2), tmp_path)
     assert_ranks_in_sync(two)
     history = [read_json(d / "log_history.json") for d in (two, one)]
@@ -206,8 +218,11 @@ def test_ppo_two_processes_run_the_same_updates_as_one_with_the_doubled_batch(ti
 def test_clip_two_processes_match_one_with_the_doubled_batch(tmp_path):
     # The contrastive loss takes its negatives from every rank (hfrecipes.multimodal.vision_text.contrastive_loss): with
     # per-rank in-batch negatives 2 x 16 pairs trained an easier loss (ln 16 at chance) than 1 x 32 (ln 32).
-    args = ["--config", ROOT / "recipes/multimodal/configs/clip_shapes_tiny.yaml",
-            "--dataset_name", "builtin:shapes?n=200&size=32", "--validation_fraction", "0.2", *FEW_STEPS]  # fmt: skip
+    args = [
+        *("--config", ROOT / "recipes/multimodal/configs/clip_shapes_tiny.yaml"),
+        *("--dataset_name", "builtin:shapes?n=200&size=32", "--validation_fraction", "0.2"),
+        *FEW_STEPS,
+    ]
     batches = ("--per_device_train_batch_size", "--per_device_eval_batch_size")
     two, one = run_pair("multimodal/train_clip.py", args, batches, (16, 20), tmp_path)
     assert_ranks_in_sync(two)
@@ -237,9 +252,12 @@ def test_tts_two_processes_match_one_with_the_doubled_batch(tmp_path):
     config = tiny_config(
         tmp_path, ROOT / "recipes/audio/configs/tts_espeak_tiny.yaml", model_overrides=no_dropout
     )
-    args = ["--config", config, "--dataset_name", "builtin:espeak?n=40&speakers=2&style=phrases&seed=0",
-            "--eval_fraction", "0.2", "--intelligibility_steps", "0", "--eval_max_samples", "2",
-            "--num_eval_samples", "1", "--eval_maxlenratio", "2", "--griffin_lim_iters", "2", *FEW_STEPS]  # fmt: skip
+    args = [
+        *("--config", config, "--dataset_name", "builtin:espeak?n=40&speakers=2&style=phrases&seed=0"),
+        *("--eval_fraction", "0.2", "--intelligibility_steps", "0", "--eval_max_samples", "2"),
+        *("--num_eval_samples", "1", "--eval_maxlenratio", "2", "--griffin_lim_iters", "2"),
+        *FEW_STEPS,
+    ]
     batches = ("--per_device_train_batch_size", "--per_device_eval_batch_size")
     two, one = run_pair("audio/train_tts.py", args, batches, (4, 4), tmp_path)
     assert_ranks_in_sync(two)
@@ -252,10 +270,12 @@ def test_tts_two_processes_match_one_with_the_doubled_batch(tmp_path):
     assert metrics[0]["eval_loss"] == pytest.approx(metrics[1]["eval_loss"], rel=1e-2)
 
 
-VIDEO = ["--config", ROOT / "recipes/video/configs/video_shapes_tiny.yaml", "--dataset_name", VIDEO_DATA,
-         "--max_steps", "4", "--warmup_steps", "0", "--logging_steps", "1", "--eval_steps", "0",
-         "--save_steps", "0", "--eval_before_training", "false", "--use_ema", "false", "--num_eval_prompts", "2",
-         "--eval_samples_per_prompt", "1", "--num_inference_steps", "2"]  # fmt: skip
+VIDEO = [
+    *("--config", ROOT / "recipes/video/configs/video_shapes_tiny.yaml", "--dataset_name", VIDEO_DATA),
+    *("--max_steps", "4", "--warmup_steps", "0", "--logging_steps", "1", "--eval_steps", "0"),
+    *("--save_steps", "0", "--eval_before_training", "false", "--use_ema", "false"),
+    *("--num_eval_prompts", "2", "--eval_samples_per_prompt", "1", "--num_inference_steps", "2"),
+]
 
 
 @pytest.mark.slow
@@ -263,8 +283,11 @@ def test_video_diffusion_two_processes_match_one_with_the_doubled_batch(tmp_path
     # The image recipe's diffusion loop on clips, here with the Wan transformer (flow matching) and its text
     # encoder trained too (two DDP modules): noise, noise levels and caption dropout come from the shared
     # ShardedGenerator, each rank taking its slice of the global batch's draws.
-    args = [*VIDEO, "--backbone", "wan", "--sampling_scheduler", "flow-euler", "--max_sequence_length", "16",
-            "--timestep_bias_strategy", "none", "--train_text_encoder", "true"]  # fmt: skip
+    args = [
+        *VIDEO,
+        *("--backbone", "wan", "--sampling_scheduler", "flow-euler", "--max_sequence_length", "16"),
+        *("--timestep_bias_strategy", "none", "--train_text_encoder", "true"),
+    ]
     two, one = run_pair("video/train_video_diffusion.py", args, "--per_device_train_batch_size", 4, tmp_path)
     assert_ranks_in_sync(two)
     assert len(rank_checksums(two)[0]) == 2  # the transformer and the text encoder

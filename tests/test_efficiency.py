@@ -28,9 +28,16 @@ def private_peak_cache(tmp_path, monkeypatch):
 
 def tiny_lm(tied: bool = True) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
-                         tie_word_embeddings=tied)  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=256,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+        tie_word_embeddings=tied,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -62,8 +69,9 @@ def test_6nd_agrees_with_flops_measured_on_a_training_step():
     counter.end()
     n, _ = eff.matmul_parameters(model)
     config = model.config
-    estimate = eff.transformer_flops(n, batch * seq, n_layers=config.num_hidden_layers,
-                                     d_model=config.hidden_size, seq_len=seq)  # fmt: skip
+    estimate = eff.transformer_flops(
+        n, batch * seq, n_layers=config.num_hidden_layers, d_model=config.hidden_size, seq_len=seq
+    )
     # Measured: every matmul and attention product forward and backward (measured 1.01x the estimate).
     assert 0.95 < counter.flops / estimate < 1.05, (counter.flops, estimate)
     counter.begin()  # only the first step is counted
@@ -128,8 +136,15 @@ def test_record_of_a_measured_training_loop_is_plausible(monkeypatch):
     # Linear layers: forward 2·N per row, backward 4·N except the first layer's input gradient.
     n_first, n_second = 256 * 512, 512 * 256
     assert first.flops == 128 * (6 * n_first + 6 * n_second - 2 * n_first)
-    record = eff.efficiency_record(meter.stop(), unit="images", count=128 * steps, train_flops=first.flops * steps,
-                                   flops_method="measured", train_seconds=seconds, steps=steps)  # fmt: skip
+    record = eff.efficiency_record(
+        meter.stop(),
+        unit="images",
+        count=128 * steps,
+        train_flops=first.flops * steps,
+        flops_method="measured",
+        train_seconds=seconds,
+        steps=steps,
+    )
     assert record["images"] == 2560 and record["images_per_second"] == pytest.approx(2560 / seconds)
     assert 0 < record["mfu"] < 1, record
     assert record["achieved_flops_per_second"] < record["peak_flops_per_second"] * 1.5
@@ -143,8 +158,9 @@ def test_record_of_a_measured_training_loop_is_plausible(monkeypatch):
     monkeypatch.setenv("HFRECIPES_WATTS_PER_CORE", "10")
     monkeypatch.setenv("HFRECIPES_GRID_KG_PER_KWH", "0.1")
     measurement = eff.Measurement(wall_seconds=10, cpu_seconds=36, device="cpu")
-    two = eff.efficiency_record(measurement, unit="tokens", count=None, train_flops=None, flops_method="-",
-                                world_size=2)  # fmt: skip
+    two = eff.efficiency_record(
+        measurement, unit="tokens", count=None, train_flops=None, flops_method="-", world_size=2
+    )
     assert two["energy_kwh"] == pytest.approx(36 * 2 * 10 / 3.6e6) and two["mfu"] is None
     assert (
         two["co2e_kg"] == pytest.approx(two["energy_kwh"] * 0.1) and "× 2 processes" in two["energy_method"]
@@ -157,8 +173,14 @@ def lm_trainer(tmp_path, **args) -> Trainer:
     ids = torch.randint(0, 256, (64, 32), generator=torch.Generator().manual_seed(0)).tolist()
     data = Dataset.from_dict({"input_ids": ids, "labels": ids})
     args = {"save_strategy": "no", "logging_steps": 3, **args}
-    training_args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=6, per_device_train_batch_size=4,
-                                      report_to="none", use_cpu=True, **args)  # fmt: skip
+    training_args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=6,
+        per_device_train_batch_size=4,
+        report_to="none",
+        use_cpu=True,
+        **args,
+    )
     return Trainer(
         model=tiny_lm(), args=training_args, train_dataset=data, data_collator=default_data_collator
     )
@@ -210,23 +232,35 @@ def test_measured_flops_are_counted_once_per_run_so_resume_stays_exact(tmp_path)
 
 def test_model_card_and_lifecycle_report_show_the_efficiency(tmp_path):
     measurement = eff.Measurement(wall_seconds=12.0, cpu_seconds=11.0, device="cpu")
-    record = eff.efficiency_record(measurement, unit="tokens", count=61_440, train_flops=3e11,
-                                   flops_method="6·N·D", train_seconds=10.0, steps=60)  # fmt: skip
-    lineage = build_lineage(recipe="text/pretrain", config={}, inputs=[], data_report=None, metrics={},
-                            efficiency=record)  # fmt: skip
+    record = eff.efficiency_record(
+        measurement,
+        unit="tokens",
+        count=61_440,
+        train_flops=3e11,
+        flops_method="6·N·D",
+        train_seconds=10.0,
+        steps=60,
+    )
+    lineage = build_lineage(
+        recipe="text/pretrain", config={}, inputs=[], data_report=None, metrics={}, efficiency=record
+    )
     assert lineage["efficiency"]["tokens_per_second"] == pytest.approx(6144)
     card = ModelCard(str(render_model_card(lineage, title="t: x", description="d", usage="u")))
     assert "## Efficiency" in card.text and "6,144.0 tokens/s" in card.text and "MFU" in card.text
     assert "kg/kWh" in card.text and "CPU time × 6.25 W/core" in card.text
-    no_record = render_model_card(build_lineage(recipe="r", config={}, inputs=[], data_report=None, metrics={}),
-                                  title="t", description="d", usage="u")  # fmt: skip
+    no_record = render_model_card(
+        build_lineage(recipe="r", config={}, inputs=[], data_report=None, metrics={}),
+        title="t",
+        description="d",
+        usage="u",
+    )
     assert "## Efficiency" not in str(no_record)
 
     stages = [SimpleNamespace(name=name) for name in ("tokenizer", "pretrain")]
-    pipeline = SimpleNamespace(stages=stages, output_dir=lambda name: tmp_path / name)
-    assert efficiency_table(pipeline) == "_No stage recorded its efficiency._"
+    lifecycle = SimpleNamespace(stages=stages, output_dir=lambda name: tmp_path / name)
+    assert efficiency_table(lifecycle) == "_No stage recorded its efficiency._"
     (tmp_path / "pretrain").mkdir()
     atomic_write_json(tmp_path / "pretrain" / "lineage.json", lineage)
-    table = efficiency_table(pipeline)
+    table = efficiency_table(lifecycle)
     assert "| pretrain | 6,144.0 tokens/s | 3e+11 |" in table and "| **total** |" in table
     assert f"{record['mfu']:.1%}" in table and "tokenizer" not in table

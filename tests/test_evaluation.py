@@ -12,12 +12,12 @@ from hfrecipes.text.evaluation import (
     generate_replies,
     language_model_loss,
     last_number,
-    load_metric,
     pairwise_accuracy,
     refusal_metrics,
     refusal_rate,
     win_rate,
 )
+from hfrecipes.text.metric_modules import load_metric
 from hfrecipes.text.models import get_causal_lm
 from hfrecipes.text.tokenization import train_tokenizer
 

@@ -14,7 +14,8 @@ from PIL import Image
 from hfrecipes.builtins.images import DIGIT_NAMES, SHAPE_COLORS, shape_caption
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data import load_source
-from hfrecipes.image.evaluation import ImageEvaluator, frechet_distance, retrieval_recall
+from hfrecipes.diffusion.evaluation import frechet_distance
+from hfrecipes.image.evaluation import ImageEvaluator, retrieval_recall
 from hfrecipes.multimodal.vision_text import (
     caption_tokenizer,
     clip_config,
@@ -186,8 +187,9 @@ def test_an_image_folder_with_captions_is_read_with_unreadable_files_reported(tm
         lines.append(json.dumps({"file_name": f"{i}.png", "text": f"picture {i}"}))
     (folder / "broken.png").write_bytes(b"not a png")
     (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
-    train, validation, report = prepare_image_splits(dataset_name=str(folder), required_columns=["text"],
-                                                     validation_fraction=0.25)  # fmt: skip
+    train, validation, report = prepare_image_splits(
+        dataset_name=str(folder), required_columns=["text"], validation_fraction=0.25
+    )
     assert len(train) + len(validation) == 12 and train[0]["text"].startswith("picture")
     assert report.summary["unreadable_files"][0]["path"] == "broken.png"
     stack = pixel_stack(train, 16, 3, report, "train")  # grayscale files converted to RGB, counted

@@ -4,9 +4,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from hfrecipes.core import training
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.core.io import COMPLETION_MARKER, staged_output
-from hfrecipes.core.training import check_distributed_state, last_complete_checkpoint, ranks_in_sync
+from hfrecipes.core.training import (
+    check_distributed_state,
+    check_report_to,
+    last_complete_checkpoint,
+    ranks_in_sync,
+)
 
 
 def test_staged_output_publishes_everything_with_the_marker(tmp_path):
@@ -63,10 +69,6 @@ def test_ranks_in_sync_single_process():
 
 
 def test_a_report_to_backend_that_is_not_installed_names_its_extra(monkeypatch):
-    from hfrecipes.core import training
-    from hfrecipes.core.errors import RecipeInputError
-    from hfrecipes.core.training import check_report_to
-
     monkeypatch.setattr(training, "get_available_reporting_integrations", lambda: ["codecarbon"])
     with pytest.raises(
         RecipeInputError,

@@ -1,4 +1,4 @@
-"""`hfrecipes run / copy / push`: a shortened two-stage pipeline (tokenizer -> pretrain) run for real through
+"""`hfrecipes run / copy / push`: a shortened two-stage lifecycle (tokenizer -> pretrain) run for real through
 `accelerate launch`, skipping, re-running after a change, failing cleanly; copy-and-run; model cards; push offline."""
 
 import json
@@ -13,35 +13,60 @@ from transformers import AutoModelForCausalLM
 
 from hfrecipes.cli.commands import main as cli
 from hfrecipes.core.errors import RecipeInputError
-from hfrecipes.lifecycle.runner import load_pipeline, run_pipeline_file
+from hfrecipes.lifecycle.runner import check_stage_configs, load_lifecycle, run_lifecycle_file
 
 from .conftest import ROOT, read_json
 
 TOKENIZER = {"dataset_name": "builtin:python-stdlib?max_files=8", "vocab_size": 320}
-PRETRAIN = {"max_documents": 20, "block_size": 32, "max_steps": 8, "eval_steps": 8, "save_steps": 8,
-            "logging_steps": 2, "warmup_steps": 0, "per_device_train_batch_size": 8, "sample_max_new_tokens": 4,
-            "validation_fraction": 0.2}  # fmt: skip
+PRETRAIN = {
+    "max_documents": 20,
+    "block_size": 32,
+    "max_steps": 8,
+    "eval_steps": 8,
+    "save_steps": 8,
+    "logging_steps": 2,
+    "warmup_steps": 0,
+    "per_device_train_batch_size": 8,
+    "sample_max_new_tokens": 4,
+    "validation_fraction": 0.2,
+}
 
 
-def write_pipeline(path, pretrain_overrides=None, extra_stage=None):
+def write_lifecycle(path, pretrain_overrides=None, extra_stage=None):
     stages = [
-        {"name": "tokenizer", "recipe": "text/train_tokenizer.py",
-         "config": "recipes/text/configs/tokenizer_tiny.yaml", "overrides": TOKENIZER},
-        {"name": "pretrain", "recipe": "text/pretrain.py", "config": "recipes/text/configs/pretrain_tiny.yaml",
-         "inputs": {"tokenizer_name_or_path": "tokenizer"}, "overrides": {**PRETRAIN, **(pretrain_overrides or {})}},
-    ]  # fmt: skip
+        {
+            "name": "tokenizer",
+            "recipe": "text/train_tokenizer.py",
+            "config": "recipes/text/configs/tokenizer_tiny.yaml",
+            "overrides": TOKENIZER,
+        },
+        {
+            "name": "pretrain",
+            "recipe": "text/pretrain.py",
+            "config": "recipes/text/configs/pretrain_tiny.yaml",
+            "inputs": {"tokenizer_name_or_path": "tokenizer"},
+            "overrides": {**PRETRAIN, **(pretrain_overrides or {})},
+        },
+    ]
     if extra_stage:
         stages.append(extra_stage)
-    path.write_text(yaml.safe_dump({"run_dir": str(path.parent / "run"),
-                                    "accelerate_config": "accelerate_configs/cpu.yaml", "stages": stages}))  # fmt: skip
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "run_dir": str(path.parent / "run"),
+                "accelerate_config": "accelerate_configs/cpu.yaml",
+                "stages": stages,
+            }
+        )
+    )
     return path
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    pipeline = write_pipeline(tmp_path_factory.mktemp("life") / "pipe.yaml")
-    assert run_pipeline_file(pipeline) == 0
-    return pipeline
+    lifecycle = write_lifecycle(tmp_path_factory.mktemp("life") / "lifecycle.yaml")
+    assert run_lifecycle_file(lifecycle) == 0
+    return lifecycle
 
 
 def test_run_wires_stage_outputs_and_writes_the_report(finished_run):
@@ -59,10 +84,10 @@ def test_run_wires_stage_outputs_and_writes_the_report(finished_run):
 def test_second_run_skips_and_a_changed_stage_reruns_alone(finished_run, capsys):
     run_dir = finished_run.parent / "run"
     before = {s: (run_dir / s / "lineage.json").stat().st_mtime_ns for s in ("tokenizer", "pretrain")}
-    assert run_pipeline_file(finished_run) == 0
+    assert run_lifecycle_file(finished_run) == 0
     assert capsys.readouterr().out.count("skipped (up to date") == 2
-    write_pipeline(finished_run, pretrain_overrides={"max_steps": 10})
-    assert run_pipeline_file(finished_run) == 0
+    write_lifecycle(finished_run, pretrain_overrides={"max_steps": 10})
+    assert run_lifecycle_file(finished_run) == 0
     printed = capsys.readouterr().out
     assert "tokenizer  skipped" in printed and "pretrain   done" in printed
     assert (run_dir / "tokenizer" / "lineage.json").stat().st_mtime_ns == before["tokenizer"]
@@ -70,12 +95,16 @@ def test_second_run_skips_and_a_changed_stage_reruns_alone(finished_run, capsys)
 
 
 def test_a_failing_stage_stops_the_run_with_its_name_log_and_exit_code(finished_run, tmp_path, capsys):
-    pipeline = write_pipeline(tmp_path / "pipe.yaml")
-    broken = {"name": "broken", "recipe": "text/pretrain.py", "config": "recipes/text/configs/pretrain_tiny.yaml",
-              "inputs": {"tokenizer_name_or_path": "tokenizer"},
-              "overrides": {**PRETRAIN, "dataset_name": str(tmp_path / "missing.jsonl")}}  # fmt: skip
-    write_pipeline(pipeline, extra_stage=broken)
-    code = run_pipeline_file(pipeline, start_from="broken", run_dir=finished_run.parent / "run")
+    lifecycle = write_lifecycle(tmp_path / "lifecycle.yaml")
+    broken = {
+        "name": "broken",
+        "recipe": "text/pretrain.py",
+        "config": "recipes/text/configs/pretrain_tiny.yaml",
+        "inputs": {"tokenizer_name_or_path": "tokenizer"},
+        "overrides": {**PRETRAIN, "dataset_name": str(tmp_path / "missing.jsonl")},
+    }
+    write_lifecycle(lifecycle, extra_stage=broken)
+    code = run_lifecycle_file(lifecycle, start_from="broken", run_dir=finished_run.parent / "run")
     assert code != 0  # the recipe exits 2; accelerate launch reports a failed child as 1
     captured = capsys.readouterr()
     assert f"stage 'broken' failed with exit code {code}" in captured.err and "broken.log" in captured.err
@@ -83,21 +112,21 @@ def test_a_failing_stage_stops_the_run_with_its_name_log_and_exit_code(finished_
     assert (finished_run.parent / "run" / "pretrain" / "lineage.json").is_file()  # finished stages are kept
 
 
-def test_bad_pipelines_are_refused_before_anything_runs(tmp_path):
-    pipeline = write_pipeline(tmp_path / "pipe.yaml", pretrain_overrides={"max_stepz": 3})
+def test_bad_lifecycles_are_refused_before_anything_runs(tmp_path):
+    lifecycle = write_lifecycle(tmp_path / "lifecycle.yaml", pretrain_overrides={"max_stepz": 3})
     with pytest.raises(RecipeInputError, match="stage 'pretrain'.*max_stepz"):
-        run_pipeline_file(pipeline)
+        run_lifecycle_file(lifecycle)
     assert not (tmp_path / "run" / "tokenizer").exists()
-    data = yaml.safe_load(pipeline.read_text())
+    data = yaml.safe_load(lifecycle.read_text())
     data["stages"][1]["recipe"] = "text/nope.py"
     data["stages"][1]["inputs"] = {"tokenizer_name_or_path": "later"}
-    pipeline.write_text(yaml.safe_dump(data))
+    lifecycle.write_text(yaml.safe_dump(data))
     with pytest.raises(RecipeInputError, match="unknown recipe 'text/nope.py'.*not an earlier stage"):
-        load_pipeline(pipeline)
+        load_lifecycle(lifecycle)
     with pytest.raises(RecipeInputError, match="--only 'sft' is not a stage"):
-        run_pipeline_file(write_pipeline(tmp_path / "ok.yaml"), only="sft")
+        run_lifecycle_file(write_lifecycle(tmp_path / "ok.yaml"), only="sft")
     with pytest.raises(RecipeInputError, match="has no finished output"):
-        run_pipeline_file(write_pipeline(tmp_path / "ok.yaml"), only="pretrain")
+        run_lifecycle_file(write_lifecycle(tmp_path / "ok.yaml"), only="pretrain")
 
 
 def test_stage_model_card_has_hub_metadata_and_lineage(finished_run):
@@ -109,7 +138,9 @@ def test_stage_model_card_has_hub_metadata_and_lineage(finished_run):
     assert "Back to the raw data" in card.text and "recipe `text/train_tokenizer`" in card.text
 
 
-def test_push_without_token_or_network_explains_and_offline_export_writes_the_upload(finished_run, tmp_path, monkeypatch, capsys):  # fmt: skip
+def test_push_without_token_or_network_explains_and_offline_export_writes_the_upload(
+    finished_run, tmp_path, monkeypatch, capsys
+):
     stage = finished_run.parent / "run" / "pretrain"
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # no stored token either
@@ -135,24 +166,29 @@ def test_copy_gives_a_recipe_that_runs_from_its_new_place(tmp_path):
     )
     assert script.is_file() and config.is_file()
     out = tmp_path / "tok"
-    subprocess.run([sys.executable, str(script), "--config", str(config), "--dataset_name",
-                    "builtin:python-stdlib?max_files=5", "--vocab_size", "300", "--output_dir", str(out)],
-                   cwd=tmp_path, check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            *(sys.executable, str(script), "--config", str(config)),
+            *("--dataset_name", "builtin:python-stdlib?max_files=5"),
+            *("--vocab_size", "300", "--output_dir", str(out)),
+        ],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
     assert json.loads((out / "lineage.json").read_text())["recipe"] == "text/train_tokenizer"
     assert cli(["copy", "text/nope.py", str(tmp_path / "x")]) == 2
 
 
 @pytest.mark.slow
 def test_the_full_tiny_lifecycle_runs_end_to_end(tmp_path):
-    assert run_pipeline_file(ROOT / "recipes/lifecycle/text_tiny.yaml", run_dir=tmp_path / "run") == 0
+    assert run_lifecycle_file(ROOT / "recipes/lifecycle/text_tiny.yaml", run_dir=tmp_path / "run") == 0
     assert "| grpo |" in (tmp_path / "run" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("name", ["text_tiny.yaml", "alignment_tiny.yaml", "text_full.yaml"])
-def test_shipped_pipelines_load_and_their_stage_configs_parse(name):
-    from hfrecipes.lifecycle.runner import check_stage_configs
-
-    pipeline = load_pipeline(ROOT / "recipes/lifecycle" / name)
-    assert pipeline.stage_names()[-1] == "evaluate"
+def test_shipped_lifecycles_load_and_their_stage_configs_parse(name):
+    lifecycle = load_lifecycle(ROOT / "recipes/lifecycle" / name)
+    assert lifecycle.stage_names()[-1] == "evaluate"
     if "full" not in name:  # GPU configs ask for bf16, which the parser checks against this CPU machine
-        check_stage_configs(pipeline, pipeline.stages)
+        check_stage_configs(lifecycle, lifecycle.stages)

@@ -14,9 +14,8 @@ from safetensors.torch import load_file
 from hfrecipes.core.errors import NonFiniteError, RecipeInputError
 from hfrecipes.core.guards import NonFiniteGuard
 from hfrecipes.core.training import CausalLMTrainer
-from hfrecipes.image.components import ImageComponents
 
-from .conftest import TINY_PRETRAIN, run_recipe
+from .conftest import TINY_PRETRAIN, load_recipe, run_recipe
 from .test_diffusion import TINY_DIGITS
 
 
@@ -55,31 +54,25 @@ def test_guard_skip_policy_drops_the_gradients_and_gives_up_after_too_many(monke
         NonFiniteGuard()
 
 
-def poison_step(monkeypatch, cls, method: str, bad_calls: set[int]) -> None:
-    """Make the loss NaN on the given (1-based) training calls of `cls.method`."""
-    original, calls = getattr(cls, method), {"n": 0}
+def poison_step(monkeypatch, owner, name: str, bad_calls: set[int]) -> None:
+    """Make the loss NaN on the given (1-based) training calls of `owner.name` (a method of a class, or a loss
+    function of a module)."""
+    original, calls = getattr(owner, name), {"n": 0}
 
-    def poisoned(self, *args, **kwargs):
-        out = original(self, *args, **kwargs)
+    def poisoned(*args, **kwargs):
+        out = original(*args, **kwargs)
         if torch.is_grad_enabled():
             calls["n"] += 1
             if calls["n"] in bad_calls:
                 return (out[0] * float("nan"), *out[1:]) if isinstance(out, tuple) else out * float("nan")
         return out
 
-    monkeypatch.setattr(cls, method, poisoned)
+    monkeypatch.setattr(owner, name, poisoned)
 
 
 PRETRAIN_SHORT = [
     *TINY_PRETRAIN,
-    "--max_steps",
-    "6",
-    "--save_steps",
-    "2",
-    "--eval_steps",
-    "6",
-    "--logging_steps",
-    "1",
+    *("--max_steps", "6", "--save_steps", "2", "--eval_steps", "6", "--logging_steps", "1"),
 ]
 
 
@@ -113,7 +106,10 @@ def test_pretrain_skip_policy_skips_the_bad_step_and_finishes(tmp_path, monkeypa
 def test_diffusion_stops_at_the_poisoned_step_and_keeps_the_checkpoint(tmp_path, monkeypatch):
     out = tmp_path / "out"
     short = [*TINY_DIGITS, "--max_steps", "4", "--save_steps", "2", "--eval_before_training", "false"]
-    poison_step(monkeypatch, ImageComponents, "loss", {3})
+    # The loss lives beside the recipe (what `hfrecipes copy` brings along), looked up at every step.
+    poison_step(
+        monkeypatch, load_recipe("image/train_diffusion.py").diffusion_training, "denoising_loss", {3}
+    )
     with pytest.raises(
         NonFiniteError, match=r"step 3: non-finite gradients .*unet\..*checkpoint-2 and is unchanged"
     ):

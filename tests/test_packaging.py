@@ -4,6 +4,7 @@ directory, `env`); a checkout finds its own recipes/ tree."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from hfrecipes.cli.commands import extras_status
 from hfrecipes.cli.commands import main as cli
 from hfrecipes.core import catalogue
 from hfrecipes.core.errors import RecipeInputError
-from hfrecipes.lifecycle.runner import load_pipeline, resolve_pipeline
+from hfrecipes.lifecycle.runner import load_lifecycle, resolve_lifecycle
 
 from .conftest import ROOT
 
@@ -73,7 +74,11 @@ def installed(wheel, tmp_path_factory) -> dict[str, str]:
 
 def hfrecipes(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "hfrecipes.cli.commands", *args], env=env, cwd=cwd, capture_output=True, text=True
+        [sys.executable, "-m", "hfrecipes.cli.commands", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
     )
 
 
@@ -95,7 +100,7 @@ def test_the_wheel_ships_recipes_configs_lifecycle_files_and_accelerate_configs(
     assert "hfrecipes = hfrecipes.cli.commands:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
-def test_the_installed_wheel_lists_copies_and_dry_runs_a_shipped_pipeline_from_an_empty_directory(
+def test_the_installed_wheel_lists_copies_and_dry_runs_a_shipped_lifecycle_from_an_empty_directory(
     installed, tmp_path
 ):
     package = Path(installed["PYTHONPATH"]).resolve() / "hfrecipes"
@@ -134,27 +139,27 @@ def test_the_installed_wheel_lists_copies_and_dry_runs_a_shipped_pipeline_from_a
         assert f"- Extra {extra}: yes (" in env.stdout or f"- Extra {extra}: no (missing: " in env.stdout
 
 
-def test_a_checkout_uses_its_own_recipes_and_pipelines_resolve_by_name_from_any_directory(
+def test_a_checkout_uses_its_own_recipes_and_lifecycles_resolve_by_name_from_any_directory(
     tmp_path, monkeypatch
 ):
     assert catalogue.recipes_dir() == ROOT / "recipes"
     assert catalogue.accelerate_configs_dir() == ROOT / "accelerate_configs"
     monkeypatch.chdir(tmp_path)
-    assert resolve_pipeline("text_tiny") == ROOT / "recipes/lifecycle/text_tiny.yaml"
-    assert resolve_pipeline("text_tiny.yaml") == resolve_pipeline("recipes/lifecycle/text_tiny.yaml")
-    pipeline = load_pipeline("text_tiny")
-    assert pipeline.run_dir == Path("runs/text_tiny")
-    pretrain = pipeline.stages[pipeline.stage_names().index("pretrain")]
+    assert resolve_lifecycle("text_tiny") == ROOT / "recipes/lifecycle/text_tiny.yaml"
+    assert resolve_lifecycle("text_tiny.yaml") == resolve_lifecycle("recipes/lifecycle/text_tiny.yaml")
+    lifecycle = load_lifecycle("text_tiny")
+    assert lifecycle.run_dir == Path("runs/text_tiny")
+    pretrain = lifecycle.stages[lifecycle.stage_names().index("pretrain")]
     assert pretrain.config == ROOT / "recipes/text/configs/pretrain_tiny.yaml"
     assert pretrain.accelerate_config == ROOT / "accelerate_configs/cpu.yaml"
     # A file of the same relative path in the current directory wins over the shipped one.
     local = tmp_path / "recipes/text/configs/pretrain_tiny.yaml"
     local.parent.mkdir(parents=True)
     local.write_text((ROOT / "recipes/text/configs/pretrain_tiny.yaml").read_text())
-    pipeline = load_pipeline("text_tiny")
-    assert pipeline.stages[pipeline.stage_names().index("pretrain")].config == local
+    lifecycle = load_lifecycle("text_tiny")
+    assert lifecycle.stages[lifecycle.stage_names().index("pretrain")].config == local
     with pytest.raises(RecipeInputError, match="shipped pipelines: alignment_tiny, text_full, text_tiny"):
-        resolve_pipeline("nope")
+        resolve_lifecycle("nope")
     assert cli(["run", "recipes/lifecycle/missing.yaml"]) == 2
 
 
@@ -174,8 +179,6 @@ def test_env_reports_versions_devices_extras_and_where_recipes_are(capsys):
 
 
 def test_extras_status_names_what_is_missing(monkeypatch):
-    import importlib.metadata
-
     requires = [
         *(
             'numpy>=1; extra == "audio"',

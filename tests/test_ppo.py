@@ -23,10 +23,14 @@ from hfrecipes.text.ppo import (
     masked_whiten,
     per_token_rewards,
     plot_ppo_curves,
-    policy_loss,
     response_mask,
-    value_loss,
 )
+
+from .conftest import load_recipe
+
+# The loss and the training step live beside the recipe (recipes/text/ppo_training.py), where a user changes them.
+ppo_training = load_recipe("text/ppo_training.py")
+policy_loss, value_loss, ppo_step = ppo_training.policy_loss, ppo_training.value_loss, ppo_training.ppo_step
 
 T = torch.tensor
 
@@ -172,10 +176,18 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
 def tiny_policy(seed: int = 0):
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(WORDS), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
-        pad_token_id=0, eos_token_id=1, bos_token_id=2, tie_word_embeddings=True,
-    )  # fmt: skip
+        vocab_size=len(WORDS),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+        tie_word_embeddings=True,
+    )
     return AutoModelForCausalLM.from_config(config)
 
 
@@ -191,15 +203,26 @@ def count_a(prompts: list[str], completions: list[str]) -> list[float]:
 
 def tiny_config(output_dir, **overrides) -> PPOConfig:
     values = dict(
-        output_dir=str(output_dir), seed=1, num_updates=30, batch_size=16, mini_batch_size=8, ppo_epochs=2,
-        learning_rate=5e-3, max_new_tokens=MAX_NEW_TOKENS, init_kl_coef=0.05, target_kl=3.0, kl_horizon=100,
-    )  # fmt: skip
+        output_dir=str(output_dir),
+        seed=1,
+        num_updates=30,
+        batch_size=16,
+        mini_batch_size=8,
+        ppo_epochs=2,
+        learning_rate=5e-3,
+        max_new_tokens=MAX_NEW_TOKENS,
+        init_kl_coef=0.05,
+        target_kl=3.0,
+        kl_horizon=100,
+    )
     return PPOConfig(**{**values, **overrides})
 
 
 def make_trainer(config: PPOConfig, reward_fn=count_a, **kwargs) -> PPOTrainer:
     # The reference is a frozen copy of the same freshly built policy, as a recipe gets on resume too.
-    return PPOTrainer(config, tiny_policy(), None, tiny_tokenizer(), reward_fn, prompts(), **kwargs)
+    return PPOTrainer(
+        config, tiny_policy(), None, tiny_tokenizer(), reward_fn, prompts(), step_fn=ppo_step, **kwargs
+    )
 
 
 def mean(history, key, updates) -> float:
@@ -233,7 +256,9 @@ def test_tiny_ppo_run_raises_reward_keeps_kl_bounded_saves_and_resumes(tmp_path)
             torch.testing.assert_close(
                 AutoModelForCausalLM.from_pretrained(path)(ids).logits, expected_logits
             )
-            torch.testing.assert_close(ValueHeadModel.from_pretrained(path)(ids, torch.ones_like(ids))[1], expected_values)  # fmt: skip
+            torch.testing.assert_close(
+                ValueHeadModel.from_pretrained(path)(ids, torch.ones_like(ids))[1], expected_values
+            )
 
     # A new run in the same output_dir resumes from checkpoint-30 and only runs what is left.
     resumed = make_trainer(tiny_config(out, num_updates=32, save_steps=10, checkpoints_total_limit=2))
@@ -269,7 +294,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
 def test_bad_input_and_non_finite_losses_fail_clearly(tmp_path):
     config = tiny_config(tmp_path, num_updates=1, batch_size=4, mini_batch_size=4, max_new_tokens=2)
     with pytest.raises(RecipeInputError, match="at least batch_size"):
-        PPOTrainer(config, tiny_policy(), None, tiny_tokenizer(), count_a, prompts(3))
+        PPOTrainer(config, tiny_policy(), None, tiny_tokenizer(), count_a, prompts(3), step_fn=ppo_step)
     with pytest.raises(RecipeInputError, match="one value per prompt"):
         make_trainer(config, prompt_columns={"answer": [1, 2]})
     with pytest.raises(FloatingPointError, match="update 1: reward_fn"):

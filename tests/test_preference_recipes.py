@@ -20,20 +20,53 @@ GENERATION = ("--eval_max_samples", "48", "--eval_max_new_tokens", "12")
 @pytest.fixture(scope="module")
 def chat_sft(tmp_path_factory):
     out = tmp_path_factory.mktemp("chain") / "sft"
-    run_recipe("text/sft.py", "--config", CONFIGS / "sft_chat_tiny.yaml",
-               "--dataset_name", "builtin:chat-mix?arithmetic_rows=1500&safety_rows=300&digits=1&seed=0&unhelpful_fraction=0.15&ops=add,sub",
-               "--max_steps", "150", "--eval_steps", "150", "--save_steps", "150", "--max_length", "96",
-               "--per_device_train_batch_size", "16",
-               "--forgetting_text", "", *GENERATION, "--output_dir", out)  # fmt: skip
+    run_recipe(
+        "text/sft.py",
+        "--config",
+        CONFIGS / "sft_chat_tiny.yaml",
+        "--dataset_name",
+        "builtin:chat-mix?arithmetic_rows=1500&safety_rows=300&digits=1&seed=0&unhelpful_fraction=0.15&ops=add,sub",
+        "--max_steps",
+        "150",
+        "--eval_steps",
+        "150",
+        "--save_steps",
+        "150",
+        "--max_length",
+        "96",
+        "--per_device_train_batch_size",
+        "16",
+        "--forgetting_text",
+        "",
+        *GENERATION,
+        "--output_dir",
+        out,
+    )
     return out
 
 
 @pytest.fixture(scope="module")
 def reward_run(chat_sft, tmp_path_factory):
     out = tmp_path_factory.mktemp("chain") / "reward"
-    run_recipe("text/reward.py", "--config", CONFIGS / "reward_tiny.yaml", "--model_name_or_path", chat_sft,
-               "--dataset_name", "builtin:preferences?n=800&seed=0&ops=add,sub", "--max_steps", "50", "--eval_steps", "50",
-               "--save_steps", "50", "--max_length", "128", "--output_dir", out)  # fmt: skip
+    run_recipe(
+        "text/reward.py",
+        "--config",
+        CONFIGS / "reward_tiny.yaml",
+        "--model_name_or_path",
+        chat_sft,
+        "--dataset_name",
+        "builtin:preferences?n=800&seed=0&ops=add,sub",
+        "--max_steps",
+        "50",
+        "--eval_steps",
+        "50",
+        "--save_steps",
+        "50",
+        "--max_length",
+        "128",
+        "--output_dir",
+        out,
+    )
     return out
 
 
@@ -57,10 +90,31 @@ def test_reward_model_separates_held_out_pairs_and_loads_as_a_classifier(reward_
 
 def test_dpo_raises_the_preference_margin_and_wins_against_the_start(chat_sft, reward_run, tmp_path):
     out = tmp_path / "dpo"
-    run_recipe("text/dpo.py", "--config", CONFIGS / "dpo_tiny.yaml", "--model_name_or_path", chat_sft,
-               "--reward_model_path", reward_run, "--dataset_name", "builtin:preferences?n=600&seed=1&ops=add,sub",
-               "--max_steps", "40", "--eval_steps", "40", "--save_steps", "40", "--max_length", "128",
-               "--eval_max_samples", "64", "--eval_max_new_tokens", "12", "--output_dir", out)  # fmt: skip
+    run_recipe(
+        "text/dpo.py",
+        "--config",
+        CONFIGS / "dpo_tiny.yaml",
+        "--model_name_or_path",
+        chat_sft,
+        "--reward_model_path",
+        reward_run,
+        "--dataset_name",
+        "builtin:preferences?n=600&seed=1&ops=add,sub",
+        "--max_steps",
+        "40",
+        "--eval_steps",
+        "40",
+        "--save_steps",
+        "40",
+        "--max_length",
+        "128",
+        "--eval_max_samples",
+        "64",
+        "--eval_max_new_tokens",
+        "12",
+        "--output_dir",
+        out,
+    )
     metrics = read_json(out / "metrics.json")
     assert metrics["logprob_margin"] > metrics["logprob_margin_before"] + 1.0
     assert metrics["eval_rewards_margins"] > 0 and metrics["eval_rewards_accuracies"] > 0.6
@@ -75,11 +129,39 @@ def test_dpo_raises_the_preference_margin_and_wins_against_the_start(chat_sft, r
 
 def test_dpo_with_lora_and_the_ipo_loss_saves_an_adapter(chat_sft, tmp_path):
     out = tmp_path / "dpo_lora"
-    run_recipe("text/dpo.py", "--config", CONFIGS / "dpo_tiny.yaml", "--model_name_or_path", chat_sft,
-               "--reward_model_path", "", "--dataset_name", "builtin:preferences?n=200&seed=2", "--loss_type", "ipo",
-               "--use_peft", "true", "--lora_r", "8", "--lora_target_modules", "q_proj", "v_proj",
-               "--max_steps", "6", "--eval_steps", "6", "--save_steps", "6", "--max_length", "128",
-               "--merge_adapter", "true", *GENERATION, "--output_dir", out)  # fmt: skip
+    run_recipe(
+        "text/dpo.py",
+        "--config",
+        CONFIGS / "dpo_tiny.yaml",
+        "--model_name_or_path",
+        chat_sft,
+        "--reward_model_path",
+        "",
+        "--dataset_name",
+        "builtin:preferences?n=200&seed=2",
+        "--loss_type",
+        "ipo",
+        "--use_peft",
+        "true",
+        "--lora_r",
+        "8",
+        "--lora_target_modules",
+        "q_proj",
+        "v_proj",
+        "--max_steps",
+        "6",
+        "--eval_steps",
+        "6",
+        "--save_steps",
+        "6",
+        "--max_length",
+        "128",
+        "--merge_adapter",
+        "true",
+        *GENERATION,
+        "--output_dir",
+        out,
+    )
     assert (out / "adapter_config.json").is_file()
     base = AutoModelForCausalLM.from_pretrained(chat_sft)
     adapted = PeftModel.from_pretrained(base, out)
@@ -91,11 +173,33 @@ def test_dpo_with_lora_and_the_ipo_loss_saves_an_adapter(chat_sft, tmp_path):
 
 def test_rloo_with_reward_functions_and_a_reward_model_trains_and_loads(chat_sft, reward_run, tmp_path):
     out = tmp_path / "rloo"
-    run_recipe("text/grpo.py", "--config", CONFIGS / "rloo_tiny.yaml", "--model_name_or_path", chat_sft,
-               "--reward_model_path", reward_run, "--reward_weights", "1.0", "0.2", "0.5", "0.2",
-               "--dataset_name", "builtin:chat-mix?arithmetic_rows=200&safety_rows=60&seed=3&ops=add,sub",
-               "--max_steps", "4", "--num_generations", "4", "--per_device_train_batch_size", "16",
-               "--save_steps", "4", *GENERATION, "--output_dir", out)  # fmt: skip
+    run_recipe(
+        "text/grpo.py",
+        "--config",
+        CONFIGS / "rloo_tiny.yaml",
+        "--model_name_or_path",
+        chat_sft,
+        "--reward_model_path",
+        reward_run,
+        "--reward_weights",
+        "1.0",
+        "0.2",
+        "0.5",
+        "0.2",
+        "--dataset_name",
+        "builtin:chat-mix?arithmetic_rows=200&safety_rows=60&seed=3&ops=add,sub",
+        "--max_steps",
+        "4",
+        "--num_generations",
+        "4",
+        "--per_device_train_batch_size",
+        "16",
+        "--save_steps",
+        "4",
+        *GENERATION,
+        "--output_dir",
+        out,
+    )
     metrics = read_json(out / "metrics.json")
     assert metrics["global_step"] == 4 and "rm_reward" in metrics and "win_rate_vs_start" in metrics
     logged = read_json(out / "log_history.json")
@@ -114,17 +218,61 @@ def test_grpo_with_the_correctness_reward_raises_held_out_accuracy(tmp_path):
     # both right and wrong answers and the group-relative advantage is informative. 16 prompts x 8 samples a step
     # and a constant 7e-4 learning rate: with 8 prompts a step or 1.5e-3 the policy drifts and greedy falls.
     sft = tmp_path / "sft_add"
-    run_recipe("text/sft.py", "--config", CONFIGS / "sft_tiny.yaml",
-               "--dataset_name", "builtin:arithmetic?n=2000&ops=add&digits=1&seed=0", "--max_steps", "250",
-               "--eval_steps", "250", "--save_steps", "250", "--forgetting_text", "", "--eval_max_samples", "16",
-               "--output_dir", sft)  # fmt: skip
+    run_recipe(
+        "text/sft.py",
+        "--config",
+        CONFIGS / "sft_tiny.yaml",
+        "--dataset_name",
+        "builtin:arithmetic?n=2000&ops=add&digits=1&seed=0",
+        "--max_steps",
+        "250",
+        "--eval_steps",
+        "250",
+        "--save_steps",
+        "250",
+        "--forgetting_text",
+        "",
+        "--eval_max_samples",
+        "16",
+        "--output_dir",
+        sft,
+    )
     out = tmp_path / "grpo"
-    run_recipe("text/grpo.py", "--config", CONFIGS / "grpo_tiny.yaml", "--model_name_or_path", sft,
-               "--dataset_name", "builtin:arithmetic?n=1500&ops=add&digits=1&seed=5", "--eval_fraction", "0.07",
-               "--reward_funcs", "correctness", "format", "--reward_weights", "1.0", "0.1", "--beta", "0.0",
-               "--max_steps", "150", "--per_device_train_batch_size", "128", "--learning_rate", "7e-4",
-               "--save_steps", "150", "--eval_max_samples", "100", "--eval_samples_per_prompt", "8",
-               "--eval_max_new_tokens", "12", "--output_dir", out)  # fmt: skip
+    run_recipe(
+        "text/grpo.py",
+        "--config",
+        CONFIGS / "grpo_tiny.yaml",
+        "--model_name_or_path",
+        sft,
+        "--dataset_name",
+        "builtin:arithmetic?n=1500&ops=add&digits=1&seed=5",
+        "--eval_fraction",
+        "0.07",
+        "--reward_funcs",
+        "correctness",
+        "format",
+        "--reward_weights",
+        "1.0",
+        "0.1",
+        "--beta",
+        "0.0",
+        "--max_steps",
+        "150",
+        "--per_device_train_batch_size",
+        "128",
+        "--learning_rate",
+        "7e-4",
+        "--save_steps",
+        "150",
+        "--eval_max_samples",
+        "100",
+        "--eval_samples_per_prompt",
+        "8",
+        "--eval_max_new_tokens",
+        "12",
+        "--output_dir",
+        out,
+    )
     metrics = read_json(out / "metrics.json")
     # RL sharpens the sampling policy: a sampled reply (800 per evaluation: standard error ~0.017) is right more
     # often than before, and the greedy reply does not get worse.
@@ -135,10 +283,26 @@ def test_grpo_with_the_correctness_reward_raises_held_out_accuracy(tmp_path):
 
 def test_grpo_short_run_logs_every_named_reward_and_saves(chat_sft, tmp_path):
     out = tmp_path / "grpo_short"
-    run_recipe("text/grpo.py", "--config", CONFIGS / "grpo_tiny.yaml", "--model_name_or_path", chat_sft,
-               "--dataset_name", "builtin:chat-mix?arithmetic_rows=200&safety_rows=60&seed=3&ops=add,sub",
-               "--max_steps", "3", "--num_generations", "4", "--per_device_train_batch_size", "16",
-               "--save_steps", "3", *GENERATION, "--output_dir", out)  # fmt: skip
+    run_recipe(
+        "text/grpo.py",
+        "--config",
+        CONFIGS / "grpo_tiny.yaml",
+        "--model_name_or_path",
+        chat_sft,
+        "--dataset_name",
+        "builtin:chat-mix?arithmetic_rows=200&safety_rows=60&seed=3&ops=add,sub",
+        "--max_steps",
+        "3",
+        "--num_generations",
+        "4",
+        "--per_device_train_batch_size",
+        "16",
+        "--save_steps",
+        "3",
+        *GENERATION,
+        "--output_dir",
+        out,
+    )
     logged = read_json(out / "log_history.json")
     assert {"rewards/correctness/mean", "rewards/format/mean", "rewards/refusal/mean"} <= set().union(*logged)
     metrics = read_json(out / "metrics.json")
@@ -147,11 +311,32 @@ def test_grpo_short_run_logs_every_named_reward_and_saves(chat_sft, tmp_path):
 
 def test_ppo_raises_the_reward_with_a_bounded_kl(chat_sft, reward_run, tmp_path):
     out = tmp_path / "ppo"
-    run_recipe("text/ppo.py", "--config", CONFIGS / "ppo_tiny.yaml", "--model_name_or_path", chat_sft,
-               "--reward_model_path", reward_run, "--num_updates", "12", "--batch_size", "16",
-               "--mini_batch_size", "8", "--max_new_tokens", "12", "--save_steps", "6", "--learning_rate", "5e-4",
-               "--dataset_name", "builtin:chat-mix?arithmetic_rows=300&safety_rows=100&seed=4&ops=add,sub",
-               *GENERATION, "--output_dir", out)  # fmt: skip
+    run_recipe(
+        "text/ppo.py",
+        "--config",
+        CONFIGS / "ppo_tiny.yaml",
+        "--model_name_or_path",
+        chat_sft,
+        "--reward_model_path",
+        reward_run,
+        "--num_updates",
+        "12",
+        "--batch_size",
+        "16",
+        "--mini_batch_size",
+        "8",
+        "--max_new_tokens",
+        "12",
+        "--save_steps",
+        "6",
+        "--learning_rate",
+        "5e-4",
+        "--dataset_name",
+        "builtin:chat-mix?arithmetic_rows=300&safety_rows=100&seed=4&ops=add,sub",
+        *GENERATION,
+        "--output_dir",
+        out,
+    )
     metrics = read_json(out / "metrics.json")
     assert metrics["train_score_last"] > metrics["train_score_first"]
     assert 0 <= metrics["train_kl_last"] < 20
@@ -165,15 +350,29 @@ def test_ppo_raises_the_reward_with_a_bounded_kl(chat_sft, reward_run, tmp_path)
     [
         ("text/grpo.py", "grpo_tiny.yaml", ["--reward_funcs", "helpfulness"], "Registered: correctness"),
         ("text/grpo.py", "grpo_tiny.yaml", ["--algorithm", "ppo2"], "algorithm must be one of"),
-        ("text/grpo.py", "grpo_tiny.yaml", ["--max_completion_length", "100000"], "does not fit the model's context"),
+        (
+            "text/grpo.py",
+            "grpo_tiny.yaml",
+            ["--max_completion_length", "100000"],
+            "does not fit the model's context",
+        ),
         ("text/grpo.py", "grpo_tiny.yaml", ["--reward_weights", "1.0"], "one weight per reward"),
-        ("text/dpo.py", "dpo_tiny.yaml", ["--dataset_name", "builtin:chat-mix?arithmetic_rows=20&safety_rows=0"],
-         "needs column"),
-        ("text/ppo.py", "ppo_tiny.yaml", ["--reward_model_path", "/nonexistent/rm"], "/nonexistent/rm does not exist"),
+        (
+            "text/dpo.py",
+            "dpo_tiny.yaml",
+            ["--dataset_name", "builtin:chat-mix?arithmetic_rows=20&safety_rows=0"],
+            "needs column",
+        ),
+        (
+            "text/ppo.py",
+            "ppo_tiny.yaml",
+            ["--reward_model_path", "/nonexistent/rm"],
+            "/nonexistent/rm does not exist",
+        ),
         ("text/ppo.py", "ppo_tiny.yaml", ["--reward_model_path", str(CONFIGS)], "not a saved model"),
         ("text/dpo.py", "dpo_tiny.yaml", ["--model_name_or_path", ""], "set model_name_or_path"),
     ],
-)  # fmt: skip
+)
 def test_bad_preference_and_rl_inputs_are_refused_before_training(
     chat_sft, recipe, config, overrides, message, tmp_path
 ):

@@ -11,8 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 from huggingface_hub import ModelCard
+from huggingface_hub.errors import OfflineModeIsEnabled
 from transformers import TrainingArguments
 
+from hfrecipes.cli.commands import main as cli
 from hfrecipes.core import hub
 from hfrecipes.core.args import PublishArguments
 from hfrecipes.core.errors import RecipeInputError
@@ -174,14 +176,12 @@ def test_offline_export_holds_exactly_what_push_uploads(tmp_path, recorder):
 
 
 def test_the_push_command_publishes_like_a_recipe(tmp_path, recorder, capsys, monkeypatch):
-    from hfrecipes.cli.commands import main
-
     _, out = finished_stage(tmp_path, name="finished")
     monkeypatch.setattr(hub, "get_token", lambda: None)
-    assert main(["push", str(out), "--private"]) == 2  # no token anywhere: one line, nothing created
+    assert cli(["push", str(out), "--private"]) == 2  # no token anywhere: one line, nothing created
     assert "No Hugging Face token" in capsys.readouterr().err and recorder == []
     monkeypatch.setattr(hub, "get_token", lambda: TOKEN)
-    assert main(["push", str(out), "--private"]) == 0
+    assert cli(["push", str(out), "--private"]) == 0
     assert recorder[0] == ("create_repo", "finished", True, True, TOKEN)
     assert [c[0] for c in recorder] == ["create_repo", "create_commit"]
 
@@ -255,8 +255,6 @@ def test_an_unreachable_hub_id_gets_one_line_naming_hf_hub_offline(tmp_path, mon
 
 
 def test_a_push_the_hub_client_refuses_as_offline_says_so(tmp_path, recorder, monkeypatch):
-    from huggingface_hub.errors import OfflineModeIsEnabled
-
     def offline(self, *args, **kwargs):
         raise OfflineModeIsEnabled("Cannot reach https://huggingface.co: offline mode is enabled.")
 

@@ -10,8 +10,10 @@ from .conftest import ROOT, read_json, run_recipe
 
 QUANTIZE_TINY = ROOT / "recipes/text/configs/quantize_tiny.yaml"
 # The held-out split of the shared tiny pretraining run (conftest.TINY_PRETRAIN's data settings).
-HELDOUT = [*("--dataset_name", "builtin:python-stdlib", "--max_documents", "60", "--validation_fraction", "0.1"),
-           *("--split_mode", "random", "--pipeline", "normalize", "drop_empty", "exact_dedup")]  # fmt: skip
+HELDOUT = [
+    *("--dataset_name", "builtin:python-stdlib", "--max_documents", "60", "--validation_fraction", "0.1"),
+    *("--split_mode", "random", "--pipeline", "normalize", "drop_empty", "exact_dedup"),
+]
 FAST = [
     "--eval_max_documents",
     "20",
@@ -25,8 +27,18 @@ FAST = [
 
 
 def quantize(model_dir, out, *overrides):
-    run_recipe("text/quantize.py", "--config", QUANTIZE_TINY, *HELDOUT, *FAST,
-               "--model_name_or_path", model_dir, "--output_dir", out, *overrides)  # fmt: skip
+    run_recipe(
+        "text/quantize.py",
+        "--config",
+        QUANTIZE_TINY,
+        *HELDOUT,
+        *FAST,
+        "--model_name_or_path",
+        model_dir,
+        "--output_dir",
+        out,
+        *overrides,
+    )
     return read_json(out / "metrics.json")
 
 
@@ -71,21 +83,40 @@ def save(model, path):
 @pytest.mark.parametrize(
     ("make", "overrides", "message"),
     [
-        (lambda p: save(GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=64)), p), [],
-         r"Model type 'gpt2' is not supported.*Conv1D.*Supported model types: .*llama"),
-        (lambda p: save(get_causal_lm(model_name_or_path=None, preset="tiny", vocab_size=64, head="reward").model, p),
-         [], "LlamaForSequenceClassification model; this recipe quantises causal LMs"),
+        (
+            lambda p: save(GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=64)), p),
+            [],
+            r"Model type 'gpt2' is not supported.*Conv1D.*Supported model types: .*llama",
+        ),
+        (
+            lambda p: save(
+                get_causal_lm(model_name_or_path=None, preset="tiny", vocab_size=64, head="reward").model, p
+            ),
+            [],
+            "LlamaForSequenceClassification model; this recipe quantises causal LMs",
+        ),
         (lambda p: (p.mkdir(), (p / "adapter_config.json").write_text("{}"), p)[-1], [], "is a LoRA adapter"),
-        (lambda p: save(get_causal_lm(model_name_or_path=None, preset="tiny", vocab_size=64).model, p),
-         ["--backend", "torch", "--method", "int8_weight_only"], "The torch backend offers"),
+        (
+            lambda p: save(get_causal_lm(model_name_or_path=None, preset="tiny", vocab_size=64).model, p),
+            ["--backend", "torch", "--method", "int8_weight_only"],
+            "The torch backend offers",
+        ),
         (lambda p: p, ["--backend", "bitsandbytes"], "Unknown quantisation backend"),
     ],
-)  # fmt: skip
+)
 def test_unsupported_models_and_options_are_refused(tmp_path, make, overrides, message):
     model_dir = make(tmp_path / "model")
     with pytest.raises(RecipeInputError, match=message):
-        run_recipe("text/quantize.py", "--config", QUANTIZE_TINY, "--model_name_or_path", model_dir,
-                   "--output_dir", tmp_path / "out", *overrides)  # fmt: skip
+        run_recipe(
+            "text/quantize.py",
+            "--config",
+            QUANTIZE_TINY,
+            "--model_name_or_path",
+            model_dir,
+            "--output_dir",
+            tmp_path / "out",
+            *overrides,
+        )
     assert not (tmp_path / "out").exists()
 
 

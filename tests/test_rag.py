@@ -66,11 +66,27 @@ def test_rag_with_retrieval_beats_closed_book_on_heldout_questions(rag_run):
 
 def test_rag_retrieves_with_the_trained_embedder(embedder_run, tmp_path):
     out = tmp_path / "dense"
-    run_recipe("text/rag.py", "--config", RAG_TINY, "--output_dir", out, "--retriever", "hybrid",
-               "--embedder_name_or_path", embedder_run,
-               "--corpus_name", "builtin:stdlib-qa?part=corpus&max_modules=8&docs=0",
-               "--questions_name", "builtin:stdlib-qa?part=questions&max_modules=8",
-               "--max_steps", "2", "--save_steps", "2", "--eval_max_samples", "16")  # fmt: skip
+    run_recipe(
+        "text/rag.py",
+        "--config",
+        RAG_TINY,
+        "--output_dir",
+        out,
+        "--retriever",
+        "hybrid",
+        "--embedder_name_or_path",
+        embedder_run,
+        "--corpus_name",
+        "builtin:stdlib-qa?part=corpus&max_modules=8&docs=0",
+        "--questions_name",
+        "builtin:stdlib-qa?part=questions&max_modules=8",
+        "--max_steps",
+        "2",
+        "--save_steps",
+        "2",
+        "--eval_max_samples",
+        "16",
+    )
     metrics = read_json(out / "metrics.json")
     assert metrics["recall@2"] >= 0.8
     lineage = read_json(out / "lineage.json")
@@ -82,8 +98,17 @@ def test_rag_retrieves_with_the_trained_embedder(embedder_run, tmp_path):
 
 def test_top_k_larger_than_the_corpus_is_refused(tmp_path):
     with pytest.raises(RecipeInputError, match="top_k=500 but the corpus has only"):
-        run_recipe("text/rag.py", "--config", RAG_TINY, "--output_dir", tmp_path / "out", "--top_k", "500",
-                   "--corpus_name", "builtin:stdlib-qa?part=corpus&modules=colorsys")  # fmt: skip
+        run_recipe(
+            "text/rag.py",
+            "--config",
+            RAG_TINY,
+            "--output_dir",
+            tmp_path / "out",
+            "--top_k",
+            "500",
+            "--corpus_name",
+            "builtin:stdlib-qa?part=corpus&modules=colorsys",
+        )
 
 
 def test_empty_corpus_is_refused(tmp_path):
@@ -97,5 +122,12 @@ def test_empty_corpus_is_refused(tmp_path):
 
 def test_passages_longer_than_the_embedder_limit_are_refused(tmp_path):
     with pytest.raises(RecipeInputError, match="more than the embedder's limit of 16.*chunk_max_words"):
-        run_recipe("text/train_embedder.py", "--config", EMBEDDER_TINY, "--output_dir", tmp_path / "out",
-                   "--max_seq_length", "16")  # fmt: skip
+        run_recipe(
+            "text/train_embedder.py",
+            "--config",
+            EMBEDDER_TINY,
+            "--output_dir",
+            tmp_path / "out",
+            "--max_seq_length",
+            "16",
+        )

@@ -2,8 +2,9 @@
 config that no test runs (the GPU-scale ones) still fails here."""
 
 import pytest
-from transformers import TrainingArguments
+from transformers import Seq2SeqTrainingArguments, TrainingArguments
 from trl import DPOConfig, GRPOConfig, ModelConfig, RewardConfig, RLOOConfig, SFTConfig, TrlParser
+from trl.experimental.gkd import GKDConfig
 
 from hfrecipes.core.args import (
     CardArguments,
@@ -12,6 +13,8 @@ from hfrecipes.core.args import (
     PublishArguments,
     TokenizerArguments,
 )
+from hfrecipes.diffusion.args import DiffusionTrainingArguments
+from hfrecipes.text.ppo import PPOConfig
 
 from .conftest import ROOT, load_recipe
 
@@ -20,8 +23,13 @@ CONFIGS = sorted((ROOT / "recipes").rglob("configs/*.yaml"))
 
 def recipe_types(config_name: str) -> tuple:
     if config_name.startswith("pretrain_"):
-        return (DataArguments, ModelArguments, TokenizerArguments, load_recipe("text/pretrain.py").PretrainArguments,
-                TrainingArguments)  # fmt: skip
+        return (
+            DataArguments,
+            ModelArguments,
+            TokenizerArguments,
+            load_recipe("text/pretrain.py").PretrainArguments,
+            TrainingArguments,
+        )
     if config_name.startswith("tokenizer_"):
         return (
             DataArguments,
@@ -40,30 +48,20 @@ def recipe_types(config_name: str) -> tuple:
         config_class = GRPOConfig if config_name.startswith("grpo_") else RLOOConfig
         return (load_recipe("text/grpo.py").GRPOScriptArguments, config_class, ModelConfig)
     if config_name.startswith("ppo_"):
-        from hfrecipes.text.ppo import PPOConfig
-
         return (load_recipe("text/ppo.py").PPOScriptArguments, PPOConfig)
     if config_name.startswith("evaluate_"):
         return (load_recipe("text/evaluate.py").EvaluateArguments,)
     if config_name.startswith("tts_"):
-        from transformers import Seq2SeqTrainingArguments
-
         return (load_recipe("audio/train_tts.py").TTSArguments, Seq2SeqTrainingArguments)
     if config_name.startswith("diffusion_"):
-        from hfrecipes.diffusion.loop import DiffusionTrainingArguments
-
         recipe = load_recipe("image/train_diffusion.py")
         return (recipe.ImageDataArguments, recipe.DiffusionModelArguments, DiffusionTrainingArguments)
     if config_name.startswith("video_"):
-        from hfrecipes.diffusion.loop import DiffusionTrainingArguments
-        from hfrecipes.video.components import VideoDataArguments, VideoModelArguments
-
-        return (VideoDataArguments, VideoModelArguments, DiffusionTrainingArguments)
+        recipe = load_recipe("video/train_video_diffusion.py")
+        return (recipe.VideoDataArguments, recipe.VideoModelArguments, DiffusionTrainingArguments)
     if config_name.startswith("clip_"):
         return (load_recipe("multimodal/train_clip.py").CLIPScriptArguments, TrainingArguments)
     if config_name.startswith("distill_"):
-        from trl.experimental.gkd import GKDConfig
-
         return (DataArguments, load_recipe("text/distill.py").DistillArguments, GKDConfig)
     if config_name.startswith("quantize_"):
         return (load_recipe("text/quantize.py").QuantizeArguments, DataArguments)

@@ -8,20 +8,16 @@ from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data import load_source, parse_pipeline, run_pipeline
 from hfrecipes.data.text import chunk_text
+from hfrecipes.text.rag import UNKNOWN, answer_metrics, contexts_for, rag_training_rows, substitute_answer
 from hfrecipes.text.retrieval import (
-    UNKNOWN,
     RetrievalIndex,
-    answer_metrics,
     bm25_tokens,
     chunk_corpus,
-    contexts_for,
     load_embedder,
-    rag_training_rows,
     random_recall_at_k,
     recall_at_k,
     relevant_passages,
     retrieval_metrics,
-    substitute_answer,
 )
 
 SMALL = "max_modules=8"
@@ -163,9 +159,19 @@ def test_rag_rows_keep_heldout_passages_out_and_teach_abstention(qa):
     texts = index.texts
     unseen = set().union(*relevant_passages(texts, heldout["evidence"]))
     relevant = relevant_passages(texts, train["evidence"])
-    rows = rag_training_rows(train["question"], train["answer"], index, relevant, k=2, exclude=unseen,
-                             unknown_fraction=0.3, closed_book_fraction=0.3, counterfactuals=1,
-                             kinds=train["kind"], seed=0)  # fmt: skip
+    rows = rag_training_rows(
+        train["question"],
+        train["answer"],
+        index,
+        relevant,
+        k=2,
+        exclude=unseen,
+        unknown_fraction=0.3,
+        closed_book_fraction=0.3,
+        counterfactuals=1,
+        kinds=train["kind"],
+        seed=0,
+    )
     kinds = rows["row_kind"]
     assert kinds.count("rag") == len(train) and 0 < kinds.count("abstain") < len(train)
     assert 0.5 * len(train) < kinds.count("counterfactual") <= len(train)

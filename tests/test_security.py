@@ -24,10 +24,16 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from accelerate.utils import load as accelerate_load
+from transformers import AutoModelForCausalLM, LlamaConfig
+from transformers.trainer_pt_utils import safe_globals
+from trl import DPOConfig, GRPOConfig, RewardConfig, RLOOConfig, SFTConfig
 
 from hfrecipes.core.args import ModelArguments
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.core.hub import build_lineage, offline_export, render_model_card
+from hfrecipes.lifecycle import runner
+from hfrecipes.text.models import get_causal_lm
 
 from .conftest import ROOT, TINY_PRETRAIN
 
@@ -108,8 +114,6 @@ def _any_true(value) -> bool:
 
 
 def test_library_argument_classes_default_to_no_remote_code():
-    from trl import DPOConfig, GRPOConfig, RewardConfig, RLOOConfig, SFTConfig
-
     for cls in (ModelArguments, SFTConfig, DPOConfig, RewardConfig, GRPOConfig, RLOOConfig):
         fields = {f.name: f for f in dataclasses.fields(cls)}
         assert fields["trust_remote_code"].default is False, cls.__name__
@@ -169,8 +173,11 @@ def test_no_pickle_or_unsafe_yaml_in_the_code():
                     problems.append(f"{path.relative_to(ROOT)}:{node.lineno}: imports {name}")
     for name in ("yaml.load", "yaml.load_all", "yaml.unsafe_load", "yaml.full_load", "read_pickle"):
         problems += [f"{p}:{line}: {name}" for p, line, _ in calls(name)]
-    problems += [f"{p}:{line}: np.load(allow_pickle=True)" for p, line, call in calls("np.load")
-                 if not is_constant(keyword(call, "allow_pickle"), False) and keyword(call, "allow_pickle")]  # fmt: skip
+    problems += [
+        f"{p}:{line}: np.load(allow_pickle=True)"
+        for p, line, call in calls("np.load")
+        if not is_constant(keyword(call, "allow_pickle"), False) and keyword(call, "allow_pickle")
+    ]
     assert not problems, problems
 
 
@@ -190,14 +197,16 @@ def _plant_pickle(path: Path, marker: Path) -> None:
 
 
 def test_pickled_weights_in_a_model_directory_are_never_executed(tmp_path):
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    from hfrecipes.text.models import get_causal_lm
-
     model_dir, marker = tmp_path / "model", tmp_path / "pwned"
     model_dir.mkdir()
-    LlamaConfig(vocab_size=16, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
-                num_key_value_heads=2).save_pretrained(model_dir)  # fmt: skip
+    LlamaConfig(
+        vocab_size=16,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    ).save_pretrained(model_dir)
     _plant_pickle(model_dir / "pytorch_model.bin", marker)
     with pytest.raises(RecipeInputError):
         get_causal_lm(model_name_or_path=str(model_dir), preset=None, vocab_size=16)
@@ -209,20 +218,16 @@ def test_pickled_weights_in_a_model_directory_are_never_executed(tmp_path):
 def test_accelerate_checkpoint_loading_refuses_pickled_code(tmp_path):
     """The custom diffusion loops resume with `accelerator.load_state`, which reads optimizer/scheduler/RNG files
     through `accelerate.utils.load` (weights_only=True by default)."""
-    from accelerate.utils import load
-
     marker = tmp_path / "pwned"
     _plant_pickle(tmp_path / "checkpoint" / "optimizer.bin", marker)
     with pytest.raises(Exception, match="[Ww]eights only load failed|Unsupported global"):
-        load(tmp_path / "checkpoint" / "optimizer.bin", map_location="cpu")
+        accelerate_load(tmp_path / "checkpoint" / "optimizer.bin", map_location="cpu")
     assert not marker.exists()
 
 
 def test_the_ppo_rng_state_round_trips_with_weights_only(tmp_path):
     """PPO's RNG state dict loads with weights_only=True under
     transformers' numpy allowlist, and a planted payload in its place is refused."""
-    from transformers.trainer_pt_utils import safe_globals
-
     rng = {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
@@ -248,8 +253,13 @@ def test_the_ppo_rng_state_round_trips_with_weights_only(tmp_path):
 
 def _tiny_args() -> list[str]:
     args = [str(a) for a in TINY_PRETRAIN]
-    for key, value in {"--max_steps": "2", "--eval_steps": "2", "--save_steps": "2", "--max_documents": "40",
-                       "--logging_steps": "1"}.items():  # fmt: skip
+    for key, value in {
+        "--max_steps": "2",
+        "--eval_steps": "2",
+        "--save_steps": "2",
+        "--max_documents": "40",
+        "--logging_steps": "1",
+    }.items():
         args[args.index(key) + 1] = value
     return args
 
@@ -260,11 +270,20 @@ def planted_run(tmp_path_factory):
     `--hub_token`, verbose logging, and a push that is refused because the Hub is offline."""
     work = tmp_path_factory.mktemp("planted")
     out = work / "out"
-    env = {**os.environ, "HF_TOKEN": PLANTED_ENV, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "info",
-           "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}  # fmt: skip
-    command = [sys.executable, str(ROOT / "recipes/text/pretrain.py"), *_tiny_args(), "--hub_token", PLANTED,
-               "--push_to_hub", "true", "--hub_model_id", "someone/tiny", "--log_level", "info",
-               "--output_dir", str(out)]  # fmt: skip
+    env = {
+        **os.environ,
+        "HF_TOKEN": PLANTED_ENV,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_VERBOSITY": "info",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT / "src"),
+    }
+    command = [
+        *(sys.executable, str(ROOT / "recipes/text/pretrain.py")),
+        *_tiny_args(),
+        *("--hub_token", PLANTED, "--push_to_hub", "true"),
+        *("--hub_model_id", "someone/tiny", "--log_level", "info", "--output_dir", str(out)),
+    ]
     result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=600)
     logs = result.stdout + result.stderr
     assert result.returncode == 2 and "HF_HUB_OFFLINE=1 is set" in logs, logs[-3000:]
@@ -296,7 +315,6 @@ def test_planted_tokens_are_in_no_output_file_nor_in_what_push_uploads(planted_r
 
 def test_weights_are_written_as_safetensors_only(planted_run):
     out, _ = planted_run
-    from transformers import AutoModelForCausalLM
 
     weights = [p for p in out.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt")]
     model_files = [p for p in weights if p.name.startswith(("model", "pytorch_model", "adapter_model"))]
@@ -307,23 +325,36 @@ def test_weights_are_written_as_safetensors_only(planted_run):
 
 def test_the_published_stage_holds_no_pickle_files(planted_run):
     out, _ = planted_run
-    published = [p for p in out.rglob("*") if p.is_file() and not any(
-        part.startswith(("checkpoint-", ".")) for part in p.relative_to(out).parts)]  # fmt: skip
+    published = [
+        p
+        for p in out.rglob("*")
+        if p.is_file() and not any(part.startswith(("checkpoint-", ".")) for part in p.relative_to(out).parts)
+    ]
     pickles = [p.name for p in published if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")]
     assert not pickles, pickles
 
 
-def test_pipeline_logs_do_not_show_a_token_given_as_an_override(tmp_path, monkeypatch):
-    from hfrecipes.lifecycle import runner as lifecycle
-
-    monkeypatch.setattr(lifecycle, "check_stage_configs", lambda pipeline, stages: None)
-    pipeline = tmp_path / "pipeline.yaml"
-    pipeline.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "stages": [
-        {"name": "pretrain", "recipe": "text/pretrain.py", "config": "recipes/text/configs/pretrain_tiny.yaml",
-         "overrides": {"hub_token": PLANTED, "max_steps": 2}}]}))  # fmt: skip
+def test_lifecycle_logs_do_not_show_a_token_given_as_an_override(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "check_stage_configs", lambda lifecycle, stages: None)
+    lifecycle = tmp_path / "lifecycle.yaml"
+    lifecycle.write_text(
+        yaml.safe_dump(
+            {
+                "run_dir": str(tmp_path / "run"),
+                "stages": [
+                    {
+                        "name": "pretrain",
+                        "recipe": "text/pretrain.py",
+                        "config": "recipes/text/configs/pretrain_tiny.yaml",
+                        "overrides": {"hub_token": PLANTED, "max_steps": 2},
+                    }
+                ],
+            }
+        )
+    )
     printed = io.StringIO()
     try:
-        lifecycle.run_pipeline_file(pipeline, dry_run=True, out=printed)
+        runner.run_lifecycle_file(lifecycle, dry_run=True, out=printed)
     except RecipeInputError as err:  # refusing the override is a fix too, if the message hides the value
         assert PLANTED not in str(err)
         return

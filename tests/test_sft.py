@@ -16,8 +16,18 @@ from hfrecipes.text.tokenization import CHATML_TEMPLATE, IM_END, train_tokenizer
 from .conftest import ROOT, read_json, run_recipe
 
 SFT_TINY = ROOT / "recipes/text/configs/sft_tiny.yaml"
-FAST = ["--max_steps", "250", "--eval_steps", "250", "--save_steps", "250", "--logging_steps", "10",
-        "--eval_max_samples", "48"]  # fmt: skip
+FAST = [
+    "--max_steps",
+    "250",
+    "--eval_steps",
+    "250",
+    "--save_steps",
+    "250",
+    "--logging_steps",
+    "10",
+    "--eval_max_samples",
+    "48",
+]
 
 
 @pytest.fixture(scope="module")
@@ -187,10 +197,26 @@ def test_roles_out_of_order_and_empty_replies_are_refused(tmp_path):
 
 def test_forgetting_study_tabulates_full_lora_and_replay(tiny_pretrain_run, tmp_path):
     out = tmp_path / "study"
-    command = [sys.executable, ROOT / "recipes/text/forgetting_study.py", "--config",
-               ROOT / "recipes/text/configs/sft_forgetting_study.yaml", "--output_dir", out,
-               "--model_name_or_path", tiny_pretrain_run, "--max_steps", "15", "--eval_steps", "15", "--save_steps", "15",
-               "--eval_max_samples", "8", "--eval_max_new_tokens", "6"]  # fmt: skip
+    command = [
+        sys.executable,
+        ROOT / "recipes/text/forgetting_study.py",
+        "--config",
+        ROOT / "recipes/text/configs/sft_forgetting_study.yaml",
+        "--output_dir",
+        out,
+        "--model_name_or_path",
+        tiny_pretrain_run,
+        "--max_steps",
+        "15",
+        "--eval_steps",
+        "15",
+        "--save_steps",
+        "15",
+        "--eval_max_samples",
+        "8",
+        "--eval_max_new_tokens",
+        "6",
+    ]
     subprocess.run(list(map(str, command)), check=True, cwd=ROOT, capture_output=True, timeout=600)
     rows = read_json(out / "forgetting_study.json")
     assert set(rows) == {"full fine-tuning", "LoRA", "replay"}
@@ -202,15 +228,37 @@ def test_forgetting_study_tabulates_full_lora_and_replay(tiny_pretrain_run, tmp_
 
 
 def test_alpaca_data_feeds_sft_through_the_converter_and_long_rows_are_counted(tmp_path, caplog):
-    rows = [{"instruction": f"Repeat the word {w}.", "input": "", "output": f"{w} " * (40 if i % 3 == 0 else 1)}
-            for i, w in enumerate(["apple", "river", "stone", "cloud", "ember", "frost"] * 4)]  # fmt: skip
+    rows = [
+        {"instruction": f"Repeat the word {w}.", "input": "", "output": f"{w} " * (40 if i % 3 == 0 else 1)}
+        for i, w in enumerate(["apple", "river", "stone", "cloud", "ember", "frost"] * 4)
+    ]
     data = tmp_path / "alpaca.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out = tmp_path / "out"
     with caplog.at_level("WARNING"):
-        run_recipe("text/sft.py", "--config", SFT_TINY, "--dataset_name", data, "--pipeline", "to_messages",
-                   "--eval_fraction", "0.25", "--max_length", "48", "--max_steps", "3", "--eval_steps", "3",
-                   "--save_steps", "3", "--forgetting_text", "", "--output_dir", out)  # fmt: skip
+        run_recipe(
+            "text/sft.py",
+            "--config",
+            SFT_TINY,
+            "--dataset_name",
+            data,
+            "--pipeline",
+            "to_messages",
+            "--eval_fraction",
+            "0.25",
+            "--max_length",
+            "48",
+            "--max_steps",
+            "3",
+            "--eval_steps",
+            "3",
+            "--save_steps",
+            "3",
+            "--forgetting_text",
+            "",
+            "--output_dir",
+            out,
+        )
     report = read_json(out / "data_report.json")
     truncated = report["summary"]["truncated_rows"]
     assert truncated > 0 and f"{truncated} of 18 training conversations exceed max_length=48" in caplog.text

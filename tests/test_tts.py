@@ -14,14 +14,24 @@ import numpy as np
 import pytest
 import soundfile
 
-from hfrecipes.audio import speech
+from hfrecipes.audio.evaluation import character_error_rate, dtw_path, mel_cepstral_distortion
+from hfrecipes.audio.features import MelConfig, Vocoder, griffin_lim, log_mel, speecht5_feature_extractor
+from hfrecipes.audio.frontend import (
+    build_char_tokenizer,
+    normalize_transcript,
+    out_of_vocabulary,
+    text_symbols,
+)
+from hfrecipes.audio.models import XVectorEmbedder, learned_speaker_codes
+from hfrecipes.audio.preparation import TTSCollator, prepare_tts_features
+from hfrecipes.audio.synthesis import TTS_CONFIG_NAME, synthesize
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
 
 from .conftest import ROOT, read_json, run_recipe
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
-MEL = speech.MelConfig()
+MEL = MelConfig()
 
 
 def chirp(seconds: float = 1.0, rate: int = 16000) -> np.ndarray:
@@ -30,21 +40,21 @@ def chirp(seconds: float = 1.0, rate: int = 16000) -> np.ndarray:
 
 
 def test_log_mel_matches_speecht5_feature_extractor():
-    extractor = speech.speecht5_feature_extractor(16000)
+    extractor = speecht5_feature_extractor(16000)
     waveform = chirp()
-    ours = speech.log_mel(waveform, speech.MelConfig.from_feature_extractor(extractor))
+    ours = log_mel(waveform, MelConfig.from_feature_extractor(extractor))
     theirs = extractor(audio_target=waveform, sampling_rate=16000)["input_values"][0]
     assert ours.shape == theirs.shape == (1 + len(waveform) // 256, 80)
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
     with pytest.raises(RecipeInputError, match="whole number"):
-        speech.speecht5_feature_extractor(22050)
+        speecht5_feature_extractor(22050)
 
 
 def test_griffin_lim_reconstructs_the_spectrogram():
-    frames = speech.log_mel(chirp(), MEL)
-    waveform = speech.griffin_lim(frames, MEL, n_iter=16)
+    frames = log_mel(chirp(), MEL)
+    waveform = griffin_lim(frames, MEL, n_iter=16)
     assert abs(len(waveform) - 16000) <= 256 and np.abs(waveform).max() <= 1.0
-    again = speech.log_mel(waveform, MEL)[: len(frames)]
+    again = log_mel(waveform, MEL)[: len(frames)]
     error = np.abs(again - frames).mean()  # log10 units
     assert error < 0.3 and error < 0.5 * np.abs(frames - frames.mean(0)).mean(), error
 
@@ -52,47 +62,47 @@ def test_griffin_lim_reconstructs_the_spectrogram():
 def test_mcd_and_dtw_on_hand_examples():
     # DTW: a 3x3 cost matrix whose cheapest monotonic path is not the diagonal.
     cost = np.array([[0.0, 0.0, 5.0], [5.0, 5.0, 0.0], [5.0, 5.0, 0.0]])
-    assert speech.dtw_path(cost) == [(0, 0), (0, 1), (1, 2), (2, 2)]
+    assert dtw_path(cost) == [(0, 0), (0, 1), (1, 2), (2, 2)]
     rng = np.random.default_rng(0)
     reference = rng.normal(-2.0, 0.5, size=(40, 80))
-    same = speech.mel_cepstral_distortion(reference, reference)
+    same = mel_cepstral_distortion(reference, reference)
     assert same["mcd"] == 0.0 and same["log_mel_l1"] == 0.0
     # Repeating every frame (slower speech) costs nothing once DTW aligns it.
-    assert speech.mel_cepstral_distortion(reference, np.repeat(reference, 2, axis=0))["mcd"] < 1e-9
+    assert mel_cepstral_distortion(reference, np.repeat(reference, 2, axis=0))["mcd"] < 1e-9
     # A known cepstral difference: shifting c1 by delta on every frame gives MCD = 10/ln10 * sqrt(2) * delta.
     delta, bands = 0.05, np.arange(80)
     shifted = reference + 2 * delta * np.cos(np.pi * (bands + 0.5) / 80) / math.log(10)
     expected = 10 / math.log(10) * math.sqrt(2) * delta
-    assert speech.mel_cepstral_distortion(reference, shifted)["mcd"] == pytest.approx(expected, rel=1e-6)
-    assert speech.character_error_rate(["abc", "hello"], ["abd", "hello"]) == pytest.approx(1 / 8)
-    assert speech.character_error_rate(["abc"], [""]) == 1.0
+    assert mel_cepstral_distortion(reference, shifted)["mcd"] == pytest.approx(expected, rel=1e-6)
+    assert character_error_rate(["abc", "hello"], ["abd", "hello"]) == pytest.approx(1 / 8)
+    assert character_error_rate(["abc"], [""]) == 1.0
 
 
 def test_text_normalisation_tokenizer_and_oov(tmp_path):
-    assert speech.normalize_transcript("It’s  3 Dogs!") == "it's three dogs!"
-    tokenizer = speech.build_char_tokenizer(["the cat.", "a dog"])
+    assert normalize_transcript("It’s  3 Dogs!") == "it's three dogs!"
+    tokenizer = build_char_tokenizer(["the cat.", "a dog"])
     ids = tokenizer("the dog")["input_ids"]
     assert ids[-1] == tokenizer.eos_token_id == 2 and tokenizer.pad_token_id == 1
     assert tokenizer.convert_ids_to_tokens(ids[:4]) == ["t", "h", "e", "▁"]
     assert tokenizer("zebra")["input_ids"][0] == tokenizer.unk_token_id == 3
-    assert speech.out_of_vocabulary(["zebra!"], tokenizer) == {"z": 1, "b": 1, "r": 1, "!": 1}
+    assert out_of_vocabulary(["zebra!"], tokenizer) == {"z": 1, "b": 1, "r": 1, "!": 1}
     from transformers import SpeechT5Processor
 
-    processor = SpeechT5Processor(feature_extractor=speech.speecht5_feature_extractor(), tokenizer=tokenizer)
+    processor = SpeechT5Processor(feature_extractor=speecht5_feature_extractor(), tokenizer=tokenizer)
     processor.save_pretrained(tmp_path)
     assert SpeechT5Processor.from_pretrained(tmp_path)(text="the dog")["input_ids"] == ids
 
 
 @needs_espeak
 def test_phoneme_frontend():
-    symbols = speech.text_symbols("The 2 cats.", frontend="phonemes")
+    symbols = text_symbols("The 2 cats.", frontend="phonemes")
     assert "ð" in symbols and "t" in symbols and "2" not in symbols
     with pytest.raises(RecipeInputError, match="text_frontend"):
-        speech.text_symbols("x", frontend="graphemes")
+        text_symbols("x", frontend="graphemes")
 
 
 def test_collator_pads_with_minus_100_and_marks_stops():
-    collator = speech.TTSCollator(pad_token_id=1, num_mel_bins=80, reduction_factor=2)
+    collator = TTSCollator(pad_token_id=1, num_mel_bins=80, reduction_factor=2)
     rows = [
         {"input_ids": [5, 6, 2], "labels": np.zeros(6 * 80), "speaker_embeddings": [1.0, 0.0]},
         {"input_ids": [5, 2], "labels": np.ones(4 * 80), "speaker_embeddings": [0.0, 1.0]},
@@ -131,10 +141,10 @@ def test_prepare_features_counts_removals_and_resampling():
         }
     )
     dataset = datasets.Dataset.from_dict(rows, features=features)
-    tokenizer = speech.build_char_tokenizer(["a cat. dog long one nothing"])
-    codes = speech.learned_speaker_codes(["x", "y"], 4)
+    tokenizer = build_char_tokenizer(["a cat. dog long one nothing"])
+    codes = learned_speaker_codes(["x", "y"], 4)
     report = DataReport()
-    prepared = speech.prepare_tts_features(
+    prepared = prepare_tts_features(
         dataset,
         tokenizer=tokenizer,
         mel=MEL,
@@ -153,7 +163,7 @@ def test_prepare_features_counts_removals_and_resampling():
         {"audio": ["/nonexistent/broken.wav", "/nonexistent/b.wav"], "text": ["b", "c"]}
     )
     with pytest.raises(RecipeInputError, match="No usable utterances"):
-        speech.prepare_tts_features(
+        prepare_tts_features(
             paths,
             tokenizer=tokenizer,
             mel=MEL,
@@ -165,7 +175,7 @@ def test_prepare_features_counts_removals_and_resampling():
         )
     assert report.steps[-1].details["removed_by_reason"] == {"unreadable": 2}
     with pytest.raises(RecipeInputError, match="speaker_embedding_dim"):
-        speech.learned_speaker_codes(["a", "b", "c"], 2)
+        learned_speaker_codes(["a", "b", "c"], 2)
 
 
 def test_xvectors_and_hifigan_from_local_paths(tmp_path):
@@ -196,20 +206,20 @@ def test_xvectors_and_hifigan_from_local_paths(tmp_path):
     )
     WavLMForXVector(config).save_pretrained(tmp_path / "xvector")
     Wav2Vec2FeatureExtractor().save_pretrained(tmp_path / "xvector")
-    embedder = speech.XVectorEmbedder(str(tmp_path / "xvector"))
+    embedder = XVectorEmbedder(str(tmp_path / "xvector"))
     vector = embedder(chirp(1.0, 22050), 22050)
     assert vector.shape == (16,) and np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-4)
     with pytest.raises(RecipeInputError, match="Offline"):
-        speech.XVectorEmbedder(str(tmp_path / "missing"))
+        XVectorEmbedder(str(tmp_path / "missing"))
     SpeechT5HifiGan(
         SpeechT5HifiGanConfig(
             upsample_initial_channel=16, resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1]]
         )
     ).save_pretrained(tmp_path / "hifigan")
-    vocoder = speech.Vocoder(MEL, str(tmp_path / "hifigan"))
+    vocoder = Vocoder(MEL, str(tmp_path / "hifigan"))
     assert vocoder(np.full((10, 80), -2.0, np.float32)).shape == (10 * 256,) and "HifiGan" in vocoder.name
     with pytest.raises(RecipeInputError, match="Griffin-Lim"):
-        speech.Vocoder(MEL, str(tmp_path / "missing"))
+        Vocoder(MEL, str(tmp_path / "missing"))
 
 
 # ------------------------------------------------------------------------------------- the recipe, end to end
@@ -220,7 +230,7 @@ TINY = [
     *("--eval_max_samples", "4", "--num_eval_samples", "2", "--intelligibility_steps", "40"),
     *("--per_device_train_batch_size", "8", "--warmup_steps", "5", "--logging_steps", "5"),
     *("--eval_steps", "15", "--save_steps", "15", "--eval_maxlenratio", "6"),
-]  # fmt: skip
+]
 
 
 @pytest.fixture
@@ -275,19 +285,17 @@ def test_train_tts_tiny_run_resume_and_synthesize(tmp_path, one_thread):
     model = SpeechT5ForTextToSpeech.from_pretrained(output_dir)
     processor = SpeechT5Processor.from_pretrained(output_dir)
     assert model.config.vocab_size == len(processor.tokenizer)
-    settings = read_json(output_dir / speech.TTS_CONFIG_NAME)
+    settings = read_json(output_dir / TTS_CONFIG_NAME)
     assert len(settings["speakers"]) == 2
     speaker = sorted(settings["speakers"])[1]
-    result = speech.synthesize(
-        output_dir, "the old dog saw a green boat.", tmp_path / "out.wav", speaker=speaker
-    )
+    result = synthesize(output_dir, "the old dog saw a green boat.", tmp_path / "out.wav", speaker=speaker)
     samples_out, rate = soundfile.read(tmp_path / "out.wav")
     assert rate == 16000 and result["speaker"] == speaker and 0.2 < result["seconds"] <= 30
     assert np.sqrt(np.mean(samples_out**2)) > 1e-3  # not silent
     with pytest.raises(RecipeInputError, match="Unknown speaker"):
-        speech.synthesize(output_dir, "hello", tmp_path / "x.wav", speaker="nobody")
+        synthesize(output_dir, "hello", tmp_path / "x.wav", speaker="nobody")
     with pytest.raises(RecipeInputError, match="non-empty"):
-        speech.synthesize(output_dir, "  ", tmp_path / "x.wav")
+        synthesize(output_dir, "  ", tmp_path / "x.wav")
 
 
 def test_train_tts_bad_inputs(tmp_path):
@@ -318,10 +326,23 @@ def _tiny_xvector_and_hifigan(root):
         WavLMForXVector,
     )
 
-    config = WavLMConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                         conv_dim=(32, 32), conv_stride=(5, 4), conv_kernel=(10, 4), tdnn_dim=(32, 32),
-                         tdnn_kernel=(3, 1), tdnn_dilation=(1, 1), xvector_output_dim=16, num_buckets=8,
-                         max_bucket_distance=16, num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2)  # fmt: skip
+    config = WavLMConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(32, 32),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 4),
+        tdnn_dim=(32, 32),
+        tdnn_kernel=(3, 1),
+        tdnn_dilation=(1, 1),
+        xvector_output_dim=16,
+        num_buckets=8,
+        max_bucket_distance=16,
+        num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=2,
+    )
     WavLMForXVector(config).save_pretrained(root / "xvector")
     Wav2Vec2FeatureExtractor().save_pretrained(root / "xvector")
     hifigan = SpeechT5HifiGanConfig(
@@ -354,14 +375,39 @@ def test_train_tts_ljspeech_folder_phonemes_xvectors_hifigan(tmp_path, one_threa
         + "model_overrides:\n  speaker_embedding_dim: 16\n"
     )
     output_dir = tmp_path / "out"
-    run_recipe("audio/train_tts.py", "--config", config, "--dataset_name", corpus, "--output_dir", output_dir,
-               "--text_frontend", "phonemes", "--speaker_embeddings", xvector, "--vocoder", hifigan,
-               "--intelligibility_steps", "0", "--max_steps", "4", "--eval_steps", "4", "--save_steps", "4",
-               "--per_device_train_batch_size", "4", "--eval_fraction", "0.2", "--eval_max_samples", "2")  # fmt: skip
+    run_recipe(
+        "audio/train_tts.py",
+        "--config",
+        config,
+        "--dataset_name",
+        corpus,
+        "--output_dir",
+        output_dir,
+        "--text_frontend",
+        "phonemes",
+        "--speaker_embeddings",
+        xvector,
+        "--vocoder",
+        hifigan,
+        "--intelligibility_steps",
+        "0",
+        "--max_steps",
+        "4",
+        "--eval_steps",
+        "4",
+        "--save_steps",
+        "4",
+        "--per_device_train_batch_size",
+        "4",
+        "--eval_fraction",
+        "0.2",
+        "--eval_max_samples",
+        "2",
+    )
     report = read_json(output_dir / "data_report.json")
     features = next(s for s in report["steps"] if s["step"] == "tts_features_train")
     assert features["details"]["resampled_from_hz"] == {"22050": features["rows_out"]}
-    settings = read_json(output_dir / speech.TTS_CONFIG_NAME)
+    settings = read_json(output_dir / TTS_CONFIG_NAME)
     assert settings["text_frontend"] == "phonemes" and settings["vocoder"] == hifigan
     assert (
         list(settings["speakers"]) == ["LJSpeech-mini"] and len(settings["speakers"]["LJSpeech-mini"]) == 16
@@ -369,5 +415,5 @@ def test_train_tts_ljspeech_folder_phonemes_xvectors_hifigan(tmp_path, one_threa
     metrics = read_json(output_dir / "metrics.json")
     assert "cer_synthesized" not in metrics and math.isfinite(metrics["mcd_dtw"])
     assert "ð" in "".join(read_json(output_dir / "tokenizer.json")["model"]["vocab"])  # an IPA vocabulary
-    result = speech.synthesize(output_dir, "the green house.", tmp_path / "x.wav")
+    result = synthesize(output_dir, "the green house.", tmp_path / "x.wav")
     assert "HifiGan" in result["vocoder"] and soundfile.info(tmp_path / "x.wav").samplerate == 16000

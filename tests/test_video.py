@@ -16,30 +16,35 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from hfrecipes.core.errors import RecipeInputError
-from hfrecipes.video.components import (
-    encode_text,
-    extend_positions,
-    flow_matching_loss,
-    noise_levels,
-    pixel_cogvideox_vae,
-    pixel_image_vae,
-    pixel_vae,
-    swap_directions,
-    t5_encoder,
-)
+from hfrecipes.diffusion.schedulers import timestep_weights
+from hfrecipes.video.evaluation import swap_directions
+from hfrecipes.video.text import encode_text, extend_positions, t5_encoder
+from hfrecipes.video.vaes import pixel_cogvideox_vae, pixel_image_vae, pixel_vae
 
-from .conftest import ROOT, read_json, run_recipe
+from .conftest import ROOT, load_recipe, read_json, run_recipe
 
 RECIPE = "video/train_video_diffusion.py"
 TINY_CONFIG = ROOT / "recipes/video/configs/video_shapes_tiny.yaml"
 DATA = "builtin:moving-shapes?n=120&size=16&frames=6&colors=red,green&shapes=square&background=black"
 # 16 steps of batch 8 on 108 clips: enough for the denoising loss to fall well below the untrained model's.
 TINY_ARGS = [
-    *("--dataset_name", DATA,),
-    *("--max_steps", "16", "--per_device_train_batch_size", "8", "--warmup_steps", "2", "--logging_steps", "4"),
+    *(
+        "--dataset_name",
+        DATA,
+    ),
+    *(
+        "--max_steps",
+        "16",
+        "--per_device_train_batch_size",
+        "8",
+        "--warmup_steps",
+        "2",
+        "--logging_steps",
+        "4",
+    ),
     *("--eval_steps", "0", "--save_steps", "4", "--checkpoints_total_limit", "2"),
     *("--num_eval_prompts", "4", "--eval_samples_per_prompt", "1", "--num_inference_steps", "4"),
-]  # fmt: skip
+]
 SHIPPED = ["--config", TINY_CONFIG, *TINY_ARGS]
 # The shipped config trains a CogVideoX transformer; the UNet3D tests override the backbone and its timestep bias.
 UNET3D = ["--backbone", "unet3d", "--timestep_bias_strategy", "none"]
@@ -49,8 +54,16 @@ WAN = ["--backbone", "wan", "--sampling_scheduler", "flow-euler", "--max_sequenc
 
 
 def generate(pipe, frames: int, **kwargs):
-    return pipe("a red square moving right", num_frames=frames, height=16, width=16, num_inference_steps=2,
-                output_type="np", generator=torch.Generator().manual_seed(0), **kwargs).frames  # fmt: skip
+    return pipe(
+        "a red square moving right",
+        num_frames=frames,
+        height=16,
+        width=16,
+        num_inference_steps=2,
+        output_type="np",
+        generator=torch.Generator().manual_seed(0),
+        **kwargs,
+    ).frames
 
 
 @pytest.fixture(scope="session")
@@ -66,9 +79,17 @@ def tiny_wan_vae(tmp_path_factory) -> Path:
     from diffusers import AutoencoderKLWan
 
     torch.manual_seed(0)
-    vae = AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1], num_res_blocks=1, temperal_downsample=[True, True],
-                           latents_mean=[0.0] * 4, latents_std=[1.0] * 4, scale_factor_temporal=4,
-                           scale_factor_spatial=4)  # fmt: skip
+    vae = AutoencoderKLWan(
+        base_dim=8,
+        z_dim=4,
+        dim_mult=[1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[True, True],
+        latents_mean=[0.0] * 4,
+        latents_std=[1.0] * 4,
+        scale_factor_temporal=4,
+        scale_factor_spatial=4,
+    )
     path = tmp_path_factory.mktemp("wanvae") / "vae"
     vae.save_pretrained(path)
     return path
@@ -114,8 +135,6 @@ def test_pixel_vaes_are_identities_the_pipelines_can_use():
 
 
 def test_timestep_bias_weights_the_noisiest_steps_and_sampling_follows_them():
-    from hfrecipes.diffusion.loop import timestep_weights
-
     assert (
         timestep_weights("none", 0.25, 5.0, 1000) is None
         and timestep_weights("later", 0.25, 1.0, 1000) is None
@@ -137,6 +156,8 @@ def test_direction_words_are_swapped_for_their_opposites_and_nothing_else():
 
 @pytest.mark.parametrize("sampling", ["logit_normal", "uniform"])
 def test_flow_matching_loss_is_zero_for_the_true_velocity(sampling):
+    training = load_recipe(RECIPE).video_training  # the recipe's own losses, beside it
+    flow_matching_loss, noise_levels = training.flow_matching_loss, training.noise_levels
     clean = torch.randn(4, 3, 2, 4, 4)
 
     def oracle(noisy, timesteps):  # x_s = (1 - s) x + s n, so n - x = (x_s - x) / s
@@ -156,11 +177,22 @@ def test_prompts_are_encoded_exactly_as_the_wan_pipeline_encodes_them():
 
     tokenizer = caption_tokenizer(["a red square moving left", "a blue circle moving up quickly"], 32)
     encoder = t5_encoder("tiny", tokenizer).eval()
-    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=encoder, vae=pixel_vae(3),
-                       scheduler=FlowMatchEulerDiscreteScheduler(),
-                       transformer=WanTransformer3DModel(num_attention_heads=2, attention_head_dim=8, in_channels=3,
-                                                         out_channels=3, text_dim=64, freq_dim=16, ffn_dim=16,
-                                                         num_layers=1))  # fmt: skip
+    pipe = WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=encoder,
+        vae=pixel_vae(3),
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        transformer=WanTransformer3DModel(
+            num_attention_heads=2,
+            attention_head_dim=8,
+            in_channels=3,
+            out_channels=3,
+            text_dim=64,
+            freq_dim=16,
+            ffn_dim=16,
+            num_layers=1,
+        ),
+    )
     prompts = ["a red  square moving left", "a blue circle moving up quickly", ""]
     with torch.no_grad():
         ours = encode_text(encoder, tokenizer, prompts, max_sequence_length=32, device="cpu")
@@ -197,10 +229,20 @@ def test_tiny_run_lowers_the_loss_and_saves_a_pipeline_that_makes_clips(video_ru
     # Measured: validation loss 0.92 (untrained) -> 0.31 after 16 steps; train loss 0.92 -> 0.33.
     assert metrics["validation_loss"] < 0.6 * metrics["untrained_validation_loss"]
     assert metrics["train_loss_last"] < 0.6 * metrics["train_loss_first"]
-    expected = {"motion_accuracy_direction", "motion_accuracy_speed", "color_drift", "flicker", "track_jitter",
-                "adherence_color", "frame_agreement_color", "untrained_motion_accuracy_direction",
-                "real_motion_accuracy_direction", "chance_motion_accuracy_direction", "classifier_accuracy_color",
-                "validation_loss_direction_swapped"}  # fmt: skip
+    expected = {
+        "motion_accuracy_direction",
+        "motion_accuracy_speed",
+        "color_drift",
+        "flicker",
+        "track_jitter",
+        "adherence_color",
+        "frame_agreement_color",
+        "untrained_motion_accuracy_direction",
+        "real_motion_accuracy_direction",
+        "chance_motion_accuracy_direction",
+        "classifier_accuracy_color",
+        "validation_loss_direction_swapped",
+    }
     assert expected <= set(metrics)
     assert metrics["real_motion_accuracy_direction"] > 0.9 and metrics["classifier_accuracy_color"] > 0.9
 
@@ -249,8 +291,16 @@ def test_a_text_to_video_pipeline_is_fine_tuned_fully_and_lora_on_it_is_refused(
     from diffusers import DiffusionPipeline
 
     with pytest.raises(RecipeInputError, match="no LoRA support for UNet3DConditionModel.*lora_rank: 0"):
-        run_recipe(RECIPE, *TINY, "--output_dir", tmp_path / "lora", "--pretrained_pipeline", video_run,
-                   "--lora_rank", "4")  # fmt: skip
+        run_recipe(
+            RECIPE,
+            *TINY,
+            "--output_dir",
+            tmp_path / "lora",
+            "--pretrained_pipeline",
+            video_run,
+            "--lora_rank",
+            "4",
+        )
     out = tmp_path / "finetuned"
     run_recipe(RECIPE, *TINY, "--output_dir", out, "--pretrained_pipeline", video_run, *SHORT)
     metrics = read_json(out / "metrics.json")
@@ -275,8 +325,20 @@ def test_wan_backbone_in_pixel_space_and_lora_on_its_pipeline(tmp_path):
     assert "num_frames=5" in ModelCard.load(out / "README.md").text
 
     lora = tmp_path / "wan_lora"
-    run_recipe(RECIPE, *TINY, *WAN, "--output_dir", lora, "--pretrained_pipeline", out, "--lora_rank", "4",
-               "--learning_rate", "5e-3", *SHORT)  # fmt: skip
+    run_recipe(
+        RECIPE,
+        *TINY,
+        *WAN,
+        "--output_dir",
+        lora,
+        "--pretrained_pipeline",
+        out,
+        "--lora_rank",
+        "4",
+        "--learning_rate",
+        "5e-3",
+        *SHORT,
+    )
     pipe.load_lora_weights(lora)
     assert abs(generate(pipe, 5, max_sequence_length=16) - before).max() > 1e-4
 
@@ -306,8 +368,12 @@ def test_animatediff_backbone_saves_an_animatediff_pipeline_and_lora_on_it_loads
     AnimateDiffPipeline (no separate motion adapter) makes clips, and LoRA on it loads with load_lora_weights."""
     from diffusers import DiffusionPipeline
 
-    config = write_config(tmp_path, backbone="animatediff", timestep_bias_strategy="none",
-                          model_overrides={"block_out_channels": [16, 32], "cross_attention": [False, True]})  # fmt: skip
+    config = write_config(
+        tmp_path,
+        backbone="animatediff",
+        timestep_bias_strategy="none",
+        model_overrides={"block_out_channels": [16, 32], "cross_attention": [False, True]},
+    )
     out = tmp_path / "animatediff"
     run_recipe(RECIPE, "--config", config, *TINY_ARGS, "--output_dir", out, *SHORT)
     metrics = read_json(out / "metrics.json")
@@ -319,8 +385,19 @@ def test_animatediff_backbone_saves_an_animatediff_pipeline_and_lora_on_it_loads
     assert before.shape == (1, 6, 16, 16, 3)
 
     lora = tmp_path / "animatediff_lora"
-    run_recipe(RECIPE, *TINY, "--output_dir", lora, "--pretrained_pipeline", out, "--lora_rank", "4",
-               "--learning_rate", "5e-3", *SHORT)  # fmt: skip
+    run_recipe(
+        RECIPE,
+        *TINY,
+        "--output_dir",
+        lora,
+        "--pretrained_pipeline",
+        out,
+        "--lora_rank",
+        "4",
+        "--learning_rate",
+        "5e-3",
+        *SHORT,
+    )
     assert read_json(lora / "metrics.json")["trainable_parameters"] < pipe.unet.num_parameters() / 10
     pipe.load_lora_weights(lora)
     assert abs(generate(pipe, 6) - before).max() > 1e-4
@@ -334,9 +411,24 @@ def test_wan_in_latent_space_with_a_video_vae_and_a_clip_text_encoder(
     from diffusers import DiffusionPipeline
 
     out = tmp_path / "latent"
-    run_recipe(RECIPE, *TINY, *WAN, "--output_dir", out, "--vae_name_or_path", tiny_wan_vae, "--num_frames", "5",
-               "--dataset_name", DATA.replace("frames=6", "frames=5"), "--text_encoder_name_or_path", clip_text_tower,
-               "--max_sequence_length", "96", *SHORT)  # fmt: skip
+    run_recipe(
+        RECIPE,
+        *TINY,
+        *WAN,
+        "--output_dir",
+        out,
+        "--vae_name_or_path",
+        tiny_wan_vae,
+        "--num_frames",
+        "5",
+        "--dataset_name",
+        DATA.replace("frames=6", "frames=5"),
+        "--text_encoder_name_or_path",
+        clip_text_tower,
+        "--max_sequence_length",
+        "96",
+        *SHORT,
+    )
     assert read_json(out / "lineage.json")["pixel_space"] is False
     pipe = DiffusionPipeline.from_pretrained(out)
     assert (
@@ -351,13 +443,33 @@ def test_unet3d_in_latent_space_with_an_image_vae_and_a_loaded_clip_tower(clip_t
 
     torch.manual_seed(0)
     vae_dir = tmp_path / "vae"
-    AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4).save_pretrained(vae_dir)  # fmt: skip
-    config = write_config(tmp_path, backbone="unet3d", timestep_bias_strategy="none",
-                          model_overrides={"block_out_channels": [16, 32], "cross_attention": [False, True]})  # fmt: skip
+    AutoencoderKL(
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=4,
+    ).save_pretrained(vae_dir)
+    config = write_config(
+        tmp_path,
+        backbone="unet3d",
+        timestep_bias_strategy="none",
+        model_overrides={"block_out_channels": [16, 32], "cross_attention": [False, True]},
+    )
     out = tmp_path / "unet_latent"
-    run_recipe(RECIPE, "--config", config, *TINY_ARGS, "--output_dir", out, "--vae_name_or_path", vae_dir,
-               "--text_encoder_name_or_path", clip_text_tower, *SHORT)  # fmt: skip
+    run_recipe(
+        RECIPE,
+        "--config",
+        config,
+        *TINY_ARGS,
+        "--output_dir",
+        out,
+        "--vae_name_or_path",
+        vae_dir,
+        "--text_encoder_name_or_path",
+        clip_text_tower,
+        *SHORT,
+    )
     pipe = DiffusionPipeline.from_pretrained(out)
     assert pipe.unet.config.in_channels == 4 and pipe.unet.config.sample_size == 8
     assert generate(pipe, 6).shape == (1, 6, 16, 16, 3)
@@ -399,8 +511,10 @@ def test_bad_input_stops_with_a_clear_error(tmp_path, args, message):
 
 
 def test_frames_and_sizes_the_video_vae_cannot_take_are_refused(tiny_wan_vae, tmp_path):
-    for args, message in [(["--num_frames", "8"], "num_frames=8 does not fit the video VAE.*e.g. 5 or 9"),
-                          (["--num_frames", "9", "--resolution", "20"], "resolution 20 .* multiple of 8, e.g. 16")]:  # fmt: skip
+    for args, message in [
+        (["--num_frames", "8"], "num_frames=8 does not fit the video VAE.*e.g. 5 or 9"),
+        (["--num_frames", "9", "--resolution", "20"], "resolution 20 .* multiple of 8, e.g. 16"),
+    ]:
         with pytest.raises(RecipeInputError, match=message):
             run_recipe(
                 RECIPE,
@@ -422,8 +536,10 @@ def test_short_and_undecodable_clips_are_refused_or_counted(tmp_path):
     frames = [[[[40 * i, 0, 0]] * 16] * 16 for i in range(4)]
     save_gif(torch.tensor(frames, dtype=torch.uint8).numpy(), root / "four.gif")
     (root / "broken.mp4").write_bytes(b"nothing to decode")
-    (root / "metadata.jsonl").write_text('{"file_name": "four.gif", "text": "a red square moving right"}\n'
-                                         '{"file_name": "broken.mp4", "text": "a broken clip"}\n')  # fmt: skip
+    (root / "metadata.jsonl").write_text(
+        '{"file_name": "four.gif", "text": "a red square moving right"}\n'
+        '{"file_name": "broken.mp4", "text": "a broken clip"}\n'
+    )
     config = write_config(
         tmp_path, eval_attributes=[], dataset_name=str(root), output_dir=str(tmp_path / "bad")
     )

@@ -77,8 +77,12 @@ def test_moving_shapes_options_are_checked():
         f"a red square moving {d}" for d in MOTION_DIRECTIONS
     }  # one speed: no adverb
     assert len(subset[0]["video"]) == 5 and clip_array(subset[0]["video"]).shape == (5, 12, 12, 3)
-    for bad, message in [("directions=north", "unknown directions"), ("bounce=2", "bounce must be in"),
-                         ("background=blue", "background must be one of"), ("frames=1", "frames must be")]:  # fmt: skip
+    for bad, message in [
+        ("directions=north", "unknown directions"),
+        ("bounce=2", "bounce must be in"),
+        ("background=blue", "background must be one of"),
+        ("frames=1", "frames must be"),
+    ]:
         with pytest.raises(RecipeInputError, match=message):
             load_source(f"builtin:moving-shapes?n=2&{bad}")
 
@@ -121,8 +125,14 @@ def test_per_frame_adherence_on_real_clips_is_high(clips):
         - 1
     )
     colors = torch.tensor(clips["color"])
-    evaluator = VideoEvaluator(tensor[:100], {"color": colors[:100]}, tensor[100:], {"color": colors[100:]},
-                               {"color": 8}, validation_motion={"direction": names(clips, "direction", range(100, 120))})  # fmt: skip
+    evaluator = VideoEvaluator(
+        tensor[:100],
+        {"color": colors[:100]},
+        tensor[100:],
+        {"color": colors[100:]},
+        {"color": 8},
+        validation_motion={"direction": names(clips, "direction", range(100, 120))},
+    )
     assert evaluator.reference_metrics["classifier_accuracy_color"] > 0.9
     assert evaluator.reference_metrics["real_motion_accuracy_direction"] >= 0.95
     metrics = evaluator(
@@ -173,8 +183,9 @@ def clip_folder(tmp_path) -> Path:
 
 
 def test_clip_folder_becomes_n_frames_with_short_and_broken_clips_counted(clip_folder):
-    train, validation, report = prepare_video_splits(dataset_name=str(clip_folder), num_frames=6, size=8,
-                                                     validation_fraction=0.25, seed=0)  # fmt: skip
+    train, validation, report = prepare_video_splits(
+        dataset_name=str(clip_folder), num_frames=6, size=8, validation_fraction=0.25, seed=0
+    )
     rows = {r["text"]: r["video"] for r in [*train, *validation]}
     assert set(rows) == {"clip ten.mp4", "clip eight.gif", "clip three"}  # broken.mp4 left out when listing
     assert all(len(v) == 6 and v[0].size == (8, 8) for v in rows.values())
@@ -184,8 +195,14 @@ def test_clip_folder_becomes_n_frames_with_short_and_broken_clips_counted(clip_f
     step = next(s for s in report.steps if s.step == "clip_frames")
     assert step.details["padded"] == 1 and step.details["too_short_skipped"] == 0
 
-    train, validation, report = prepare_video_splits(dataset_name=str(clip_folder), num_frames=6, size=8,
-                                                     short_clips="skip", frame_stride=None, validation_fraction=0.34)  # fmt: skip
+    train, validation, report = prepare_video_splits(
+        dataset_name=str(clip_folder),
+        num_frames=6,
+        size=8,
+        short_clips="skip",
+        frame_stride=None,
+        validation_fraction=0.34,
+    )
     step = next(s for s in report.steps if s.step == "clip_frames")
     assert step.details["too_short_skipped"] == 1 and step.rows_out == 2 == len(train) + len(validation)
     assert "three" in step.examples[0]
@@ -203,8 +220,9 @@ def test_undecodable_clips_in_a_dataset_are_counted_and_dropped(tmp_path, clips)
     (tmp_path / "broken.mp4").write_bytes(b"not a video at all")
     rows.append({"video": str(tmp_path / "broken.mp4"), "text": "a broken clip"})
     (tmp_path / "clips.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    train, validation, report = prepare_video_splits(dataset_name=str(tmp_path / "clips.jsonl"), num_frames=4,
-                                                     size=16, validation_fraction=0.2)  # fmt: skip
+    train, validation, report = prepare_video_splits(
+        dataset_name=str(tmp_path / "clips.jsonl"), num_frames=4, size=16, validation_fraction=0.2
+    )
     step = next(s for s in report.steps if s.step == "clip_frames")
     assert step.details["undecodable"] == 1 and step.rows_out == 5 == len(train) + len(validation)
     assert "broken.mp4" in step.examples[0]

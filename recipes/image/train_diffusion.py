@@ -12,6 +12,8 @@ a trained CLIP is at hand: `clip_model_path`, or the text encoder's source when 
 lineage and card.
 Class conditioning is text conditioning on captions made from the labels (`class_caption_template`), so the
 standard text-to-image pipelines load and sample it. Re-running resumes from the last complete checkpoint.
+Beside this script: its settings (diffusion_arguments.py) and what it computes: the training step and its loss,
+sampling and the evaluation (diffusion_training.py).
 """
 
 from __future__ import annotations
@@ -20,13 +22,17 @@ import logging
 from functools import partial
 from pathlib import Path
 
+import diffusion_training
 import torch
+from diffusion_arguments import DiffusionModelArguments, ImageDataArguments
 
 from hfrecipes.core.args import PublishArguments
 from hfrecipes.core.config import RecipeParser, run_main
 from hfrecipes.core.stages import start_stage
-from hfrecipes.diffusion import loop as dm
-from hfrecipes.image.components import DiffusionModelArguments, ImageComponents, ImageDataArguments
+from hfrecipes.diffusion.args import DiffusionTrainingArguments
+from hfrecipes.diffusion.loop import DiffusionLoop
+from hfrecipes.diffusion.runs import run_metrics, write_run_files
+from hfrecipes.image.components import ImageComponents
 from hfrecipes.multimodal.vision_text import PixelCaptionDataset, prepare_image_splits
 
 logger = logging.getLogger(__name__)
@@ -35,13 +41,14 @@ logger = logging.getLogger(__name__)
 def parse_args(argv: list[str] | None = None) -> tuple:
     """The run's settings: the --config YAML file, then any --key value overrides."""
     parser = RecipeParser(
-        (ImageDataArguments, DiffusionModelArguments, dm.DiffusionTrainingArguments, PublishArguments)
+        (ImageDataArguments, DiffusionModelArguments, DiffusionTrainingArguments, PublishArguments)
     )
     parser.set_defaults(use_cpu=not torch.cuda.is_available(), output_dir="runs/diffusion")
     return parser.parse_args_and_config(argv)
 
 
 def main() -> None:
+    """Train, evaluate, save and publish one image diffusion model."""
     # --- args -------------------------------------------------------------------------------------------
     data_args, model_args, args, publish_args = parse_args()
     stage = start_stage(
@@ -62,11 +69,16 @@ def main() -> None:
 
     # --- data -------------------------------------------------------------------------------------------
     train, validation, report = prepare_image_splits(
-        dataset_name=data_args.dataset_name, dataset_split=data_args.dataset_split,
-        dataset_config=data_args.dataset_config, image_column=data_args.image_column,
-        required_columns=components.required_columns, pipeline=data_args.pipeline,
-        validation_fraction=data_args.validation_fraction, max_samples=data_args.max_samples, seed=args.seed,
-    )  # fmt: skip
+        dataset_name=data_args.dataset_name,
+        dataset_split=data_args.dataset_split,
+        dataset_config=data_args.dataset_config,
+        image_column=data_args.image_column,
+        required_columns=components.required_columns,
+        pipeline=data_args.pipeline,
+        validation_fraction=data_args.validation_fraction,
+        max_samples=data_args.max_samples,
+        seed=args.seed,
+    )
     train_captions, validation_captions = components.captions(train), components.captions(validation)
     size, channels = data_args.resolution, data_args.channels
     train_set = PixelCaptionDataset(train, train_captions, size, channels, report=report, split="train")
@@ -78,29 +90,31 @@ def main() -> None:
     # --- model --------------------------------------------------------------------------------------------
     components.build((train_captions or []) + plan.row_labels, seed=args.seed)
     evaluator = components.evaluator(train, train_set, validation, validation_set, seed=args.seed)
-    logger.warning("UNet: %.2f M parameters; %d training images; pipeline %s", components.unet_parameters / 1e6,
-                   len(train_set), components.kind)  # fmt: skip
+    logger.warning(
+        "UNet: %.2f M parameters; %d training images; pipeline %s",
+        components.unet_parameters / 1e6,
+        len(train_set),
+        components.kind,
+    )
 
-    # --- trainer ------------------------------------------------------------------------------------------
+    # --- trainer: the step and the evaluation are diffusion_training's ---------------------------------------
     samples_dir = output_dir / "samples"
-
-    def evaluate(step: int, modules: dict) -> dict:
-        images = components.sample(modules, plan.prompts, seed=args.seed)
-        dm.save_image_grid(images, samples_dir / f"step-{step:06d}.png", row_labels=plan.row_labels or None,
-                           rows=len(plan.row_labels) or model_args.num_eval_prompts)  # fmt: skip
-        metrics = components.validation_losses(modules, validation_set, seed=args.seed)
-        if evaluator is not None:
-            metrics.update(evaluator(images, plan.targets))
-        metrics.update(
-            components.clip_metrics(images, plan.prompts, next(modules["unet"].parameters()).device)
-        )
-        return metrics
-
-    loop = dm.DiffusionLoop(
-        args, modules=components.trainable(), loss_fn=partial(components.loss, dropout=model_args.condition_dropout),
-        dataset=train_set, num_rows=len(train_set), evaluate=evaluate, fingerprint=components.fingerprint(),
-        ema_modules=[] if model_args.lora_rank else list(components.trainable()),
-    )  # fmt: skip
+    loop = DiffusionLoop(
+        args,
+        components=components,
+        loss_fn=partial(diffusion_training.training_step, components, dropout=model_args.condition_dropout),
+        dataset=train_set,
+        num_rows=len(train_set),
+        evaluate=partial(
+            diffusion_training.evaluate,
+            components=components,
+            plan=plan,
+            validation_set=validation_set,
+            evaluator=evaluator,
+            samples_dir=samples_dir,
+            seed=args.seed,
+        ),
+    )
 
     # --- train ----------------------------------------------------------------------------------------------
     clip_reference = components.clip_reference(validation_set, device=loop.accelerator.device)
@@ -109,7 +123,7 @@ def main() -> None:
 
     # --- evaluate -------------------------------------------------------------------------------------------
     extra = {**(evaluator.reference_metrics if evaluator else {}), **clip_reference}
-    metrics, untrained, final = dm.run_metrics(result, components.trainable(), unit="images", extra=extra)
+    metrics, untrained, final = run_metrics(result, components, unit="images", extra=extra)
 
     # --- save, model card, push -------------------------------------------------------------------------
     # DDP keeps every rank's weights identical (result.distributed): the main process alone saves and publishes.
@@ -119,7 +133,7 @@ def main() -> None:
     clip_scorer = None if clip_scorer == model_args.text_encoder_name_or_path else clip_scorer
     with stage.staging() as staging:
         components.save(staging)
-        dm.write_run_files(staging, result, samples_dir, suffix="png", loss_title="denoising loss (MSE)")
+        write_run_files(staging, result, samples_dir, suffix="png", loss_title="denoising loss (MSE)")
         stage.finish(
             staging,
             config={"data": data_args, "model": model_args, "training": args, "publish": publish_args},
@@ -132,25 +146,14 @@ def main() -> None:
                 "pipeline_class": components.pipeline_class_name,
                 "distributed": result.distributed,
             },
-            card={
-                "title": f"{output_dir.name}: {components.describe()}",
-                "description": components.card_description(
-                    metrics, data_args.dataset_name, result.global_step
-                ),
-                "usage": components.usage(str(output_dir), plan.row_labels),
-                "tags": ["diffusers", "diffusion", components.pipeline_class_name],
-                "base_model": model_args.pretrained_pipeline,
-                "datasets": [data_args.dataset_name],
-                "library_name": "diffusers",
-                "pipeline_tag": "text-to-image"
-                if components.conditional
-                else "unconditional-image-generation",
-            },
+            card=components.card(metrics, result.global_step, output_dir, plan.row_labels),
         )
     adherence = {k: round(v, 3) for k, v in metrics.items() if "adherence" in k and "chance" not in k}
-    print(f"Trained {result.global_step} steps in {result.train_seconds:.0f} s; validation loss "
-          f"{untrained.get('validation_loss', float('nan')):.4f} -> {final.get('validation_loss', float('nan')):.4f}; "
-          f"{adherence}; outputs in {output_dir}")  # fmt: skip
+    before, after = untrained.get("validation_loss", float("nan")), final.get("validation_loss", float("nan"))
+    print(
+        f"Trained {result.global_step} steps in {result.train_seconds:.0f} s; validation loss "
+        f"{before:.4f} -> {after:.4f}; {adherence}; outputs in {output_dir}"
+    )
 
 
 if __name__ == "__main__":

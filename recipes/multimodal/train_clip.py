@@ -5,7 +5,8 @@
 
 `CLIPModel` is built from a preset (with a word-level caption tokenizer trained on the captions) or loaded from
 `model_name_or_path` (a Hub CLIP or a previous run). Image→text and text→image recall@k on held-out pairs are
-measured before and after training. The output loads with `CLIPModel` / `CLIPProcessor.from_pretrained`, and
+measured before and after training; the loss and that evaluation are in clip_training.py, beside this
+script. The output loads with `CLIPModel` / `CLIPProcessor.from_pretrained`, and
 its text tower and tokenizer plug into the diffusion recipe (`text_encoder_name_or_path: <this output>`).
 Re-running resumes from the last complete checkpoint.
 """
@@ -17,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor, TrainingArguments
+from clip_training import ContrastiveTrainer, evaluate_retrieval
+from transformers import CLIPImageProcessor, TrainingArguments
 
 from hfrecipes.core.args import CardArguments
 from hfrecipes.core.config import RecipeParser, run_main
@@ -27,15 +28,15 @@ from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.core.guards import guard_nonfinite
 from hfrecipes.core.stages import start_stage
 from hfrecipes.core.training import cpu_only_defaults, resume_checkpoint
-from hfrecipes.image.evaluation import clip_retrieval
 from hfrecipes.multimodal.vision_text import (
     CLIP_MEAN,
     CLIP_STD,
     CaptionCollator,
-    ContrastiveTrainer,
     PixelCaptionDataset,
     caption_tokenizer,
-    clip_config,
+    clip_model,
+    clip_processor,
+    clip_usage,
     prepare_image_splits,
 )
 from hfrecipes.text.tokenization import load_tokenizer
@@ -45,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class CLIPScriptArguments:
+    """The recipe's own settings (YAML keys / --key value); training settings are TrainingArguments."""
+
     dataset_name: str = field(
         default="builtin:shapes", metadata={"help": "builtin:shapes, image folder, Hub id."}
     )
@@ -104,18 +107,30 @@ def main() -> None:
 
     # --- data -------------------------------------------------------------------------------------------
     train, validation, report = prepare_image_splits(
-        dataset_name=script_args.dataset_name, dataset_split=script_args.dataset_split,
-        dataset_config=script_args.dataset_config, image_column=script_args.image_column,
-        required_columns=[script_args.caption_column], pipeline=script_args.pipeline,
-        validation_fraction=script_args.validation_fraction, max_samples=script_args.max_samples,
+        dataset_name=script_args.dataset_name,
+        dataset_split=script_args.dataset_split,
+        dataset_config=script_args.dataset_config,
+        image_column=script_args.image_column,
+        required_columns=[script_args.caption_column],
+        pipeline=script_args.pipeline,
+        validation_fraction=script_args.validation_fraction,
+        max_samples=script_args.max_samples,
         seed=training_args.seed,
-    )  # fmt: skip
+    )
     mean, std = (processor.image_mean, processor.image_std) if processor else (CLIP_MEAN, CLIP_STD)
     sets = {
-        name: PixelCaptionDataset(split, [str(c) for c in split[script_args.caption_column]], image_size, 3,
-                                  mean=mean, std=std, report=report, split=name)
+        name: PixelCaptionDataset(
+            split,
+            [str(c) for c in split[script_args.caption_column]],
+            image_size,
+            3,
+            mean=mean,
+            std=std,
+            report=report,
+            split=name,
+        )
         for name, split in (("train", train), ("validation", validation))
-    }  # fmt: skip
+    }
     eval_batch = training_args.per_device_eval_batch_size * training_args.world_size
     if training_args.dataloader_drop_last and len(validation) < eval_batch:
         raise RecipeInputError(
@@ -124,33 +139,27 @@ def main() -> None:
         )
 
     # --- tokenizer and model ----------------------------------------------------------------------------
-    if source:
-        tokenizer = load_tokenizer(source)
-        try:
-            model = CLIPModel.from_pretrained(source, use_safetensors=True)
-        except OSError as err:
-            raise RecipeInputError(f"Could not load a CLIPModel from {source!r}: {err}") from err
-    else:
-        tokenizer = caption_tokenizer(sets["train"].captions)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(training_args.seed)
-            model = CLIPModel(
-                clip_config(script_args.model_preset, tokenizer, image_size, 3, script_args.model_overrides)
-            )
-    if model.config.vision_config.image_size != image_size:
-        raise RecipeInputError(
-            f"The image tower takes {model.config.vision_config.image_size} px images, image_size is {image_size}."
-        )
+    tokenizer = load_tokenizer(source) if source else caption_tokenizer(sets["train"].captions)
+    preset, overrides = script_args.model_preset, script_args.model_overrides
+    model = clip_model(source, preset, overrides, tokenizer, image_size, seed=training_args.seed)
     parameters = model.num_parameters()
-    logger.warning("CLIPModel %s: %.2f M parameters; %d training pairs", source or f"preset:{script_args.model_preset}",
-                   parameters / 1e6, len(train))  # fmt: skip
-    before = clip_retrieval(
-        model, sets["validation"], tokenizer, script_args.retrieval_ks, script_args.retrieval_max_pairs
+    logger.warning(
+        "CLIPModel %s: %.2f M parameters; %d training pairs",
+        source or f"preset:{script_args.model_preset}",
+        parameters / 1e6,
+        len(train),
     )
+    ks, limit = script_args.retrieval_ks, script_args.retrieval_max_pairs
+    before = evaluate_retrieval(model, sets["validation"], tokenizer, ks, limit)
 
     # --- trainer and training -----------------------------------------------------------------------------
-    trainer = ContrastiveTrainer(model=model, args=training_args, train_dataset=sets["train"],  # global negatives
-                                 eval_dataset=sets["validation"], data_collator=CaptionCollator(tokenizer))  # fmt: skip
+    trainer = ContrastiveTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=sets["train"],  # global negatives
+        eval_dataset=sets["validation"],
+        data_collator=CaptionCollator(tokenizer),
+    )
     track_efficiency(trainer, flops="measured", unit="pairs")  # -> lineage["efficiency"]
     guard_nonfinite(trainer)  # NaN/inf gradients stop the run naming the step (or skip it)
     resumed_from = resume_checkpoint(training_args)
@@ -158,13 +167,7 @@ def main() -> None:
 
     # --- evaluate -----------------------------------------------------------------------------------------
     eval_metrics = trainer.evaluate()
-    after = clip_retrieval(
-        trainer.model,
-        sets["validation"],
-        tokenizer,
-        script_args.retrieval_ks,
-        script_args.retrieval_max_pairs,
-    )
+    after = evaluate_retrieval(trainer.model, sets["validation"], tokenizer, ks, limit)
     metrics = {
         "parameters": parameters,
         "global_step": trainer.state.global_step,
@@ -176,14 +179,6 @@ def main() -> None:
     }
 
     # --- save (atomically), model card, push --------------------------------------------------------------
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": image_size},
-        crop_size={"height": image_size, "width": image_size},
-        image_mean=list(mean),
-        image_std=list(std),
-        do_convert_rgb=True,
-    )
-    clip_processor = CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
     k1 = script_args.retrieval_ks[0]
     lineage = stage.finish_trainer(
         trainer,
@@ -202,12 +197,7 @@ def main() -> None:
                 "count as one text. Its text tower plugs into `recipes/image/train_diffusion.py` via "
                 f"`text_encoder_name_or_path: {output_dir}`.\n\n![loss](loss_curve.png)"
             ),
-            "usage": (
-                f'from transformers import CLIPModel, CLIPProcessor\n\nmodel = CLIPModel.from_pretrained("{output_dir}")\n'
-                f'processor = CLIPProcessor.from_pretrained("{output_dir}")\n'
-                'inputs = processor(text=["a large red circle in the center"], images=[image], return_tensors="pt", padding=True)\n'
-                "probs = model(**inputs).logits_per_image.softmax(-1)"
-            ),
+            "usage": clip_usage(output_dir),
             "tags": ["clip", "contrastive"],
             "base_model": source,
             "datasets": [script_args.dataset_name],
@@ -215,13 +205,15 @@ def main() -> None:
         },
         loss_title="contrastive loss",
         extra={"resumed_from": resumed_from},
-        save_more=clip_processor.save_pretrained,
+        save_more=clip_processor(tokenizer, image_size, mean, std).save_pretrained,
     )
     if lineage is None:  # not the main process
         return
-    print(f"image→text recall@{k1} {before[f'image_to_text_recall@{k1}']:.3f} -> {after[f'image_to_text_recall@{k1}']:.3f}, "
-          f"text→image {before[f'text_to_image_recall@{k1}']:.3f} -> {after[f'text_to_image_recall@{k1}']:.3f} "
-          f"(chance {after[f'image_to_text_chance@{k1}']:.3f}); outputs in {output_dir}")  # fmt: skip
+    print(
+        f"image→text recall@{k1} {before[f'image_to_text_recall@{k1}']:.3f} -> {after[f'image_to_text_recall@{k1}']:.3f}, "
+        f"text→image {before[f'text_to_image_recall@{k1}']:.3f} -> {after[f'text_to_image_recall@{k1}']:.3f} "
+        f"(chance {after[f'image_to_text_chance@{k1}']:.3f}); outputs in {output_dir}"
+    )
 
 
 if __name__ == "__main__":

@@ -33,18 +33,18 @@ from hfrecipes.core.training import cpu_only_defaults, resume_checkpoint
 from hfrecipes.text.distillation import (
     TrainClock,
     baseline_writer,
+    build_student,
     check_arguments,
-    check_pair,
     check_same_tokenizer,
-    compare,
-    comparison_table,
-    evaluate_student,
+    distillation_card,
+    judge_students,
     missing_trl_feature,
     prepare_transfer_data,
+    run_figures,
     run_scratch_baseline,
 )
-from hfrecipes.text.models import get_causal_lm, special_token_ids
-from hfrecipes.text.posttraining import prepare_chat_tokenizer, stop_token_ids
+from hfrecipes.text.models import get_causal_lm
+from hfrecipes.text.posttraining import prepare_chat_tokenizer
 from hfrecipes.text.tokenization import load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -118,38 +118,33 @@ def main() -> None:
     if script_args.dataset_kind == "chat":
         prepare_chat_tokenizer(tokenizer, script_args.chat_template, assistant_only_loss=False)
     teacher_built = get_causal_lm(
-        model_name_or_path=teacher_path, preset=None, vocab_size=len(tokenizer),
+        model_name_or_path=teacher_path,
+        preset=None,
+        vocab_size=len(tokenizer),
         trust_remote_code=training_args.trust_remote_code,
-    )  # fmt: skip
+    )
     teacher = teacher_built.model.eval()
 
     # --- data ---------------------------------------------------------------------------------------------
     with training_args.main_process_first(desc="data preparation"):
         data = prepare_transfer_data(
-            script_args.dataset_kind, data_args, tokenizer,
-            block_size=script_args.block_size, max_length=training_args.max_length,
-            max_train_documents=script_args.max_train_documents, eval_max_documents=script_args.eval_max_documents,
-            prompt_tokens=script_args.prompt_tokens, seed=training_args.seed,
-        )  # fmt: skip
+            script_args.dataset_kind,
+            data_args,
+            tokenizer,
+            block_size=script_args.block_size,
+            max_length=training_args.max_length,
+            max_train_documents=script_args.max_train_documents,
+            eval_max_documents=script_args.eval_max_documents,
+            prompt_tokens=script_args.prompt_tokens,
+            seed=training_args.seed,
+        )
 
     # --- student --------------------------------------------------------------------------------------------
-    built = get_causal_lm(
-        model_name_or_path=student_path,
-        preset=script_args.student_preset,
-        vocab_size=teacher.config.get_text_config().vocab_size,
-        overrides=script_args.student_overrides,
-        special_ids=special_token_ids(tokenizer),
-        trust_remote_code=training_args.trust_remote_code,
+    built = build_student(
+        student_path, script_args, tokenizer, teacher_built, training_args.trust_remote_code
     )
     student = built.model
-    student.generation_config.eos_token_id = stop_token_ids(tokenizer)
-    student.generation_config.pad_token_id = tokenizer.pad_token_id
-    check_pair(teacher, student)
     initial_state = copy.deepcopy(student.state_dict())  # the scratch baseline starts from the same weights
-    logger.warning(
-        "Teacher %s: %.2f M parameters; student %s: %.2f M",
-        teacher_path, teacher_built.num_parameters / 1e6, built.source, built.num_parameters / 1e6,
-    )  # fmt: skip
 
     # --- trainer and training (GKD) -------------------------------------------------------------------------
     trainer = GKDTrainer(
@@ -172,42 +167,27 @@ def main() -> None:
     scratch_model, scratch = None, None
     if script_args.compare_with_scratch:
         scratch_model, scratch = run_scratch_baseline(
-            trainer, data, initial_state, script_args.compare_budget, seconds_per_distill_step,
-            output_dir / "checkpoint-scratch", resume_checkpoint,  # a checkpoint-* name: never pushed
-        )  # fmt: skip
+            trainer,
+            data,
+            initial_state,
+            script_args.compare_budget,
+            seconds_per_distill_step,
+            output_dir / "checkpoint-scratch",
+            resume_checkpoint,  # a checkpoint-* name: never pushed
+        )
 
     # --- evaluate: teacher, distilled and scratch students on the same held-out data ------------------------
+    runs = run_figures(
+        teacher_built.num_parameters, built.num_parameters, steps, seconds_per_distill_step * steps, scratch
+    )
     models = {"teacher": teacher, "distilled": trainer.model, "scratch": scratch_model}
-    results = {
-        name: evaluate_student(
-            model, tokenizer, data.heldout_texts, script_args.block_size, data.chat_rows,
-            script_args.eval_max_samples, script_args.eval_max_new_tokens,
-        )
-        for name, model in models.items()
-        if model is not None
-    }  # fmt: skip
-    runs = {
-        "teacher": {"parameters": teacher_built.num_parameters},
-        "distilled": {"parameters": built.num_parameters, "steps": steps, "train_seconds": seconds_per_distill_step * steps},
-    }  # fmt: skip
-    if scratch is not None:
-        runs["scratch"] = {"parameters": built.num_parameters, "steps": scratch["global_step"],
-                           "train_seconds": scratch["train_seconds"]}  # fmt: skip
-    rows, metrics = compare(results, runs, teacher_path)
+    rows, metrics, table = judge_students(models, runs, tokenizer, data, script_args, teacher_path)
     metrics.update(
-        parameters=built.num_parameters, global_step=steps, train_loss=train_result.training_loss,
+        parameters=built.num_parameters,
+        global_step=steps,
+        train_loss=train_result.training_loss,
         train_seconds=seconds_per_distill_step * steps,
-    )  # fmt: skip
-    table = comparison_table(rows)
-    limit = script_args.max_train_documents
-    transfer = f"transfer set: the first {limit} training documents" if limit else "the whole training split"
-    versus = "Against the teacher"
-    if scratch is not None:
-        versus = (
-            f"Against the same student from scratch (`scratch_baseline/`), equal {script_args.compare_budget}"
-        )
-    if script_args.dataset_kind == "chat":
-        table += "\n\nHeld-out nats/char: on the held-out assistant replies, given their conversation."
+    )
 
     # --- save (atomically), model card, push --------------------------------------------------------------
     stage.finish_trainer(
@@ -216,23 +196,17 @@ def main() -> None:
         config={"data": data_args, "script": script_args, "training": training_args, "card": card_args},
         report=data.report,
         metrics=metrics,
-        card={
-            "title": f"{output_dir.name}: a student distilled with hfrecipes",
-            "description": f"A {built.num_parameters / 1e6:.2f} M-parameter student ({built.source}) distilled "
-            f"from `{teacher_path}` with TRL's GKDTrainer (beta={training_args.beta}, lmbda={training_args.lmbda}) "
-            f"on `{data_args.dataset_name}` ({transfer}). {versus}:\n\n{table}",
-            "usage": f'from transformers import pipeline\n\ngenerator = pipeline("text-generation", model="{output_dir}")\n'
-            + ('print(generator([{"role": "user", "content": "What is 3 + 4?"}], max_new_tokens=16))'
-               if script_args.dataset_kind == "chat" else 'print(generator("ROMEO:", max_new_tokens=40)[0]["generated_text"])'),
-            "base_model": teacher_path,
-            "datasets": [data_args.dataset_name],
-            "tags": ["distillation", "gkd", "trl"],
-        },
+        card=distillation_card(
+            output_dir, built, teacher_path, training_args, data_args, script_args, table, scratch is not None
+        ),
         loss_title="distillation loss (generalized JSD to the teacher)",
-        extra={"resumed_from": resumed_from, "comparison": rows, "scratch_run": scratch and {
-            k: v for k, v in scratch.items() if k != "log_history"}},
+        extra={
+            "resumed_from": resumed_from,
+            "comparison": rows,
+            "scratch_run": scratch and {k: v for k, v in scratch.items() if k != "log_history"},
+        },
         save_more=baseline_writer(scratch_model, scratch, tokenizer),
-    )  # fmt: skip
+    )
     if trainer.is_world_process_zero():
         print(f"\n{table}\n\nOutputs in {output_dir}")
 

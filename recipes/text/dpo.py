@@ -117,8 +117,13 @@ def main() -> None:
             ),
             scorer,
         )
-        report.add("ai_feedback", rows_in=len(train_data) + sum(dropped.values()), rows_out=len(train_data),
-                   removed=sum(dropped.values()), details=dropped)  # fmt: skip
+        report.add(
+            "ai_feedback",
+            rows_in=len(train_data) + sum(dropped.values()),
+            rows_out=len(train_data),
+            removed=sum(dropped.values()),
+            details=dropped,
+        )
     peft_config = get_peft_config(model_args)
     check_lora_targets(start, peft_config)
     evaluate = script_args.evaluation()

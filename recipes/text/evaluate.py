@@ -108,8 +108,16 @@ def main() -> None:
     for path in args.models:
         name = Path(path).name
         model = reference if path == args.models[0] else AutoModelForCausalLM.from_pretrained(path)
-        result = evaluate_policy(model, tokenizer, heldout, reward_model=reward_model, reference=reference,
-                                 max_samples=args.max_samples, max_new_tokens=args.max_new_tokens, seed=args.seed)  # fmt: skip
+        result = evaluate_policy(
+            model,
+            tokenizer,
+            heldout,
+            reward_model=reward_model,
+            reference=reference,
+            max_samples=args.max_samples,
+            max_new_tokens=args.max_new_tokens,
+            seed=args.seed,
+        )
         metrics = dict(result.metrics)
         if previous is not None and result.rm_scores is not None:
             against = args.win_rate_against
@@ -121,8 +129,12 @@ def main() -> None:
             metrics["heldout_nats_per_char"] = language_model_loss(model, tokenizer, texts, block_size=128)[
                 "nats_per_char"
             ]
-        replies = generate_replies(model, tokenizer, [[{"role": "user", "content": p}] for p in args.sample_prompts],
-                                   max_new_tokens=args.max_new_tokens)  # fmt: skip
+        replies = generate_replies(
+            model,
+            tokenizer,
+            [[{"role": "user", "content": p}] for p in args.sample_prompts],
+            max_new_tokens=args.max_new_tokens,
+        )
         for prompt, reply in zip(args.sample_prompts, replies, strict=True):
             same_prompts[prompt][name] = reply
         table[name] = metrics

@@ -16,8 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hfrecipes.core.config import check_config_file
-from hfrecipes.core.config import run_main
+from hfrecipes.core.config import check_config_file, run_main
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.core.io import atomic_write_json, atomic_write_text
 from hfrecipes.core.stages import start_stage
@@ -28,8 +27,13 @@ VARIANTS = {
     "LoRA": ["--use_peft", "true"],
     "replay": ["--replay_fraction", "0.25"],
 }
-COLUMNS = ("task_accuracy_before", "task_accuracy", "heldout_nats_per_char_before", "heldout_nats_per_char",
-           "forgetting_nats_per_char")  # fmt: skip
+COLUMNS = (
+    "task_accuracy_before",
+    "task_accuracy",
+    "heldout_nats_per_char_before",
+    "heldout_nats_per_char",
+    "forgetting_nats_per_char",
+)
 
 
 def without_option(argv: list[str], option: str) -> tuple[list[str], str | None]:
@@ -105,12 +109,16 @@ def main() -> None:
             )
         rows[variant] = {c: metrics[c] for c in COLUMNS}
 
-    table = ["| variant | task accuracy before -> after | held-out nats/char before -> after | forgetting (delta) |",
-             "|---|---|---|---:|"]  # fmt: skip
+    table = [
+        "| variant | task accuracy before -> after | held-out nats/char before -> after | forgetting (delta) |",
+        "|---|---|---|---:|",
+    ]
     for variant, m in rows.items():
-        table.append(f"| {variant} | {m['task_accuracy_before']:.3f} -> {m['task_accuracy']:.3f} | "
-                     f"{m['heldout_nats_per_char_before']:.3f} -> {m['heldout_nats_per_char']:.3f} | "
-                     f"{m['forgetting_nats_per_char']:+.3f} |")  # fmt: skip
+        table.append(
+            f"| {variant} | {m['task_accuracy_before']:.3f} -> {m['task_accuracy']:.3f} | "
+            f"{m['heldout_nats_per_char_before']:.3f} -> {m['heldout_nats_per_char']:.3f} | "
+            f"{m['forgetting_nats_per_char']:+.3f} |"
+        )
     with stage.staging() as staging:
         atomic_write_json(staging / "forgetting_study.json", rows)
         atomic_write_text(staging / "forgetting_study.md", "\n".join(table) + "\n")

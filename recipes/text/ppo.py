@@ -1,6 +1,8 @@
 """Classic RLHF: actor-critic PPO with a value head, GAE, clipped policy/value losses and a KL penalty (adaptive or
-fixed) to the frozen reference, on Accelerate. TRL 1.x removed its PPOTrainer; the algorithm lives in
-`hfrecipes.text.ppo` (small, unit-tested) and this recipe wires data, rewards and evaluation around it.
+fixed) to the frozen reference, on Accelerate. TRL 1.x removed its PPOTrainer: the rollout, the losses and the
+update are in `ppo_training.py` beside this script (`ppo_loss`, `ppo_step`: change them there), the plumbing
+(models, prompt order, KL controller, checkpoints, resume) in `hfrecipes.text.ppo`; this recipe wires data,
+rewards and evaluation around them.
 
     accelerate launch --config_file accelerate_configs/cpu.yaml recipes/text/ppo.py \
         --config recipes/text/configs/ppo_tiny.yaml [--key value ...]
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from ppo_training import ppo_step
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hfrecipes.core.args import PublishArguments
@@ -65,9 +68,16 @@ def ppo_efficiency(trainer: PPOTrainer, meter: EfficiencyMeter, first_update: in
     tokens = sum(
         cfg.ppo_epochs * cfg.batch_size * world * (prompt_tokens + r["response_length"]) for r in run
     )
-    return lm_efficiency(meter.stop(), trainer.policy, tokens, train_seconds=sum(r["seconds"] for r in run),
-                         steps=len(run), world_size=world, device=trainer.accelerator.device,
-                         note="rollouts (sampling, policy, value and reference forwards) not counted")  # fmt: skip
+    return lm_efficiency(
+        meter.stop(),
+        trainer.policy,
+        tokens,
+        train_seconds=sum(r["seconds"] for r in run),
+        steps=len(run),
+        world_size=world,
+        device=trainer.accelerator.device,
+        note="rollouts (sampling, policy, value and reference forwards) not counted",
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> tuple:
@@ -128,6 +138,7 @@ def main() -> None:
         train_prompts=prompts,
         accelerator=accelerator,
         prompt_columns=columns,
+        step_fn=ppo_step,
     )
     # train() restores the last complete checkpoint itself (RNG states at the point the run saved them); the
     # efficiency record counts the updates of the log that ran after the start of this process.
@@ -183,8 +194,10 @@ def main() -> None:
             efficiency=efficiency,
         )
         summary = ", ".join(f"{k} {before.metrics[k]:.3f} -> {after.metrics[k]:.3f}" for k in before.metrics)
-        print(f"PPO done: train score {metrics['train_score_first']:.3f} -> {metrics['train_score_last']:.3f}; "
-              f"{summary}; outputs in {output_dir}")  # fmt: skip
+        print(
+            f"PPO done: train score {metrics['train_score_first']:.3f} -> {metrics['train_score_last']:.3f}; "
+            f"{summary}; outputs in {output_dir}"
+        )
 
 
 if __name__ == "__main__":

@@ -123,13 +123,15 @@ def main() -> None:
             "heldout_nats_per_char": after["nats_per_char"],
             "heldout_nats_per_char_delta": after["nats_per_char"] - before["nats_per_char"],
         }
-        table = "\n".join([
-            "| model | weights on disk | tokens/s (greedy, batch 1, CPU) | held-out nats/char |",
-            "|---|---|---|---|",
-            f"| float32 | {size_before / 1e6:.2f} MB | {speed['float']:.1f} | {before['nats_per_char']:.4f} |",
-            f"| int8 ({args.backend}, {args.method}) | {size_after / 1e6:.2f} MB | {speed['int8']:.1f} | "
-            f"{after['nats_per_char']:.4f} |",
-        ])  # fmt: skip
+        table = "\n".join(
+            [
+                "| model | weights on disk | tokens/s (greedy, batch 1, CPU) | held-out nats/char |",
+                "|---|---|---|---|",
+                f"| float32 | {size_before / 1e6:.2f} MB | {speed['float']:.1f} | {before['nats_per_char']:.4f} |",
+                f"| int8 ({args.backend}, {args.method}) | {size_after / 1e6:.2f} MB | {speed['int8']:.1f} | "
+                f"{after['nats_per_char']:.4f} |",
+            ]
+        )
 
         # --- lineage, model card, push ---------------------------------------------------------------------------
         load = (

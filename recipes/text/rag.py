@@ -19,51 +19,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import Trainer
 from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from hfrecipes.core.args import CardArguments
 from hfrecipes.core.config import RecipeParser, run_main
 from hfrecipes.core.efficiency import track_efficiency
-from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.core.guards import guard_nonfinite
 from hfrecipes.core.stages import start_stage
 from hfrecipes.core.training import cpu_only_defaults, resume_checkpoint
 from hfrecipes.data import load_source
-from hfrecipes.text.evaluation import stop_token_ids
-from hfrecipes.text.models import context_length, get_causal_lm, special_token_ids
-from hfrecipes.text.retrieval import (
-    DEFAULT_EMBEDDER,
-    RetrievalIndex,
+from hfrecipes.text.models import context_length
+from hfrecipes.text.posttraining import PlainLossSFTTrainer, get_chat_lm
+from hfrecipes.text.rag import (
     check_prompt_length,
+    check_top_k,
     column,
     evaluate_rag,
     evaluation_prompts,
-    load_passages,
     rag_training_rows,
+    rag_usage,
+    rows_text,
+)
+from hfrecipes.text.retrieval import (
+    DEFAULT_EMBEDDER,
+    RetrievalIndex,
+    load_passages,
     relevant_passages,
     resolve_embedder_reference,
     retrieval_metrics,
-    rows_text,
     split_questions,
 )
 from hfrecipes.text.tokenization import load_or_train_tokenizer
 
 logger = logging.getLogger(__name__)
-
-
-class PlainLossSFTTrainer(SFTTrainer):
-    """SFTTrainer with the model's own cross-entropy instead of TRL's fused LM-head kernel: the same loss, about
-    twice as fast for small vocabularies on CPU (no entropy / token-accuracy logging). `fused_loss: true` keeps
-    TRL's (less memory with large vocabularies on GPUs)."""
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        inputs["use_cache"] = False
-        # TRL's token count (efficiency accounting) lives in the compute_loss replaced here.
-        if model.training:
-            tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum())
-            self._total_train_tokens += int(tokens.sum())
-        return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
 
 @dataclass
@@ -85,12 +73,8 @@ class RagArguments:
     unknown_fraction: float = field(default=0.1, metadata={"help": "Rows without the evidence -> unknown."})
     closed_book_fraction: float = field(default=0.3, metadata={"help": "Rows without any context."})
     model_preset: str = field(default="tiny", metadata={"help": "Preset when model_name_or_path is unset."})
-    model_overrides: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "Preset fields replaced."}
-    )
-    tokenizer_vocab_size: int = field(
-        default=2048, metadata={"help": "Vocabulary of a tokenizer trained here."}
-    )
+    model_overrides: dict[str, Any] = field(default_factory=dict, metadata={"help": "Preset fields set."})
+    tokenizer_vocab_size: int = field(default=2048, metadata={"help": "Vocabulary of a new tokenizer."})
     recall_ks: list[int] = field(default_factory=lambda: [1, 2, 5], metadata={"help": "k of recall@k."})
     eval_max_samples: int = field(default=128, metadata={"help": "Held-out questions generated for EM."})
     eval_max_new_tokens: int = field(default=12, metadata={"help": "Tokens generated per answer."})
@@ -126,10 +110,7 @@ def main() -> None:
     passages, report = load_passages(
         args.corpus_name, max_words=args.chunk_max_words, overlap_words=args.chunk_overlap_words
     )
-    if args.top_k > len(passages):
-        raise RecipeInputError(
-            f"top_k={args.top_k} but the corpus has only {len(passages)} passages: lower top_k or index more text."
-        )
+    check_top_k(args.top_k, passages)
     columns = [args.question_column, args.answer_column, args.evidence_column]
     train, heldout = split_questions(
         load_source(args.questions_name), columns, args.split_column, args.heldout_value, args.questions_name
@@ -152,43 +133,34 @@ def main() -> None:
         counterfactuals=args.counterfactuals,
         kinds=column(train, args.kind_column) if args.kind_column in train.column_names else None,
         seed=training_args.seed,
+        report=report,
     )
-    kinds = rows["row_kind"]
-    report.add("rag_rows", rows_in=len(train), rows_out=len(rows), removed=0,
-               details={k: kinds.count(k) for k in ("rag", "counterfactual", "abstain", "closed_book")})  # fmt: skip
     prompts = evaluation_prompts(index, questions, args.top_k)
 
     # --- tokenizer and model ------------------------------------------------------------------------------
     with training_args.main_process_first(desc="tokenizer"):
         tokenizer, tokenizer_source = load_or_train_tokenizer(
-            tokenizer_name_or_path=None,
             model_name_or_path=model_args.model_name_or_path,
             trained_dir=output_dir / "tokenizer",
             texts=[*texts, *rows_text(rows)],
-            tokenizer_type="byte-bpe",
             vocab_size=args.tokenizer_vocab_size,
-            min_frequency=2,
         )
     limit = context_length(model_args.model_name_or_path, args.model_preset, args.model_overrides)
     check_prompt_length(tokenizer, prompts["rag"], args.eval_max_new_tokens, limit)
-    built = get_causal_lm(
-        model_name_or_path=model_args.model_name_or_path,
-        preset=args.model_preset,
+    built = get_chat_lm(
+        model_args.model_name_or_path,
+        args.model_preset,
+        tokenizer,
         overrides=args.model_overrides,
-        vocab_size=len(tokenizer),
         trust_remote_code=training_args.trust_remote_code,
-        special_ids=special_token_ids(tokenizer),
     )
-    model = built.model
-    model.generation_config.eos_token_id = stop_token_ids(tokenizer)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
     logger.warning(
         "Model %s: %.2f M parameters; %d training rows", built.source, built.num_parameters / 1e6, len(rows)
     )
 
     # --- trainer and training -----------------------------------------------------------------------------
     trainer = (SFTTrainer if args.fused_loss else PlainLossSFTTrainer)(
-        model=model,
+        model=built.model,
         args=training_args,
         train_dataset=rows.select_columns(["prompt", "completion"]),
         processing_class=tokenizer,
@@ -226,12 +198,7 @@ def main() -> None:
             f"{metrics['closed_book_exact_match']:.3f}, with retrieval {metrics['rag_exact_match']:.3f}; "
             f"hallucination rate {metrics['closed_book_hallucination_rate']:.3f} -> "
             f"{metrics['rag_hallucination_rate']:.3f}. The retrieval index is in `index/`.",
-            "usage": f"from transformers import pipeline\nfrom hfrecipes.text.retrieval import RetrievalIndex, rag_prompt\n\n"
-            f'index = RetrievalIndex.load("{output_dir}/index")\nquestion = "How many parameters does `textwrap.wrap` take?"\n'
-            f"ids, _ = index.search([question], k={args.top_k})\n"
-            "prompt = rag_prompt(question, [index.texts[i] for i in ids[0]])\n"
-            f'chat = pipeline("text-generation", model="{output_dir}")\n'
-            'print(chat([{"role": "user", "content": prompt}], max_new_tokens=12)[0]["generated_text"][-1])',
+            "usage": rag_usage(output_dir, args.top_k),
             "base_model": model_args.model_name_or_path,
             "datasets": [args.corpus_name, args.questions_name],
             "tags": ["rag", "retrieval", "sft", "trl"],

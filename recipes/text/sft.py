@@ -25,15 +25,14 @@ from hfrecipes.core.guards import guard_nonfinite
 from hfrecipes.core.stages import merged_adapter_writer, start_stage
 from hfrecipes.core.training import cpu_only_defaults, resume_checkpoint
 from hfrecipes.data import load_source, parse_pipeline, row_text, run_pipeline, validate_format
-from hfrecipes.text.models import get_causal_lm, special_token_ids
 from hfrecipes.text.posttraining import (
     as_prompt_completion,
     check_lora_targets,
-    conversation_lengths,
     evaluate_chat_model,
+    get_chat_lm,
     prepare_chat_tokenizer,
+    report_conversation_lengths,
     split_eval,
-    stop_token_ids,
     with_replay,
 )
 from hfrecipes.text.tokenization import load_or_train_tokenizer
@@ -114,40 +113,20 @@ def main() -> None:
     # --- tokenizer and model ------------------------------------------------------------------------------
     with training_args.main_process_first(desc="tokenizer"):
         tokenizer, tokenizer_source = load_or_train_tokenizer(
-            tokenizer_name_or_path=None,
             model_name_or_path=model_args.model_name_or_path,
             trained_dir=output_dir / "tokenizer",
             texts=(row_text(r, ["messages"]) for r in train_data),
-            tokenizer_type="byte-bpe",
             vocab_size=script_args.tokenizer_vocab_size,
-            min_frequency=2,
         )
     prepare_chat_tokenizer(tokenizer, script_args.chat_template, training_args.assistant_only_loss)
-    lengths = conversation_lengths(tokenizer, train_data)
-    too_long = sum(n > training_args.max_length for n in lengths) if training_args.max_length else 0
-    if too_long:
-        logger.warning(
-            "%d of %d training conversations exceed max_length=%d tokens and will be truncated",
-            too_long,
-            len(lengths),
-            training_args.max_length,
-        )
-    report.summary.update(
-        train_rows=len(train_data),
-        eval_rows=len(eval_data),
-        truncated_rows=too_long,
-        mean_tokens=sum(lengths) / len(lengths),
-    )
-    built = get_causal_lm(
-        model_name_or_path=model_args.model_name_or_path,
-        preset=script_args.model_preset,
-        vocab_size=len(tokenizer),
+    report_conversation_lengths(tokenizer, train_data, eval_data, training_args.max_length, report)
+    built = get_chat_lm(
+        model_args.model_name_or_path,
+        script_args.model_preset,
+        tokenizer,
         trust_remote_code=training_args.trust_remote_code,
-        special_ids=special_token_ids(tokenizer),
     )
     model = built.model
-    model.generation_config.eos_token_id = stop_token_ids(tokenizer)  # a chat reply ends at <|im_end|>
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
     peft_config = get_peft_config(model_args)
     check_lora_targets(model, peft_config)
     logger.warning("Model %s: %.2f M parameters", built.source, built.num_parameters / 1e6)

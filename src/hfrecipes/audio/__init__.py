@@ -1,0 +1,1 @@
+"""The audio side of hfrecipes: speech datasets, text-to-speech features, models, evaluation and synthesis."""

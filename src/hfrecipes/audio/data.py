@@ -1,4 +1,5 @@
-"""Speech datasets for the audio recipes: LJSpeech folders, any source with audio + text columns, and their column checks."""
+"""Speech datasets for the audio recipes: LJSpeech folders, any source with audio + text columns, their column
+checks, and the cleaned, split dataset a TTS run starts from."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from pathlib import Path
 
 import datasets
 
+from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.core.media import UnreadableMediaError, load_audio
+from hfrecipes.data import parse_pipeline, run_pipeline
 from hfrecipes.data.media import load_media_folder
 from hfrecipes.data.sources import load_source
 
@@ -136,3 +139,39 @@ def check_speech_columns(
     return dataset
 
 
+def load_speech_splits(
+    dataset_name: str,
+    *,
+    split: str = "train",
+    hub_config: str | None = None,
+    audio_column: str = "audio",
+    text_column: str = "text",
+    speaker_column: str | None = None,
+    pipeline: list | None = None,
+    max_samples: int | None = None,
+    eval_fraction: float = 0.1,
+    seed: int = 0,
+) -> tuple[datasets.Dataset, datasets.Dataset, DataReport]:
+    """(train, held out, report): the source loaded (unreadable files in the report), its first `max_samples`
+    rows, columns checked and renamed (`speaker_column` only if the data has it), the data `pipeline` run, and
+    a seeded split holding out `eval_fraction` of the rows (at least 2). Fewer than 4 utterances stop the run."""
+    report, problems = DataReport(source=dataset_name), []
+    dataset = load_speech_source(dataset_name, split=split, hub_config=hub_config, problems=problems)
+    if problems:
+        report.add(
+            "load",
+            rows_in=len(dataset) + len(problems),
+            rows_out=len(dataset),
+            examples=[f"{f}: {r}" for f, r in problems[:5]],
+        )
+    if max_samples:
+        dataset = dataset.select(range(min(max_samples, len(dataset))))
+    speaker_column = speaker_column if speaker_column in dataset.column_names else None
+    dataset = check_speech_columns(dataset, audio_column, text_column, speaker_column)
+    dataset = run_pipeline(dataset, parse_pipeline(pipeline), report)
+    if len(dataset) < 4:
+        raise RecipeInputError(
+            f"Only {len(dataset)} utterances left: TTS needs at least 4 (train + held out)."
+        )
+    parts = dataset.train_test_split(test_size=max(eval_fraction, 2 / len(dataset)), seed=seed)
+    return parts["train"], parts["test"], report

@@ -20,6 +20,7 @@ import datasets
 import numpy as np
 from PIL import Image, ImageDraw
 
+from hfrecipes.builtins.options import optional_int_option, subset_option
 from hfrecipes.core.errors import RecipeInputError
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -48,31 +49,6 @@ SHAPE_POSITIONS: dict[str, tuple[float, float]] = {
 SUPERSAMPLE = 4
 
 
-def _int_option(name: str, value: int | str | None, low: int, builtin: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = None
-    if number is None or number < low:
-        raise RecipeInputError(f"builtin:{builtin}: {name} must be an integer >= {low}, got {value!r}.")
-    return number
-
-
-def _choices(name: str, value: str | list[str] | None, known: dict | tuple, builtin: str) -> list[str]:
-    """A comma-separated subset of `known` (all of it when None), in `known`'s order."""
-    if value is None:
-        return list(known)
-    wanted = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
-    unknown = [v for v in wanted if v not in known]
-    if unknown or not wanted:
-        raise RecipeInputError(
-            f"builtin:{builtin}: unknown {name} {unknown or value!r}; choose from {', '.join(known)}."
-        )
-    return [k for k in known if k in wanted]
-
-
 def _image_feature_dataset(columns: dict[str, list], class_columns: dict[str, list[str]]) -> datasets.Dataset:
     features = datasets.Features(
         {
@@ -91,8 +67,8 @@ def digits(
 
     Columns: `image` (mode "L", or "RGB" with mode=RGB), `text` ("a handwritten digit seven"), `label`
     (ClassLabel "zero".."nine"). `n` keeps a seeded random subset of that many rows."""
-    size = _int_option("size", size, 4, "digits")
-    n = _int_option("n", n, 1, "digits")
+    size = optional_int_option("digits", "size", size, 4)
+    n = optional_int_option("digits", "n", n, 1)
     if mode not in ("L", "RGB"):
         raise RecipeInputError(f"builtin:digits: mode must be L or RGB, got {mode!r}.")
     try:
@@ -119,11 +95,12 @@ def digits(
 
 
 def shape_caption(color: str, shape: str, size: str, position: str) -> str:
+    """The caption of one `builtin:shapes` image, e.g. "a small red circle at the top left"."""
     where = "in the center" if position == "center" else f"at the {position}"
     return f"a {size} {color} {shape} {where}"
 
 
-def _background(rng: np.random.Generator, side: int) -> np.ndarray:
+def gradient_background(rng: np.random.Generator, side: int) -> np.ndarray:
     """A dark vertical or horizontal gradient between two random dark colours, with faint noise (float HxWx3)."""
     start, end = rng.integers(0, 70, 3), rng.integers(0, 70, 3)
     ramp = np.linspace(0.0, 1.0, side)[:, None]
@@ -134,7 +111,8 @@ def _background(rng: np.random.Generator, side: int) -> np.ndarray:
     return array + rng.normal(0.0, 4.0, array.shape)
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, half: float, fill) -> None:
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, half: float, fill) -> None:
+    """Draw one shape (circle, square, triangle, cross) centred at (cx, cy), `half` its half-width."""
     box = [cx - half, cy - half, cx + half, cy + half]
     if shape == "circle":
         draw.ellipse(box, fill=fill)
@@ -162,24 +140,24 @@ def shapes(
     SHAPE_POSITIONS), with a little jitter in size and place.
 
     Columns: `image`, `text` (caption), `color`, `shape`, `size`, `position` (ClassLabels)."""
-    n = _int_option("n", n, 1, "shapes")
-    side = _int_option("size", size, 8, "shapes")
-    palette = _choices("colors", colors, SHAPE_COLORS, "shapes")
-    kinds = _choices("shapes", shapes, SHAPE_KINDS, "shapes")
-    scales = _choices("sizes", sizes, SHAPE_SIZES, "shapes")
-    places = _choices("positions", positions, SHAPE_POSITIONS, "shapes")
+    n = optional_int_option("shapes", "n", n, 1)
+    side = optional_int_option("shapes", "size", size, 8)
+    palette = subset_option("shapes", "colors", colors, SHAPE_COLORS)
+    kinds = subset_option("shapes", "shapes", shapes, SHAPE_KINDS)
+    scales = subset_option("shapes", "sizes", sizes, SHAPE_SIZES)
+    places = subset_option("shapes", "positions", positions, SHAPE_POSITIONS)
     rng = np.random.default_rng(int(seed))
     big = side * SUPERSAMPLE
     columns: dict[str, list] = {k: [] for k in ("image", "text", "color", "shape", "size", "position")}
     for _ in range(n):
         color, kind = palette[rng.integers(len(palette))], kinds[rng.integers(len(kinds))]
         scale, place = scales[rng.integers(len(scales))], places[rng.integers(len(places))]
-        background = _background(rng, side)
+        background = gradient_background(rng, side)
         half = SHAPE_SIZES[scale] * big / 2 * rng.uniform(0.9, 1.1)
         cx, cy = (c * big + rng.uniform(-0.04, 0.04) * big for c in SHAPE_POSITIONS[place])
         # The shape's coverage drawn at 4x and box-filtered down is its anti-aliased alpha at `side` px.
         mask = Image.new("L", (big, big), 0)
-        _draw_shape(ImageDraw.Draw(mask), kind, cx, cy, half, 255)
+        draw_shape(ImageDraw.Draw(mask), kind, cx, cy, half, 255)
         alpha = np.asarray(mask.resize((side, side), Image.Resampling.BOX), dtype=np.float64)[..., None] / 255
         pixels = background * (1 - alpha) + np.asarray(SHAPE_COLORS[color], dtype=np.float64) * alpha
         columns["image"].append(Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8), mode="RGB"))

@@ -29,7 +29,7 @@ import re
 import sysconfig
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -37,44 +37,10 @@ from typing import Any
 
 import datasets
 
+from hfrecipes.builtins.options import choices_option, fraction_option, int_option
 from hfrecipes.core.errors import RecipeInputError
 
 Message = dict[str, str]
-
-
-# --- option parsing: `builtin:` options are strings -------------------------------------------------------
-
-
-def _int_option(source: str, name: str, value: int | str, minimum: int) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise RecipeInputError(f"builtin:{source}: {name} must be an integer, got {value!r}.") from None
-    if number < minimum:
-        raise RecipeInputError(f"builtin:{source}: {name} must be at least {minimum}, got {number}.")
-    return number
-
-
-def _fraction_option(source: str, name: str, value: float | str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise RecipeInputError(f"builtin:{source}: {name} must be a number, got {value!r}.") from None
-    if not 0.0 <= number <= 1.0:
-        raise RecipeInputError(f"builtin:{source}: {name} must be between 0 and 1, got {number}.")
-    return number
-
-
-def _choices_option(source: str, name: str, value: str, allowed: Sequence[str]) -> list[str]:
-    """A comma list of names from `allowed`, in the order given, without repeats."""
-    chosen = list(dict.fromkeys(part.strip() for part in str(value).split(",") if part.strip()))
-    unknown = [part for part in chosen if part not in allowed]
-    if unknown or not chosen:
-        raise RecipeInputError(
-            f"builtin:{source}: {name} must be a comma list of {', '.join(allowed)}; got {value!r}"
-            + (f" ({', '.join(unknown)} unknown)." if unknown else ".")
-        )
-    return chosen
 
 
 def _conversation(prompt: str, reply: str, system_prompt: str | None) -> list[Message]:
@@ -136,11 +102,11 @@ def arithmetic(
     `style` "short" replies "The answer is 42.", "plain" replies "42"; `answer` is the exact integer
     (negative for some subtractions) as a string. Columns: messages, prompt, answer, category (the op),
     domain ("arithmetic")."""
-    n = _int_option("arithmetic", "n", n, 1)
-    seed = _int_option("arithmetic", "seed", seed, 0)
-    chosen_ops = _choices_option("arithmetic", "ops", ops, tuple(ARITHMETIC_OPS))
-    digits = _int_option("arithmetic", "digits", digits, 1)
-    min_digits = _int_option("arithmetic", "min_digits", min_digits, 1)
+    n = int_option("arithmetic", "n", n, 1)
+    seed = int_option("arithmetic", "seed", seed, 0)
+    chosen_ops = choices_option("arithmetic", "ops", ops, tuple(ARITHMETIC_OPS))
+    digits = int_option("arithmetic", "digits", digits, 1)
+    min_digits = int_option("arithmetic", "min_digits", min_digits, 1)
     if min_digits > digits:
         raise RecipeInputError(
             f"builtin:arithmetic: min_digits ({min_digits}) must not exceed digits ({digits})."
@@ -376,13 +342,13 @@ def python_qa(
     kind), domain ("python"), qualified_name, split_key (0-9, the same for every question about one
     object: `split_key == 0` holds out about a tenth of the functions and classes entirely).
     """
-    seed = _int_option("python-qa", "seed", seed, 0)
-    chosen_kinds = _choices_option("python-qa", "kinds", kinds, PYTHON_QA_KINDS)
+    seed = int_option("python-qa", "seed", seed, 0)
+    chosen_kinds = choices_option("python-qa", "kinds", kinds, PYTHON_QA_KINDS)
     questions = [(fact, kind) for fact in python_facts() for kind in chosen_kinds if _HAS_KIND[kind](fact)]
     rng = random.Random(seed)
     rng.shuffle(questions)
     if n is not None:
-        n = _int_option("python-qa", "n", n, 1)
+        n = int_option("python-qa", "n", n, 1)
         if n > len(questions):
             raise RecipeInputError(
                 f"builtin:python-qa: n={n} but this Python yields {len(questions)} questions of kinds "
@@ -646,9 +612,9 @@ def safety(
     answers, the rest harmful requests with refusals (supportive ones pointing to help for self-harm).
     Categories cycle evenly within each label. Columns: messages, prompt, label ("harmful"/"benign"),
     category (credentials, malware, weapons, self_harm), domain ("safety")."""
-    n = _int_option("safety", "n", n, 1)
-    seed = _int_option("safety", "seed", seed, 0)
-    benign_fraction = _fraction_option("safety", "benign_fraction", benign_fraction)
+    n = int_option("safety", "n", n, 1)
+    seed = int_option("safety", "seed", seed, 0)
+    benign_fraction = fraction_option("safety", "benign_fraction", benign_fraction)
     rng = random.Random(seed)
     benign_count = round(n * benign_fraction)
     labels = ["benign"] * benign_count + ["harmful"] * (n - benign_count)
@@ -675,5 +641,3 @@ def safety(
 
 
 # --- self-instruct --------------------------------------------------------------------------------------
-
-

@@ -9,7 +9,8 @@ from typing import Any
 
 import datasets
 
-from hfrecipes.builtins.instructions import REFUSAL_OPENERS, _fraction_option, _int_option, arithmetic, safety
+from hfrecipes.builtins.instructions import REFUSAL_OPENERS, arithmetic, safety
+from hfrecipes.builtins.options import fraction_option, int_option
 from hfrecipes.core.errors import RecipeInputError
 
 # Columns every generated row carries, so arithmetic and safety rows share one schema. An empty string means
@@ -36,13 +37,13 @@ def chat_mix(
     `unhelpful_fraction` replaces that share of the arithmetic replies with unhelpful or off-topic ones, the way
     real demonstration data is noisy: the model picks the habit up in SFT, and preference tuning (whose
     pairs reject exactly those replies) has something visible to remove."""
-    seed = _int_option("chat-mix", "seed", seed, 0)
-    noise = _fraction_option("chat-mix", "unhelpful_fraction", unhelpful_fraction)
+    seed = int_option("chat-mix", "seed", seed, 0)
+    noise = fraction_option("chat-mix", "unhelpful_fraction", unhelpful_fraction)
     noise_rng = random.Random(seed + 17)
     parts = []
-    if _int_option("chat-mix", "arithmetic_rows", arithmetic_rows, 0):
+    if int_option("chat-mix", "arithmetic_rows", arithmetic_rows, 0):
         parts.append(arithmetic(n=arithmetic_rows, seed=seed, digits=digits, ops=ops))
-    if _int_option("chat-mix", "safety_rows", safety_rows, 0):
+    if int_option("chat-mix", "safety_rows", safety_rows, 0):
         parts.append(safety(n=safety_rows, seed=seed + 1))
     if not parts:
         raise RecipeInputError("builtin:chat-mix: arithmetic_rows and safety_rows are both 0; ask for rows.")
@@ -106,9 +107,9 @@ def preferences(
     chosen = the correct, helpful or safe reply; rejected = a wrong answer, an unhelpful or off-topic reply,
     an over-refusal of a harmless request, or compliance with a harmful one. Also: answer, label, category,
     domain and `rejection` (which kind of bad reply it is), for evaluation and reward functions."""
-    n = _int_option("preferences", "n", n, 1)
-    seed = _int_option("preferences", "seed", seed, 0)
-    share = _fraction_option("preferences", "safety_fraction", safety_fraction)
+    n = int_option("preferences", "n", n, 1)
+    seed = int_option("preferences", "seed", seed, 0)
+    share = fraction_option("preferences", "safety_fraction", safety_fraction)
     safety_rows = round(n * share)
     rng = random.Random(seed)
     rows = []

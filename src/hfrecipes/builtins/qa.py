@@ -40,13 +40,57 @@ from hfrecipes.core.errors import RecipeInputError
 # Pure-Python modules with many small public functions, importable everywhere (no C library beyond the
 # interpreter's own). ntpath is left out: it defines the same names as posixpath.
 STDLIB_QA_MODULES = (
-    "ast", "base64", "calendar", "codecs", "colorsys", "copy", "dataclasses", "difflib", "dis", "email.utils",
-    "filecmp", "fnmatch", "functools", "getpass", "gettext", "glob", "gzip", "heapq", "html", "http.cookiejar",
-    "inspect", "ipaddress", "json", "linecache", "locale", "mimetypes", "os", "pkgutil", "platform",
-    "posixpath", "pprint", "quopri", "re", "shlex", "shutil", "statistics", "string", "subprocess", "tarfile",
-    "tempfile", "textwrap", "tokenize", "traceback", "types", "typing", "urllib.parse", "uuid", "warnings",
-    "webbrowser", "zipfile",
-)  # fmt: skip
+    "ast",
+    "base64",
+    "calendar",
+    "codecs",
+    "colorsys",
+    "copy",
+    "dataclasses",
+    "difflib",
+    "dis",
+    "email.utils",
+    "filecmp",
+    "fnmatch",
+    "functools",
+    "getpass",
+    "gettext",
+    "glob",
+    "gzip",
+    "heapq",
+    "html",
+    "http.cookiejar",
+    "inspect",
+    "ipaddress",
+    "json",
+    "linecache",
+    "locale",
+    "mimetypes",
+    "os",
+    "pkgutil",
+    "platform",
+    "posixpath",
+    "pprint",
+    "quopri",
+    "re",
+    "shlex",
+    "shutil",
+    "statistics",
+    "string",
+    "subprocess",
+    "tarfile",
+    "tempfile",
+    "textwrap",
+    "tokenize",
+    "traceback",
+    "types",
+    "typing",
+    "urllib.parse",
+    "uuid",
+    "warnings",
+    "webbrowser",
+    "zipfile",
+)
 QA_KINDS = ("module", "count", "first", "default")
 UNKNOWN_ANSWER = "unknown"
 
@@ -282,8 +326,3 @@ def stdlib_qa(
             )
     rng.shuffle(rows)
     return datasets.Dataset.from_list(rows)
-
-
-# --- chunking documents into passages -------------------------------------------------------------------------
-
-

@@ -1,5 +1,5 @@
-"""Speech data for text-to-speech: the offline `builtin:espeak` corpus, espeak-ng helpers (synthesis and
-IPA phonemes), an LJSpeech-style folder loader and the column checks the TTS recipes run first.
+"""Speech data for text-to-speech: the offline `builtin:espeak` corpus and the espeak-ng helpers behind it
+(synthesis and IPA phonemes).
 
 `builtin:espeak` synthesises sentences from a small English grammar with Debian's `espeak-ng` (a
 subprocess, no network), each speaker being one voice/variant at one speaking rate and pitch, so speaker
@@ -10,7 +10,7 @@ conditioning has something to learn. It is deterministic: the same options give 
 
 Other sources are anything with `audio` + `text` columns (a Hub id, a saved dataset, an `audiofolder`-style
 folder with metadata.csv/jsonl), or an LJSpeech-style folder (`wavs/` + pipe-separated `metadata.csv`
-with `id|text|normalized_text`): `load_speech_source` picks the right loader.
+with `id|text|normalized_text`): `hfrecipes.audio.data.load_speech_source` picks the right loader.
 """
 
 from __future__ import annotations
@@ -278,9 +278,6 @@ def espeak(
         }
     )
     return datasets.Dataset(table)
-
-
-# ---------------------------------------------------------------------------------------------- folders
 
 
 __all__ = [

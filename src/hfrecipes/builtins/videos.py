@@ -26,11 +26,10 @@ from hfrecipes.builtins.images import (
     SHAPE_COLORS,
     SHAPE_KINDS,
     SUPERSAMPLE,
-    _background,
-    _choices,
-    _draw_shape,
-    _int_option,
+    draw_shape,
+    gradient_background,
 )
+from hfrecipes.builtins.options import optional_int_option, subset_option
 from hfrecipes.core.errors import RecipeInputError
 
 # Unit steps in image coordinates (y grows downwards).
@@ -68,7 +67,7 @@ def _float_option(name: str, value: float | str, low: float, high: float) -> flo
 
 def _backdrop(rng: np.random.Generator, side: int, kind: str) -> np.ndarray:
     if kind == "gradient":
-        return _background(rng, side)
+        return gradient_background(rng, side)
     colour = rng.integers(0, 60, 3) if kind == "plain" else np.zeros(3)
     return np.broadcast_to(colour.astype(np.float64), (side, side, 3))
 
@@ -82,9 +81,15 @@ def _reflect(position: float, low: float, high: float) -> tuple[float, bool]:
 
 
 def _track(
-    rng: np.random.Generator, frames: int, side: float, half: float, step: float, axis: int, sign: int,
+    rng: np.random.Generator,
+    frames: int,
+    side: float,
+    half: float,
+    step: float,
+    axis: int,
+    sign: int,
     bounce: bool,
-) -> tuple[list[tuple[float, float]], bool]:  # fmt: skip
+) -> tuple[list[tuple[float, float]], bool]:
     """Centres per frame: straight motion at `step` px/frame along `axis` with sign `sign`, reflected off the
     walls. With `bounce`, the start is placed so the wall is reached after 60-90% of the clip, so the caption's
     direction holds for most of it; otherwise so that no wall is reached (when the clip is long enough)."""
@@ -128,13 +133,13 @@ def moving_shapes(
 
     Columns: `video` (list of frames), `text`, `color`, `shape`, `direction`, `speed` (ClassLabels), `bounce`,
     `occluded` (bools), `track` (the centre [x, y] per frame, pixels)."""
-    n = _int_option("n", n, 1, "moving-shapes")
-    side = _int_option("size", size, 8, "moving-shapes")
-    count = _int_option("frames", frames, 2, "moving-shapes")
-    palette = _choices("colors", colors, SHAPE_COLORS, "moving-shapes")
-    kinds = _choices("shapes", shapes, SHAPE_KINDS, "moving-shapes")
-    headings = _choices("directions", directions, MOTION_DIRECTIONS, "moving-shapes")
-    paces = _choices("speeds", speeds, MOTION_SPEEDS, "moving-shapes")
+    n = optional_int_option("moving-shapes", "n", n, 1)
+    side = optional_int_option("moving-shapes", "size", size, 8)
+    count = optional_int_option("moving-shapes", "frames", frames, 2)
+    palette = subset_option("moving-shapes", "colors", colors, SHAPE_COLORS)
+    kinds = subset_option("moving-shapes", "shapes", shapes, SHAPE_KINDS)
+    headings = subset_option("moving-shapes", "directions", directions, MOTION_DIRECTIONS)
+    paces = subset_option("moving-shapes", "speeds", speeds, MOTION_SPEEDS)
     p_bounce = _float_option("bounce", bounce, 0.0, 1.0)
     p_occlusion = _float_option("occlusion", occlusion, 0.0, 1.0)
     if background not in BACKGROUNDS:
@@ -143,8 +148,8 @@ def moving_shapes(
         )
     rng = np.random.default_rng(int(seed))
     big = side * SUPERSAMPLE
-    columns: dict[str, list] = {k: [] for k in ("video", "text", "color", "shape", "direction", "speed",
-                                                "bounce", "occluded", "track")}  # fmt: skip
+    names = ("video", "text", "color", "shape", "direction", "speed", "bounce", "occluded", "track")
+    columns: dict[str, list] = {k: [] for k in names}
     for _ in range(n):
         color, kind = palette[rng.integers(len(palette))], kinds[rng.integers(len(kinds))]
         heading, pace = headings[rng.integers(len(headings))], paces[rng.integers(len(paces))]
@@ -170,7 +175,7 @@ def moving_shapes(
         clip = []
         for cx, cy in centres:
             mask = Image.new("L", (big, big), 0)
-            _draw_shape(
+            draw_shape(
                 ImageDraw.Draw(mask), kind, cx * SUPERSAMPLE, cy * SUPERSAMPLE, half * SUPERSAMPLE, 255
             )
             alpha = (

@@ -1,0 +1,1 @@
+"""The `hfrecipes` command line (`commands.main`)."""

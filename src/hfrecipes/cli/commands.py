@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import re
 import shutil
 import sys
 from pathlib import Path
 
+import torch
+from packaging.requirements import Requirement
+
 from hfrecipes.core import catalogue
-from hfrecipes.core.catalogue import lifecycle_pipelines, recipe_catalogue
+from hfrecipes.core.catalogue import recipe_catalogue, shipped_lifecycles
 from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.hub import offline_export, push_output_dir
+from hfrecipes.data import list_builtins, registered_steps
+from hfrecipes.lifecycle.runner import run_lifecycle_file
 
 # What `hfrecipes env` reports: the libraries a recipe's result depends on, and the optional extras.
 ENV_LIBRARIES = (
@@ -20,6 +32,7 @@ EXTRAS = ("audio", "video", "scale", "retrieval", "quantization", "tracking", "g
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `hfrecipes <command>` (`argv` defaults to the command line); returns the exit status, 2 on bad input."""
     parser = argparse.ArgumentParser(prog="hfrecipes", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="every recipe with its configs")
@@ -27,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("presets", help="the model presets")
     sub.add_parser("steps", help="the data-preparation pipeline steps and their parameters")
     sub.add_parser("env", help="versions, devices, installed extras and where recipes are (for bug reports)")
-    run = sub.add_parser("run", help="run a lifecycle pipeline (stages in order, skipping finished ones)")
+    run = sub.add_parser("run", help="run a lifecycle (its stages in order, skipping finished ones)")
     run.add_argument(
-        "pipeline",
-        help="a pipeline file, or a shipped pipeline's name: " + ", ".join(lifecycle_pipelines()),
+        "lifecycle",
+        help="a lifecycle file, or a shipped lifecycle's name: " + ", ".join(shipped_lifecycles()),
     )
     run.add_argument(
         "--run_dir", help="where stage outputs go (default: the file's run_dir, under the current directory)"
@@ -75,26 +88,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-
     if args.command == "list":
         for recipe, summary, configs in recipe_catalogue():
             print(f"{recipe:32s} {summary}")
             for config in configs:
                 print(f"{'':34s}configs/{config}")
     elif args.command == "builtins":
-        from hfrecipes.data import list_builtins
-
         print("\n".join(f"builtin:{name}" for name in list_builtins()))
     elif args.command == "presets":
+        # Model modules import transformers' model classes, and with them torchao when it is installed: seconds
+        # of start-up and import warnings on stderr for every command. Only the two commands that need one pay.
         from hfrecipes.text.models import CAUSAL_LM_PRESETS
 
         for name, values in CAUSAL_LM_PRESETS.items():
             print(f"{name:14s} " + " ".join(f"{k}={v}" for k, v in values.items()))
     elif args.command == "steps":
-        import dataclasses
-
-        from hfrecipes.data import registered_steps
-
         for name, cls in registered_steps().items():
             summary = (cls.__doc__ or "").strip().splitlines()[0]
             params = ", ".join(f.name for f in dataclasses.fields(cls))
@@ -104,16 +112,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         for key, value in environment_report():
             print(f"- {key}: {value}")
     elif args.command == "run":
-        from hfrecipes.lifecycle.runner import run_pipeline_file
-
-        return run_pipeline_file(args.pipeline, run_dir=args.run_dir, start_from=args.start_from, only=args.only,
-                                 dry_run=args.dry_run)  # fmt: skip
+        return run_lifecycle_file(
+            args.lifecycle,
+            run_dir=args.run_dir,
+            start_from=args.start_from,
+            only=args.only,
+            dry_run=args.dry_run,
+        )
     elif args.command == "copy":
         for path in copy_recipe(args.recipe, Path(args.directory)):
             print(path)
     elif args.command == "push":
-        from hfrecipes.core.hub import offline_export, push_output_dir
-
         if args.offline_export:
             files = offline_export(args.output_dir, args.offline_export)
             print(f"Wrote {len(files)} files to {args.offline_export}: exactly what `push` would upload.")
@@ -121,10 +130,16 @@ def _dispatch(args: argparse.Namespace) -> int:
             commit = push_output_dir(args.output_dir, args.repo_id, private=True if args.private else None)
             print(f"Pushed {args.output_dir}: {commit}")
     elif args.command == "synthesize":
-        from hfrecipes.audio.speech import synthesize
+        from hfrecipes.audio.synthesis import synthesize  # see "presets"
 
-        result = synthesize(args.model_dir, args.text, args.wav_path, speaker=args.speaker, vocoder=args.vocoder,
-                            seed=args.seed)  # fmt: skip
+        result = synthesize(
+            args.model_dir,
+            args.text,
+            args.wav_path,
+            speaker=args.speaker,
+            vocoder=args.vocoder,
+            seed=args.seed,
+        )
         note = "" if result["stopped"] else " (no stop token before the length limit)"
         print(
             f"Wrote {result['path']}: {result['seconds']:.2f} s, speaker {result['speaker']}, {result['vocoder']}{note}"
@@ -159,8 +174,6 @@ def copy_recipe(recipe: str, directory: Path, recipes_dir: Path | None = None) -
 
 
 def _version(distribution: str) -> str | None:
-    import importlib.metadata
-
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
@@ -171,11 +184,6 @@ def extras_status() -> dict[str, str]:
     """Each optional extra: "yes (pkg version, ...)" when all its packages are installed and importable, else
     "no (missing: ...)". The packages come from the installed hfrecipes metadata (what pyproject.toml declares);
     importable means found by the import system, without importing (vllm or spacy take seconds to import)."""
-    import importlib.metadata
-    import importlib.util
-    import re
-
-    from packaging.requirements import Requirement
 
     def normalize(name: str) -> str:
         return re.sub(r"[-_.]+", "-", name).lower()
@@ -219,9 +227,6 @@ def extras_status() -> dict[str, str]:
 
 def environment_report() -> list[tuple[str, str]]:
     """What `hfrecipes env` prints: platform, versions, devices, extras and where the recipes are."""
-    import os
-    import platform
-
     rows = [
         ("Platform", platform.platform()),
         ("Python version", platform.python_version()),
@@ -233,20 +238,15 @@ def environment_report() -> list[tuple[str, str]]:
     except AttributeError:  # macOS, Windows
         affinity = os.cpu_count()
     rows.append(("CPU count", f"{os.cpu_count()} ({affinity} usable by this process)"))
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-            cuda = f"yes, {len(names)} GPU(s): {', '.join(names)} (CUDA {torch.version.cuda})"
-        else:
-            cuda = "no" + (
-                f" (torch built with CUDA {torch.version.cuda})" if torch.version.cuda else " (CPU build)"
-            )
-        mps = getattr(torch.backends, "mps", None)
-        rows += [("CUDA available", cuda), ("MPS available", "yes" if mps and mps.is_available() else "no")]
-    except ImportError:
-        rows.append(("Devices", "unknown: torch is not installed (pip install torch first)"))
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        cuda = f"yes, {len(names)} GPU(s): {', '.join(names)} (CUDA {torch.version.cuda})"
+    else:
+        cuda = "no" + (
+            f" (torch built with CUDA {torch.version.cuda})" if torch.version.cuda else " (CPU build)"
+        )
+    mps = getattr(torch.backends, "mps", None)
+    rows += [("CUDA available", cuda), ("MPS available", "yes" if mps and mps.is_available() else "no")]
     rows += [(f"Extra {extra}", value) for extra, value in extras_status().items()]
     recipes = catalogue.recipes_dir()
     package = Path(catalogue.__file__).resolve().parents[1]
@@ -255,7 +255,7 @@ def environment_report() -> list[tuple[str, str]]:
         ("hfrecipes package", str(package)),
         ("Recipes", f"{recipes} ({where}{'' if recipes.is_dir() else '; MISSING'})"),
         ("Accelerate configs", str(catalogue.accelerate_configs_dir())),
-        ("Lifecycle pipelines", ", ".join(lifecycle_pipelines()) or "none found"),
+        ("Lifecycle pipelines", ", ".join(shipped_lifecycles()) or "none found"),
     ]
     return rows
 

@@ -8,6 +8,8 @@ from typing import Any
 
 @dataclass
 class DataArguments:
+    """Where a text recipe's data comes from and how it is cleaned and split (see `hfrecipes.data`)."""
+
     dataset_name: str = field(
         default="builtin:python-stdlib",
         metadata={
@@ -38,6 +40,8 @@ class DataArguments:
 
 @dataclass
 class ModelArguments:
+    """Which causal LM a text recipe starts from: a previous stage or Hub id, or a preset built from scratch."""
+
     model_name_or_path: str | None = field(
         default=None,
         metadata={
@@ -63,6 +67,8 @@ class ModelArguments:
 
 @dataclass
 class TokenizerArguments:
+    """How a tokenizer is trained from the data: by train_tokenizer.py, or by pretraining when given none."""
+
     tokenizer_type: str = field(default="byte-bpe", metadata={"help": "byte-bpe (lossless) or char."})
     vocab_size: int = field(default=1024, metadata={"help": "Target vocabulary size for byte-bpe."})
     min_frequency: int = field(default=2, metadata={"help": "Minimum pair frequency for a BPE merge."})
@@ -98,7 +104,3 @@ class PublishArguments(CardArguments):
         default=None,
         metadata={"help": "Hub token (default: HF_TOKEN or your login); never written anywhere."},
     )
-
-
-
-

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import yaml
 
-# grpo.py also runs RLOO (`algorithm: rloo`); configs are otherwise named after their recipe.
-EXTRA_CONFIG_PREFIXES = {"grpo": ("rloo",)}
+# grpo.py also runs RLOO (`algorithm: rloo`) and the video recipe's configs are video_*.yaml; configs are otherwise
+# named after their recipe.
+EXTRA_CONFIG_PREFIXES = {"grpo": ("rloo",), "train_video_diffusion": ("video",)}
 
 # The checkout (an editable install or a source tree on sys.path): src/hfrecipes/core/ -> the repository root.
 CHECKOUT_ROOT = Path(__file__).resolve().parents[3]
@@ -34,7 +35,7 @@ def accelerate_configs_dir() -> Path:
     return _shipped_or_checkout("accelerate_configs")
 
 
-def lifecycle_pipelines() -> dict[str, Path]:
+def shipped_lifecycles() -> dict[str, Path]:
     """The shipped lifecycle files by catalogue name (`text_tiny` -> recipes/lifecycle/text_tiny.yaml)."""
     return {path.stem: path for path in sorted((recipes_dir() / "lifecycle").glob("*.yaml"))}
 

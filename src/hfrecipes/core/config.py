@@ -225,5 +225,3 @@ def run_main(main) -> None:
     except NonFiniteError as err:
         print(f"hfrecipes: error: {err}", file=sys.stderr)
         sys.exit(3)
-
-

@@ -12,6 +12,8 @@ from hfrecipes.core.io import atomic_write_text
 
 @dataclass
 class StepRecord:
+    """One preparation step's line in the data report: rows (and tokens) in and out, what it removed and why."""
+
     step: str
     rows_in: int
     rows_out: int

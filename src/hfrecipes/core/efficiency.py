@@ -1,6 +1,6 @@
 """Efficiency accounting of a training run: throughput, training FLOPs, model-FLOPs utilisation (MFU) against the
 machine's measured matmul peak, energy and CO₂e. Every recipe records `efficiency_record(...)` as
-`lineage["efficiency"]`; the model card and the lifecycle report show it.
+`lineage["efficiency"]`; the model card and the lifecycle report show it (as `efficiency_text` writes it).
 
 How each figure is obtained (the record names the method it used):
 
@@ -43,8 +43,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
+
+from hfrecipes.core.io import atomic_write_json
+
+try:
+    import resource
+except ImportError:  # not on Unix: `_cpu_seconds` falls back to os.times
+    resource = None
 
 WATTS_PER_CORE = 6.25  # Intel Xeon Platinum 8480+: 350 W TDP / 56 cores
 WATTS_PER_GPU = 700.0  # H100 / H200 SXM TDP
@@ -103,16 +111,14 @@ def transformer_flops(
 def _cpu_attention_formulas() -> dict:
     """FlopCounterMode (torch 2.13) has no formula for the CPU fused attention kernels, so attention on CPU
     would count 0: the GPU kernels' formulas (full, unmasked T×T products, as PaLM counts them) for them."""
-    from torch.utils import flop_counter as fc
-
     aten, mapping = torch.ops.aten, {}
     if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
         mapping[aten._scaled_dot_product_flash_attention_for_cpu] = (
-            lambda q, k, v, *args, out_shape=None, **kwargs: fc.sdpa_flop_count(q, k, v)
+            lambda q, k, v, *args, out_shape=None, **kwargs: sdpa_flop_count(q, k, v)
         )
     if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward"):
         mapping[aten._scaled_dot_product_flash_attention_for_cpu_backward] = (
-            lambda grad, q, k, v, *args, out_shape=None, **kwargs: fc.sdpa_backward_flop_count(grad, q, k, v)
+            lambda grad, q, k, v, *args, out_shape=None, **kwargs: sdpa_backward_flop_count(grad, q, k, v)
         )
     return mapping
 
@@ -120,8 +126,6 @@ def _cpu_attention_formulas() -> dict:
 def flop_counter():
     """A FlopCounterMode that prints nothing (use as a context manager, then `.get_total_flops()`); it also
     counts attention run by the CPU fused kernels."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     return FlopCounterMode(display=False, custom_mapping=_cpu_attention_formulas())
 
 
@@ -151,6 +155,7 @@ _PEAKS: dict[str, float] = {}
 
 
 def cache_dir() -> Path:
+    """hfrecipes' cache folder: HFRECIPES_CACHE, else $XDG_CACHE_HOME/hfrecipes, else ~/.cache/hfrecipes."""
     root = os.environ.get("HFRECIPES_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "hfrecipes"
     )
@@ -158,6 +163,7 @@ def cache_dir() -> Path:
 
 
 def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name (from /proc/cpuinfo, else `platform`), for records and cache keys."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     try:
@@ -220,8 +226,6 @@ def matmul_peak_flops(
     best = max(measured, float(cache.get(key, 0.0)))
     if best > float(cache.get(key, 0.0)):
         try:
-            from hfrecipes.core.io import atomic_write_json
-
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(path, {**cache, key: best})
         except OSError:
@@ -273,14 +277,11 @@ def _nvml_energy_mj(device: torch.device) -> float | None:
 
 def _cpu_seconds() -> float:
     """User + system CPU seconds of this process (all threads) and of its waited-for children."""
-    try:
-        import resource
-
-        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-    except ImportError:  # not on Unix: os.times (10 ms ticks)
+    if resource is None:  # not on Unix: os.times (10 ms ticks)
         t = os.times()
         return t.user + t.system + t.children_user + t.children_system
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 @dataclass
@@ -410,8 +411,13 @@ def efficiency_record(
         record["mfu_unclamped"] = mfu
     record.update(energy_estimate(measurement, world))
     grid = _env_float("HFRECIPES_GRID_KG_PER_KWH", GRID_KG_PER_KWH)
-    record.update(co2e_kg=record["energy_kwh"] * grid, grid_kg_per_kwh=grid, world_size=world,
-                  precision=precision, scope="this training run (since the checkpoint it resumed from, if any)")  # fmt: skip
+    record.update(
+        co2e_kg=record["energy_kwh"] * grid,
+        grid_kg_per_kwh=grid,
+        world_size=world,
+        precision=precision,
+        scope="this training run (since the checkpoint it resumed from, if any)",
+    )
     return record
 
 
@@ -493,15 +499,26 @@ class EfficiencyCallback(TrainerCallback, ExportableState):
             return None
         args, model = self.trainer.args, self.trainer.accelerator.unwrap_model(self.trainer.model)
         precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
-        common = dict(train_seconds=self.step_seconds, steps=self.steps, world_size=args.world_size,
-                      precision=precision, device=args.device)  # fmt: skip
+        common = dict(
+            train_seconds=self.step_seconds,
+            steps=self.steps,
+            world_size=args.world_size,
+            precision=precision,
+            device=args.device,
+        )
         if self.flops == "measured":
             per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
             step_flops = self.first_step.flops
             flops = step_flops * self.steps * args.world_size if step_flops else None
             method = "measured: FlopCounterMode on the first training step (forward + backward) × steps"
-            return efficiency_record(self.measurement, unit=self.unit, count=self.steps * per_step,
-                                     train_flops=flops, flops_method=method, **common)  # fmt: skip
+            return efficiency_record(
+                self.measurement,
+                unit=self.unit,
+                count=self.steps * per_step,
+                train_flops=flops,
+                flops_method=method,
+                **common,
+            )
         tokens = max(now - start for now, start in zip(self._tokens(), self._tokens_at_start, strict=True))
         return lm_efficiency(self.measurement, model, tokens, seq_len=self.seq_len, **common)
 
@@ -560,63 +577,11 @@ def trainer_efficiency(trainer) -> dict[str, Any] | None:
     return None
 
 
-# --- rendering ---------------------------------------------------------------------------------------------------
-
-
-def _si(value: float, suffix: str = "") -> str:
-    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g} {prefix}{suffix}"
-    return f"{value:.3g} {suffix}".rstrip()
-
-
-def energy_text(kwh: float | None) -> str:
-    if kwh is None:
-        return ""
-    return f"{kwh:.3g} kWh" if kwh >= 1 else f"{kwh * 1000:.3g} Wh"
-
-
-def co2e_text(kg: float | None) -> str:
-    if kg is None:
-        return ""
-    return f"{kg:.3g} kg" if kg >= 1 else f"{kg * 1000:.3g} g"
-
-
-def throughput_text(record: dict[str, Any]) -> str:
-    unit = record.get("unit", "samples")
-    rate = record.get(f"{unit}_per_second")
-    return f"{rate:,.1f} {unit}/s" if rate is not None else ""
-
-
-def efficiency_markdown(record: dict[str, Any]) -> str:
-    """The model card's Efficiency section body."""
-    unit, count = record.get("unit", "samples"), record.get(record.get("unit", "samples"))
-    rows = [
-        ("throughput", f"{throughput_text(record)} ({count:,.0f} {unit} in {record['train_seconds']:.1f} s of "
-                       f"training steps" + (f", {record['steps']} steps)" if record.get("steps") else ")") if count else ""),
-        ("training compute", f"{record['train_flops']:.3g} FLOPs" if record.get("train_flops") else ""),
-        ("achieved", _si(record["achieved_flops_per_second"], "FLOP/s") if record.get("achieved_flops_per_second") else ""),
-        ("peak", f"{_si(record['peak_flops_per_second'], 'FLOP/s')} ({record.get('peak_method')})"),
-        ("MFU", f"{record['mfu']:.1%}" if record.get("mfu") is not None else "n/a"),
-        ("energy", f"{energy_text(record.get('energy_kwh'))} ({record.get('energy_method')}; "
-                   f"{record.get('wall_seconds', 0):.1f} s wall, {record.get('cpu_seconds', 0):.1f} s CPU)"),
-        ("CO₂e", f"{co2e_text(record.get('co2e_kg'))} (at {record.get('grid_kg_per_kwh')} kg/kWh)"),
-    ]  # fmt: skip
-    table = "| | |\n|---|---|\n" + "\n".join(f"| {name} | {value} |" for name, value in rows if value)
-    return (
-        f"{table}\n\nTraining FLOPs: {record.get('flops_method')}. MFU = training FLOPs / training-step time / "
-        "measured matmul peak. Energy covers the whole training call (evaluations included); set "
-        "HFRECIPES_WATTS_PER_CORE and HFRECIPES_GRID_KG_PER_KWH for your hardware and grid. "
-        f"Scope: {record.get('scope')}."
-    )
-
-
 __all__ = [
     "EfficiencyCallback",
     "EfficiencyMeter",
     "FirstStepFlops",
     "Measurement",
-    "efficiency_markdown",
     "efficiency_record",
     "energy_estimate",
     "flop_counter",

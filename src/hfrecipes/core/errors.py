@@ -7,5 +7,3 @@ class RecipeInputError(ValueError):
 
 class NonFiniteError(FloatingPointError):
     """A NaN or inf loss or gradient stopped training (`hfrecipes.core.guards`); the message names the step."""
-
-

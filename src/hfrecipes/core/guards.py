@@ -18,6 +18,7 @@ import torch
 from transformers import TrainerCallback
 
 from hfrecipes.core.errors import NonFiniteError, RecipeInputError
+from hfrecipes.core.training import last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ POLICIES = ("stop", "skip")
 
 
 def nonfinite_policy() -> tuple[str, int]:
+    """(policy, max skips in a row) from HFRECIPES_NONFINITE and HFRECIPES_NONFINITE_MAX_SKIPS, checked."""
     policy = os.environ.get("HFRECIPES_NONFINITE", "stop").strip().lower() or "stop"
     if policy not in POLICIES:
         raise RecipeInputError(f"HFRECIPES_NONFINITE={policy!r}: use one of {', '.join(POLICIES)}.")
@@ -92,8 +94,6 @@ class NonFiniteCallback(TrainerCallback):
     """The guard in a `transformers.Trainer`: runs after gradient reduction and clipping, before optimizer.step."""
 
     def __init__(self, trainer, guard: NonFiniteGuard | None = None):
-        from hfrecipes.core.training import last_complete_checkpoint
-
         self.trainer = trainer
         self.guard = guard or NonFiniteGuard(lambda: last_complete_checkpoint(trainer.args.output_dir))
 

@@ -29,6 +29,7 @@ from huggingface_hub.utils import filter_repo_objects, get_token
 
 from hfrecipes.core.catalogue import stage_producer
 from hfrecipes.core.data_report import steps_markdown_table
+from hfrecipes.core.efficiency_text import efficiency_markdown
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.core.io import COMPLETION_MARKER, atomic_write_json, atomic_write_text, looks_like_path
 
@@ -48,6 +49,7 @@ TRACKED_LIBRARIES = (
 
 
 def library_versions() -> dict[str, str]:
+    """Python's version and each installed tracked library's, for lineage records."""
     versions = {"python": platform.python_version()}
     for name in TRACKED_LIBRARIES:
         try:
@@ -58,6 +60,7 @@ def library_versions() -> dict[str, str]:
 
 
 def git_revision() -> str | None:
+    """The commit of the checkout hfrecipes runs from, or None outside a git checkout."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -156,9 +159,17 @@ def _data_table(data_report: dict | None) -> str:
 
 
 MODEL_INDEX_METRICS = (
-    "eval_nats_per_char", "eval_perplexity", "task_accuracy", "refusal_rate", "over_refusal_rate",
-    "accuracy", "rm_reward", "win_rate_vs_start", "sampled_win_rate_vs_start", "heldout_nats_per_char",
-)  # fmt: skip
+    "eval_nats_per_char",
+    "eval_perplexity",
+    "task_accuracy",
+    "refusal_rate",
+    "over_refusal_rate",
+    "accuracy",
+    "rm_reward",
+    "win_rate_vs_start",
+    "sampled_win_rate_vs_start",
+    "heldout_nats_per_char",
+)
 
 
 def eval_results(
@@ -211,8 +222,6 @@ def lineage_chain(lineage: dict[str, Any], depth: int = 0) -> str:
 def _efficiency_section(record: dict[str, Any] | None) -> str:
     if not record:
         return ""
-    from hfrecipes.core.efficiency import efficiency_markdown
-
     return f"## Efficiency\n\n{efficiency_markdown(record)}\n\n"
 
 

@@ -11,8 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from hfrecipes.core.errors import RecipeInputError
+
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` through a synced temporary file renamed over it, readable by all (0644)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -28,6 +31,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
+    """Write `data` as indented UTF-8 JSON (unknown types as `str`), atomically like `atomic_write_text`."""
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
@@ -36,6 +40,7 @@ COMPLETION_MARKER = "lineage.json"
 
 
 def staging_path(output_dir: str | Path) -> Path:
+    """Where a stage's outputs are staged before publishing: `.<name>.staging` beside `output_dir`."""
     output_dir = Path(output_dir)
     return output_dir.parent / f".{output_dir.name}.staging"
 
@@ -43,8 +48,6 @@ def staging_path(output_dir: str | Path) -> Path:
 def check_output_dir(output_dir: str | Path) -> Path:
     """Refuse an `output_dir` that publishing would damage: an existing file, the filesystem root, or the
     directory the command runs from (or one above it), whose README.md and other files would be replaced."""
-    from hfrecipes.core.errors import RecipeInputError
-
     path = Path(output_dir).expanduser()
     if not str(output_dir).strip():
         raise RecipeInputError("output_dir is empty; set it to a new directory such as runs/my_stage.")
@@ -120,5 +123,7 @@ def looks_like_path(spec: str) -> bool:
     """A local path rather than a Hub id: relative or absolute markers, a data-file suffix, or deeper than
     `owner/name`."""
     return (
-        spec.startswith((".", "/", "~")) or Path(spec).suffix.lower() in DATA_FILE_SUFFIXES or spec.count("/") > 1
+        spec.startswith((".", "/", "~"))
+        or Path(spec).suffix.lower() in DATA_FILE_SUFFIXES
+        or spec.count("/") > 1
     )

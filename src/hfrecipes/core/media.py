@@ -36,7 +36,7 @@ class UnreadableMediaError(RecipeInputError):
     other RecipeInputErrors (a missing optional dependency, a bad parameter) still stop the pipeline."""
 
 
-def _describe(value: Any) -> str:
+def describe_media(value: Any) -> str:
     """Where a media value came from, for messages and report examples (its path when it has one)."""
     if isinstance(value, (str, os.PathLike)):
         return str(value)
@@ -93,7 +93,9 @@ def load_image(value: Any) -> Image.Image:
     except UnreadableMediaError:
         raise
     except Exception as err:  # Pillow raises many types (OSError, SyntaxError, ValueError...) on bad data
-        raise UnreadableMediaError(f"Cannot decode image {_describe(value)}: {_error_text(err)}") from err
+        raise UnreadableMediaError(
+            f"Cannot decode image {describe_media(value)}: {_error_text(err)}"
+        ) from err
     raise UnreadableMediaError(
         f"Cannot read an image from a {type(value).__name__}; use a PIL image, a path or {{bytes, path}}."
     )
@@ -109,7 +111,7 @@ def _import_soundfile():
     return soundfile
 
 
-def _read_audio(value: Any) -> tuple[np.ndarray, int]:
+def read_audio(value: Any) -> tuple[np.ndarray, int]:
     """All channels as float32 (frames, channels) in [-1, 1], and the sampling rate."""
     if isinstance(value, dict) and value.get("array") is not None:
         if not value.get("sampling_rate"):
@@ -138,13 +140,15 @@ def _read_audio(value: Any) -> tuple[np.ndarray, int]:
         try:
             samples, sampling_rate = soundfile.read(source, dtype="float32", always_2d=True)
         except Exception as err:  # libsndfile errors, missing files, unknown formats
-            raise UnreadableMediaError(f"Cannot decode audio {_describe(value)}: {_error_text(err)}") from err
+            raise UnreadableMediaError(
+                f"Cannot decode audio {describe_media(value)}: {_error_text(err)}"
+            ) from err
     if samples.ndim != 2:
         raise UnreadableMediaError(
-            f"Audio {_describe(value)} has shape {samples.shape}; expected 1-D or 2-D."
+            f"Audio {describe_media(value)} has shape {samples.shape}; expected 1-D or 2-D."
         )
     if not np.isfinite(samples).all():
-        raise UnreadableMediaError(f"Audio {_describe(value)} contains NaN or infinite samples.")
+        raise UnreadableMediaError(f"Audio {describe_media(value)} contains NaN or infinite samples.")
     return samples, sampling_rate
 
 
@@ -152,10 +156,11 @@ def load_audio(value: Any, target_sr: int | None = None) -> tuple[np.ndarray, in
     """Decode one audio value to a mono float32 array (channels averaged) and its sampling rate,
     resampled with `librosa.resample` when `target_sr` differs. Accepts {array, sampling_rate},
     a `datasets.Audio` dict {bytes, path} or a path; raises UnreadableMediaError when it cannot."""
-    return _mono_resampled(*_read_audio(value), target_sr)
+    return mono_resampled(*read_audio(value), target_sr)
 
 
-def _mono_resampled(samples: np.ndarray, sampling_rate: int, target_sr: int | None) -> tuple[np.ndarray, int]:
+def mono_resampled(samples: np.ndarray, sampling_rate: int, target_sr: int | None) -> tuple[np.ndarray, int]:
+    """Average the channels to mono float32 and resample to `target_sr` (librosa) when it differs."""
     mono = samples.mean(axis=1)
     if target_sr and target_sr != sampling_rate:
         try:
@@ -185,7 +190,7 @@ def _import_av(what: str):
 
 
 @dataclass
-class _OpenedVideo:
+class OpenedVideo:
     """A validated video: every one of its `frame_count` frames decoded once; `read` decodes the ones asked."""
 
     frame_count: int
@@ -202,19 +207,19 @@ def _frame_files(directory: Path) -> list[Path]:
     return sorted(files, key=_natural_key)
 
 
-def _open_frame_list(frames: Sequence[Any]) -> _OpenedVideo:
+def _open_frame_list(frames: Sequence[Any]) -> OpenedVideo:
     decoded = [load_image(frame) for frame in frames]
-    return _OpenedVideo(len(decoded), lambda indices: [decoded[i] for i in indices])
+    return OpenedVideo(len(decoded), lambda indices: [decoded[i] for i in indices])
 
 
-def _open_frame_directory(directory: Path) -> _OpenedVideo:
+def _open_frame_directory(directory: Path) -> OpenedVideo:
     files = _frame_files(directory)
     for file in files:
         load_image(file)
-    return _OpenedVideo(len(files), lambda indices: [load_image(files[i]) for i in indices])
+    return OpenedVideo(len(files), lambda indices: [load_image(files[i]) for i in indices])
 
 
-def _open_animated_image(make_source: Callable[[], Any]) -> _OpenedVideo:
+def _open_animated_image(make_source: Callable[[], Any]) -> OpenedVideo:
     with Image.open(make_source()) as image:
         frame_count = getattr(image, "n_frames", 1)
         for index in range(frame_count):
@@ -229,10 +234,10 @@ def _open_animated_image(make_source: Callable[[], Any]) -> _OpenedVideo:
                 frames[index] = image.convert("RGB")
         return [frames[i] for i in indices]
 
-    return _OpenedVideo(frame_count, read)
+    return OpenedVideo(frame_count, read)
 
 
-def _open_container_video(make_source: Callable[[], Any], what: str) -> _OpenedVideo:
+def _open_container_video(make_source: Callable[[], Any], what: str) -> OpenedVideo:
     av = _import_av(what)
 
     def decoded_frames(container):
@@ -254,11 +259,12 @@ def _open_container_video(make_source: Callable[[], Any], what: str) -> _OpenedV
                     break
         return [frames[i] for i in indices]
 
-    return _OpenedVideo(frame_count, read)
+    return OpenedVideo(frame_count, read)
 
 
-def _open_video(source: Any) -> _OpenedVideo:
-    what = _describe(source)
+def open_video(source: Any) -> OpenedVideo:
+    """Open a video (file, bytes, frame list or frame folder) and check that every frame decodes."""
+    what = describe_media(source)
     try:
         if isinstance(source, (list, tuple)):
             return _open_frame_list(source)
@@ -285,7 +291,8 @@ def _open_video(source: Any) -> _OpenedVideo:
         raise UnreadableMediaError(f"Cannot decode video {what}: {_error_text(err)}") from err
 
 
-def _size_pair(size: int | Sequence[int] | None) -> tuple[int, int] | None:
+def size_pair(size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    """A frame size as (width, height) from one side or a pair; None keeps the video's own size."""
     if size is None:
         return None
     pair = (size, size) if isinstance(size, int) else tuple(size)
@@ -299,12 +306,13 @@ def evenly_spaced_indices(frame_count: int, num_frames: int) -> list[int]:
     return [int(i) for i in np.linspace(0, frame_count - 1, num_frames).round()]
 
 
-def _sample_frames(
-    video: _OpenedVideo, what: str, num_frames: int | None, size: int | Sequence[int] | None
+def sample_frames(
+    video: OpenedVideo, what: str, num_frames: int | None, size: int | Sequence[int] | None
 ) -> list[Image.Image]:
+    """`num_frames` evenly spaced frames of an opened video (all when None), resized to `size`, as PIL images."""
     if video.frame_count == 0:
         raise UnreadableMediaError(f"Video {what} has no frames.")
-    target = _size_pair(size)
+    target = size_pair(size)
     indices = (
         list(range(video.frame_count))
         if num_frames is None
@@ -331,6 +339,4 @@ def load_video_frames(
     `datasets.Video` dict {bytes, path}. Raises UnreadableMediaError when it cannot be decoded."""
     if num_frames is not None and num_frames < 1:
         raise RecipeInputError(f"num_frames must be at least 1, got {num_frames}.")
-    return _sample_frames(_open_video(source), _describe(source), num_frames, size)
-
-
+    return sample_frames(open_video(source), describe_media(source), num_frames, size)

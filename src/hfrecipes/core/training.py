@@ -107,6 +107,7 @@ def resume_checkpoint(args: TrainingArguments) -> str | None:
 
 
 def parameters_checksum(model: torch.nn.Module) -> float:
+    """Sum of |p| over every parameter, in float64: equal on ranks (and runs) that hold the same weights."""
     with torch.no_grad():
         return float(sum(p.detach().double().abs().sum() for p in model.parameters()))
 
@@ -216,6 +217,7 @@ class CausalLMTrainer(Trainer):
 
 
 def tokens_seen(args: TrainingArguments, global_step: int, block_size: int) -> int:
+    """Tokens trained on after `global_step` optimizer steps of full `block_size` blocks, over all processes."""
     return (
         global_step
         * args.per_device_train_batch_size

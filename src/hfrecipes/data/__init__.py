@@ -1,16 +1,15 @@
 """The data-prep machinery every recipe shares: sources, cleaning steps (by name in `registry`), dedup, mixing,
 formats, splits, tokenization and packing. Generated corpora live in `hfrecipes.builtins`."""
 
-from hfrecipes.data.formats import (
-    FORMATS,
+from hfrecipes.core.data_report import DataReport
+from hfrecipes.data.converters import (
     alpaca_to_messages,
     convert,
-    detect_format,
     hh_to_preference,
     prompt_completion_to_messages,
     transcript_to_messages,
-    validate_format,
 )
+from hfrecipes.data.formats import FORMATS, detect_format, validate_format
 from hfrecipes.data.media import load_media_folder
 from hfrecipes.data.mixing import mix_domains, split_by_domain, temperature_shares
 from hfrecipes.data.near_dedup import minhash_clusters

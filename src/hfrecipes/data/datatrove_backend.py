@@ -45,9 +45,9 @@ import datasets
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data.near_dedup import NearDedup
-from hfrecipes.data.quality import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
 from hfrecipes.data.steps import FilterStep, Step, TransformStep, default_columns, row_text
 from hfrecipes.data.text import ExactDedup, dedup_key
+from hfrecipes.data.web_quality import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
 
 try:
     import orjson
@@ -339,6 +339,8 @@ def minhash_config(step: NearDedup) -> MinhashConfig:
 
 
 def exact_dedup_config(step: ExactDedup, column_names: list[str]) -> ExactDedupConfig:
+    """datatrove's exact-dedup settings for an `exact_dedup` step: our dedup key of its columns, SHA-1 64-bit
+    hashes, and the first occurrence (by shard) kept."""
     return ExactDedupConfig(
         content_getter=DedupContent(tuple(_step_columns(step, column_names))),
         document_priority=shard_priority,
@@ -541,6 +543,7 @@ def write_input_shards(dataset: datasets.Dataset, folder: Path, shards: int) -> 
 
 
 def read_output_documents(folder: str | Path) -> Iterator[dict[str, Any]]:
+    """Every document datatrove wrote as JSONL shards in `folder`, shard by shard in name order."""
     for path in sorted(Path(folder).glob("*.jsonl")):
         with open(path, "rb") as handle:
             for line in handle:

@@ -46,6 +46,7 @@ def canonical(value: Any) -> Any:
 
 
 def fingerprint(value: Any) -> str:
+    """A stable hash of a JSON-able value (keys sorted), to group rows whose inputs are equal."""
     return hashlib.sha1(json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 

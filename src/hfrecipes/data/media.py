@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 import datasets
 import numpy as np
+import pandas
 from PIL import Image
 
 from hfrecipes.core.data_report import DataReport
@@ -41,14 +42,14 @@ from hfrecipes.core.media import (
     MEDIA_KINDS,
     VIDEO_EXTENSIONS,
     UnreadableMediaError,
-    _describe,
-    _mono_resampled,
-    _open_video,
-    _read_audio,
-    _sample_frames,
-    _size_pair,
+    describe_media,
     load_image,
+    mono_resampled,
+    open_video,
+    read_audio,
     rms_dbfs,
+    sample_frames,
+    size_pair,
 )
 from hfrecipes.data.steps import Step, select_with_report
 
@@ -114,24 +115,22 @@ def find_near_duplicates(hashes: Sequence[int], max_distance: int) -> list[tuple
     return matches
 
 
-# ----------------------------------------------------------------------------------------------- audio
-
-
-# ----------------------------------------------------------------------------------------------- video
-
-
 # ----------------------------------------------------------------------------------------------- steps
 
 
-def _undecoded(feature: Any) -> Any:
+def undecoded_feature(feature: Any) -> Any:
     """The same feature with media decoding off, so values arrive as raw {bytes, path} dicts."""
     if isinstance(feature, (datasets.Image, datasets.Audio, datasets.Video)):
         return type(feature)(decode=False)
     if isinstance(feature, datasets.List):
-        return datasets.List(_undecoded(feature.feature), length=feature.length)
+        return datasets.List(undecoded_feature(feature.feature), length=feature.length)
     if isinstance(feature, dict):
-        return {key: _undecoded(value) for key, value in feature.items()}
+        return {key: undecoded_feature(value) for key, value in feature.items()}
     return feature
+
+
+# The old private name, still imported by hfrecipes.video.data (not this helper's file): drop it once that
+# module imports `undecoded_feature`.
 
 
 @dataclass
@@ -170,7 +169,10 @@ class _MediaStep(Step):
 
         def judge_batch(values: list[Any]) -> dict[str, list]:
             judged = [self.judge(value) for value in values]
-            batch = {"_reason": [reason for reason, _ in judged], "_source": [_describe(v) for v in values]}
+            batch = {
+                "_reason": [reason for reason, _ in judged],
+                "_source": [describe_media(v) for v in values],
+            }
             if new_feature is not None:
                 batch[column] = [None if reason else rewritten for reason, rewritten in judged]
             return batch
@@ -190,7 +192,7 @@ class _MediaStep(Step):
                 .with_format(None)
             )
         else:
-            raw = dataset.cast_column(column, _undecoded(dataset.features[column]))
+            raw = dataset.cast_column(column, undecoded_feature(dataset.features[column]))
             features = raw.features.copy()
             features.update(
                 {
@@ -341,7 +343,7 @@ class ImageDedup(_MediaStep):
                 "_reason": [reason for reason, _, _ in fingerprints],
                 "_exact": [exact for _, exact, _ in fingerprints],
                 "_perceptual": [perceptual for _, _, perceptual in fingerprints],
-                "_source": [_describe(v) for v in values],
+                "_source": [describe_media(v) for v in values],
             }
 
         hashed = (
@@ -418,7 +420,7 @@ class AudioFilter(_MediaStep):
 
     def judge(self, value: Any) -> tuple[str, Any]:
         try:
-            samples, sampling_rate = _read_audio(value)
+            samples, sampling_rate = read_audio(value)
         except UnreadableMediaError as err:
             return f"unreadable: {err}", None
         seconds = len(samples) / sampling_rate
@@ -434,7 +436,7 @@ class AudioFilter(_MediaStep):
             return f"clipped: {clipped:.1%} of samples at full scale > {self.max_clipped_fraction:.1%}", None
         if not self.target_sampling_rate:
             return "", None
-        array, rate = _mono_resampled(samples, sampling_rate, self.target_sampling_rate)
+        array, rate = mono_resampled(samples, sampling_rate, self.target_sampling_rate)
         return "", {"array": array, "sampling_rate": rate}
 
 
@@ -461,15 +463,15 @@ class VideoFilter(_MediaStep):
             )
         if self.num_frames is not None and self.num_frames < 1:
             raise RecipeInputError(f"video_filter: num_frames must be at least 1, got {self.num_frames}.")
-        _size_pair(self.size)
+        size_pair(self.size)
 
     def rewritten_feature(self) -> Any:
         return datasets.List(datasets.Image()) if self.num_frames or self.size else None
 
     def judge(self, value: Any) -> tuple[str, Any]:
-        what = _describe(value)
+        what = describe_media(value)
         try:
-            video = _open_video(value)
+            video = open_video(value)
             if video.frame_count < self.min_frames:
                 return f"too_few_frames: {video.frame_count} < {self.min_frames}", None
             if self.min_width or self.min_height:
@@ -478,7 +480,7 @@ class VideoFilter(_MediaStep):
                     return f"too_small: {width}x{height} < {self.min_width}x{self.min_height}", None
             if self.rewritten_feature() is None:
                 return "", None
-            return "", _sample_frames(video, what, self.num_frames, self.size)
+            return "", sample_frames(video, what, self.num_frames, self.size)
         except UnreadableMediaError as err:
             return f"unreadable: {err}", None
 
@@ -506,8 +508,6 @@ def _read_folder_metadata(root: Path) -> dict[str, dict[str, Any]]:
             except json.JSONDecodeError as err:
                 raise RecipeInputError(f"{path} line {number} is not valid JSON: {err}") from err
     else:
-        import pandas
-
         frame = pandas.read_csv(path)
         records = frame.astype(object).where(frame.notna(), None).to_dict("records")
     if any(not isinstance(r, dict) or "file_name" not in r for r in records):
@@ -544,8 +544,8 @@ def _check_readable(entry: Path, kind: str) -> None:
     if kind == "image":
         load_image(entry)
     elif kind == "audio":
-        _read_audio(entry)
-    elif _open_video(entry).frame_count == 0:
+        read_audio(entry)
+    elif open_video(entry).frame_count == 0:
         raise UnreadableMediaError(f"Video {entry} has no frames.")
 
 
@@ -606,4 +606,5 @@ __all__ = [
     "keep_and_report",
     "load_media_folder",
     "phash",
+    "undecoded_feature",
 ]

@@ -34,6 +34,7 @@ import xxhash  # a dependency of `datasets`, so always importable where this mod
 
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data.sources import load_source
 from hfrecipes.data.steps import MAX_EXAMPLES, Step, batch_rows, row_text, select_with_report
 
 # http://en.wikipedia.org/wiki/Mersenne_prime; the permutations map hashes into [0, 2**61 - 1).
@@ -444,8 +445,6 @@ class Decontaminate(Step):
 
     def eval_ngram_hashes(self) -> tuple[frozenset[int], int]:
         """(hashes of every n-gram of the evaluation set, number of evaluation rows)."""
-        from hfrecipes.data.sources import load_source
-
         evaluation = load_source(self.eval_source, split=self.eval_split)
         missing = [c for c in self.eval_columns if c not in evaluation.column_names]
         if missing:

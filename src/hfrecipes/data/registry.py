@@ -10,33 +10,51 @@ import dataclasses
 from typing import Any
 
 from hfrecipes.core.errors import RecipeInputError
-from hfrecipes.data.formats import ExtractAnswer, RenameColumns, ToMessages, ToPreference
+from hfrecipes.data.converters import ExtractAnswer, RenameColumns, ToMessages, ToPreference
+from hfrecipes.data.heuristics import Corrupted, Language, LowInformation, Spam
 from hfrecipes.data.labels import ContradictoryLabels
 from hfrecipes.data.media import AudioFilter, ImageDedup, ImageFilter, VideoFilter
 from hfrecipes.data.mixing import MixDomains
 from hfrecipes.data.near_dedup import Decontaminate, NearDedup
-from hfrecipes.data.quality import (
-    C4Quality,
-    Corrupted,
-    FineWebQuality,
-    GopherQuality,
-    GopherRepetition,
-    Language,
-    LowInformation,
-    Spam,
-)
 from hfrecipes.data.safety import PIIMask, Unsafe
 from hfrecipes.data.steps import Step, check_param_types, short_repr
 from hfrecipes.data.text import Chunk, DropEmpty, ExactDedup, Normalize
+from hfrecipes.data.web_quality import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
 
 STEPS: dict[str, type[Step]] = {
     cls.name: cls
     for cls in (
-        Normalize, DropEmpty, ExactDedup, Chunk,
-        Corrupted, GopherQuality, GopherRepetition, FineWebQuality, C4Quality, LowInformation, Spam, Language,
-        NearDedup, Decontaminate, Unsafe, PIIMask, ContradictoryLabels, MixDomains,
-        ToMessages, ToPreference, RenameColumns, ExtractAnswer,
-        ImageFilter, ImageDedup, AudioFilter, VideoFilter,
+        # text basics (hfrecipes.data.text)
+        Normalize,
+        DropEmpty,
+        ExactDedup,
+        Chunk,
+        # quality filters (hfrecipes.data.heuristics: ours; hfrecipes.data.web_quality: datatrove's)
+        Corrupted,
+        GopherQuality,
+        GopherRepetition,
+        FineWebQuality,
+        C4Quality,
+        LowInformation,
+        Spam,
+        Language,
+        # dedup, decontamination, safety, labels, mixing
+        NearDedup,
+        Decontaminate,
+        Unsafe,
+        PIIMask,
+        ContradictoryLabels,
+        MixDomains,
+        # conversions to the column conventions (hfrecipes.data.converters)
+        ToMessages,
+        ToPreference,
+        RenameColumns,
+        ExtractAnswer,
+        # media (hfrecipes.data.media)
+        ImageFilter,
+        ImageDedup,
+        AudioFilter,
+        VideoFilter,
     )
 }
 
@@ -99,5 +117,3 @@ def parse_pipeline(spec: list[Any] | None) -> list[Step]:
         check_param_types(cls, params, f"Step {name!r}")
         steps.append(step)
     return steps
-
-

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import datasets
+import transformers
 
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
@@ -76,10 +77,8 @@ def _load_classifier(path: str) -> tuple[Any, int | None]:
     """The pipeline for `path` and the longest input its model accepts (None: the tokenizer's own limit)."""
     key = str(Path(path).resolve())
     if key not in _CLASSIFIERS:
-        from transformers import pipeline
-
         try:
-            classifier = pipeline(
+            classifier = transformers.pipeline(
                 "text-classification",
                 model=key,
                 trust_remote_code=False,

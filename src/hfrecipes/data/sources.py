@@ -26,6 +26,7 @@ BUILTIN_PREFIX = "builtin:"
 MAX_JSON_DEPTH = 32
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
 
+
 def list_builtins() -> list[str]:
     """The names accepted after `builtin:`."""
     return sorted(BUILTINS)

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import datasets
 
+from hfrecipes.core.config import describe_type, value_fits
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
 
@@ -181,6 +182,7 @@ class TransformStep(Step):
 
 
 def short_repr(value: Any, limit: int = 120) -> str:
+    """A value's repr cut to `limit` characters, for error messages that quote what a user wrote."""
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -188,8 +190,6 @@ def short_repr(value: Any, limit: int = 120) -> str:
 def check_param_types(cls: type, params: dict[str, Any], what: str) -> None:
     """Refuse a YAML value whose type does not fit the dataclass field's annotation (a list where a number is
     expected, a string where a list is, ...), naming the parameter and the expected type."""
-    from hfrecipes.core.config import describe_type, value_fits
-
     try:
         hints = typing.get_type_hints(cls)
     except Exception:  # noqa: BLE001 - an annotation that cannot be resolved is simply not checked
@@ -198,6 +198,52 @@ def check_param_types(cls: type, params: dict[str, Any], what: str) -> None:
         hint = hints.get(key)
         if hint is not None and not value_fits(value, hint):
             raise RecipeInputError(f"{what}: {key} must be {describe_type(hint)}, got {short_repr(value)}.")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Parameter checks shared by the steps: one message that names the step, the parameter and the fix.
+
+
+def _nullable(step: Step, name: str) -> bool:
+    """Whether the parameter accepts null (its annotation says `| None`), which disables its rule."""
+    return "None" in str(next(f.type for f in dataclasses.fields(step) if f.name == name))
+
+
+def check_numbers(step: Step, names: tuple[str, ...], low: float, high: float | None, whole: bool) -> None:
+    """Refuse a step parameter that is not a number (a whole one if `whole`) in [low, high]; null passes
+    where the field's annotation allows it."""
+    for name in names:
+        value = getattr(step, name)
+        if value is None and _nullable(step, name):
+            continue
+        kind = (int,) if whole else (int, float)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, kind)
+            or value < low
+            or (high is not None and value > high)
+        ):
+            bound = f"between {low} and {high}" if high is not None else f">= {low}"
+            null = " (or null to disable)" if _nullable(step, name) else ""
+            raise RecipeInputError(
+                f"Step {step.name!r}: {name} must be a {'whole number' if whole else 'number'} {bound}{null}, "
+                f"got {value!r}."
+            )
+
+
+def check_fractions(step: Step, *names: str) -> None:
+    """Refuse step parameters that are not numbers between 0 and 1."""
+    check_numbers(step, names, 0, 1, whole=False)
+
+
+def check_non_negative(step: Step, *names: str) -> None:
+    """Refuse step parameters that are not numbers >= 0."""
+    check_numbers(step, names, 0, None, whole=False)
+
+
+def check_counts(step: Step, *names: str) -> None:
+    """Refuse step parameters that are not whole numbers >= 0."""
+    check_numbers(step, names, 0, None, whole=True)
 
 
 def run_pipeline(

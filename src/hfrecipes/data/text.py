@@ -231,5 +231,3 @@ def chunk_text(text: str, max_words: int, overlap_words: int = 0) -> list[str]:
     if current:
         passages.append("\n\n".join(current))
     return passages
-
-

@@ -1,7 +1,9 @@
-"""The model side of the image diffusion recipe (recipes/image/train_diffusion.py), on the shared machinery
-of `hfrecipes.diffusion.loop`: input checks before any data is read, captions (class labels become captions through
-a template, so standard text-to-image pipelines load class-conditional models), text encoder / tokenizer / VAE /
-UNet / schedulers, the training loss, sampling, the evaluator, and the saved pipeline or LoRA weights.
+"""`ImageComponents`: the model side of the image diffusion recipe (recipes/image/train_diffusion.py), the
+`hfrecipes.diffusion.components.DiffusionComponents` of images: input checks before any data is read, captions
+(class labels become captions through a template, so standard text-to-image pipelines load class-conditional
+models), text encoder / tokenizer / VAE / UNet / schedulers, prompt embeddings and the UNet's input space, the
+evaluator, and the saved pipeline or LoRA weights. The training loss, sampling and the evaluation call are the
+recipe's (recipes/image/diffusion_training.py).
 
 Pipelines: unconditional pixel-space models save as `DDPMPipeline`; text-conditional pixel-space models as
 `IFPipeline` (the standard pixel-space text-to-image pipeline: its UNet predicts 2C channels, the second half a
@@ -14,121 +16,47 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers import CLIPTextModel
 
 from hfrecipes.core.errors import RecipeInputError
-from hfrecipes.diffusion.loop import (
+from hfrecipes.diffusion.components import DiffusionComponents
+from hfrecipes.diffusion.noise import encode_prompts
+from hfrecipes.diffusion.pipelines import (
     PIPELINE_KINDS,
-    PREDICTION_TYPES,
     add_lora,
     assemble_pipeline,
-    build_unet,
-    check_scheduler_name,
-    denoising_loss,
-    downsampling_factor,
-    drop_captions,
-    encode_latents,
-    encode_prompts,
-    fingerprint_of,
     load_pipeline,
-    make_scheduler,
     pipeline_kind,
-    sample_images,
     save_lora,
+)
+from hfrecipes.diffusion.runs import fingerprint_of
+from hfrecipes.diffusion.schedulers import (
+    PREDICTION_TYPES,
+    check_scheduler_name,
+    make_scheduler,
     training_scheduler,
-    unet_config,
-    validation_losses,
+)
+from hfrecipes.diffusion.unets import build_unet, downsampling_factor, unet_config
+from hfrecipes.diffusion.vaes import decode_latents, encode_latents, load_vae
+from hfrecipes.image.evaluation import ClipScorer, ImageEvaluator, is_clip_model_dir, prompt_plan
+from hfrecipes.multimodal.vision_text import (
+    TEXT_MAX_LENGTH,
+    TEXT_PRESETS,
+    caption_tokenizer,
+    class_names,
+    label_indices,
+    load_text_tower,
+    pixel_stack,
+    text_config,
 )
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class ImageDataArguments:
-    dataset_name: str = field(
-        default="builtin:digits", metadata={"help": "builtin:digits|shapes, image folder, Hub id."}
-    )
-    dataset_config: str | None = None
-    dataset_split: str = "train"
-    image_column: str = "image"
-    caption_column: str = field(default="text", metadata={"help": "Captions (conditioning: text)."})
-    label_column: str = field(default="label", metadata={"help": "Class labels (conditioning: class)."})
-    pipeline: list[str] | None = field(
-        default=None, metadata={"help": "Cleaning steps; default image_filter >= 8 px."}
-    )
-    validation_fraction: float = 0.1
-    max_samples: int | None = None
-    resolution: int = field(
-        default=16, metadata={"help": "Training images are resized/cropped to this size."}
-    )
-    channels: int = field(
-        default=3, metadata={"help": "1 (grayscale) or 3 (RGB); other images are converted."}
-    )
-
-
-@dataclass
-class DiffusionModelArguments:
-    conditioning: str = field(default="text", metadata={"help": "unconditional, class or text."})
-    class_caption_template: str = field(
-        default="{label}", metadata={"help": "Caption of a class, e.g. 'a digit {label}'."}
-    )
-    pretrained_pipeline: str | None = field(
-        default=None, metadata={"help": "Pipeline to fine-tune (full or LoRA)."}
-    )
-    unet_preset: str = field(default="tiny", metadata={"help": "hfrecipes.diffusion.loop.UNET_PRESETS name."})
-    unet_overrides: dict[str, Any] = field(default_factory=dict)
-    vae_name_or_path: str | None = field(
-        default=None, metadata={"help": "AutoencoderKL (or a pipeline with vae/): latent space."}
-    )
-    text_encoder_name_or_path: str | None = field(
-        default=None, metadata={"help": "CLIP recipe output, pipeline or Hub CLIP."}
-    )
-    text_encoder_preset: str = "tiny"
-    text_encoder_overrides: dict[str, Any] = field(default_factory=dict)
-    train_text_encoder: bool | None = field(
-        default=None, metadata={"help": "Default: yes if built here, no if loaded."}
-    )
-    lora_rank: int = field(
-        default=0, metadata={"help": "> 0: train LoRA adapters on the UNet of pretrained_pipeline."}
-    )
-    lora_alpha: int | None = None
-    lora_target_modules: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
-    prediction_type: str = field(
-        default="v_prediction",
-        metadata={
-            "help": "v_prediction, epsilon or sample (v learns prompts faster: see the digits config)."
-        },
-    )
-    num_train_timesteps: int = 1000
-    beta_schedule: str = field(
-        default="squaredcos_cap_v2", metadata={"help": "linear, scaled_linear, squaredcos_cap_v2."}
-    )
-    sampling_scheduler: str = field(default="ddim", metadata={"help": "ddpm, ddim, euler, dpm-solver, ..."})
-    num_inference_steps: int = 50
-    condition_dropout: float = field(
-        default=0.1, metadata={"help": "Caption dropout (classifier-free guidance)."}
-    )
-    guidance_scale: float = 3.0
-    eval_prompts: list[str] | None = field(
-        default=None, metadata={"help": "Default: per class / from validation."}
-    )
-    num_eval_prompts: int = 10
-    eval_samples_per_prompt: int = 8
-    eval_attributes: list[str] | None = field(
-        default=None, metadata={"help": "Columns the evaluator checks."}
-    )
-    clip_model_path: str | None = field(
-        default=None,
-        metadata={
-            "help": "CLIPModel for the CLIP score; default: text_encoder_name_or_path if it is a local one."
-        },
-    )
 
 
 CONDITIONINGS = ("unconditional", "class", "text")
@@ -138,25 +66,10 @@ def _vae_scale_factor(vae: Any) -> int:
     return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
-def load_vae(name_or_path: str):
-    from diffusers import AutoencoderKL
-
-    subfolder = "vae" if (Path(name_or_path) / "vae").is_dir() else None
-    try:
-        return AutoencoderKL.from_pretrained(name_or_path, subfolder=subfolder, use_safetensors=True)
-    except (OSError, ValueError) as err:
-        if subfolder is None and not Path(name_or_path).exists():
-            try:  # a Hub pipeline id: its vae/ subfolder
-                return AutoencoderKL.from_pretrained(name_or_path, subfolder="vae", use_safetensors=True)
-            except (OSError, ValueError):
-                pass
-        raise RecipeInputError(f"Could not load an AutoencoderKL from {name_or_path!r}: {err}") from err
-
-
-class ImageComponents:
+class ImageComponents(DiffusionComponents):
     """The model side of the image diffusion recipe: input checks (`plan`, before any data is read), captions,
-    text encoder / tokenizer / VAE / UNet / schedulers (`build`), the training loss, sampling, the evaluator,
-    and the saved pipeline or LoRA weights. `data_args` / `model_args` are the recipe's dataclasses."""
+    text encoder / tokenizer / VAE / UNet / schedulers (`build`), prompt embeddings, the UNet's input space, the
+    evaluator, and the saved pipeline or LoRA weights. `data_args` / `model_args` are the recipe's dataclasses."""
 
     def __init__(self, data_args: Any, model_args: Any):
         self.data, self.args = data_args, model_args
@@ -215,8 +128,6 @@ class ImageComponents:
     def _plan_clip_score(self) -> None:
         """Load the CLIPModel that scores samples against their prompts: `clip_model_path`, or else the text
         encoder's source when it is a local CLIPModel directory (the CLIP recipe's output)."""
-        from hfrecipes.image.evaluation import ClipScorer, is_clip_model_dir
-
         a = self.args
         path = a.clip_model_path
         if path is None and self.conditional and is_clip_model_dir(a.text_encoder_name_or_path):
@@ -224,16 +135,20 @@ class ImageComponents:
         if path is None:
             return
         if not self.conditional:
-            raise RecipeInputError("clip_model_path scores samples against their prompts; an unconditional model "
-                                   "has none: unset clip_model_path or set conditioning: class/text.")  # fmt: skip
+            raise RecipeInputError(
+                "clip_model_path scores samples against their prompts; an unconditional model "
+                "has none: unset clip_model_path or set conditioning: class/text."
+            )
         self.clip_scorer = ClipScorer.load(path)
         self.clip_model_path = path
 
     def _plan_pretrained(self) -> None:
         a = self.args
         if a.vae_name_or_path or a.text_encoder_name_or_path:
-            raise RecipeInputError("With pretrained_pipeline, its own VAE and text encoder are used: unset "
-                                   "vae_name_or_path / text_encoder_name_or_path.")  # fmt: skip
+            raise RecipeInputError(
+                "With pretrained_pipeline, its own VAE and text encoder are used: unset "
+                "vae_name_or_path / text_encoder_name_or_path."
+            )
         self.pipe, self.kind = load_pipeline(a.pretrained_pipeline)
         if (self.kind == "ddpm") == self.conditional:
             raise RecipeInputError(
@@ -251,8 +166,6 @@ class ImageComponents:
         self._check_size(self.unet.config.sample_size, downsampling_factor(dict(self.unet.config)))
 
     def _plan_scratch(self) -> None:
-        from hfrecipes.multimodal.vision_text import load_text_tower
-
         a = self.args
         if a.vae_name_or_path:
             self.vae = load_vae(a.vae_name_or_path)
@@ -263,22 +176,25 @@ class ImageComponents:
             self.train_text_encoder = bool(a.train_text_encoder)
             cross_dim = self.text_encoder.config.hidden_size
         elif self.conditional:
-            from hfrecipes.multimodal.vision_text import TEXT_PRESETS
-
             if a.text_encoder_preset not in TEXT_PRESETS:
                 raise RecipeInputError(
                     f"Unknown text_encoder_preset {a.text_encoder_preset!r}. Available: {', '.join(TEXT_PRESETS)}."
                 )
             cross_dim = {**TEXT_PRESETS[a.text_encoder_preset], **a.text_encoder_overrides}["hidden_size"]
             self.train_text_encoder = a.train_text_encoder is not False
-        size, in_channels = self._model_input_shape()[1], self._model_input_shape()[0]
+        size, in_channels = self.model_input_shape()[1], self.model_input_shape()[0]
         self.unet_kwargs = unet_config(
-            a.unet_preset, conditional=self.conditional, sample_size=size, in_channels=in_channels,
-            out_channels=in_channels * (2 if self.kind == "if" else 1), cross_attention_dim=cross_dim,
+            a.unet_preset,
+            conditional=self.conditional,
+            sample_size=size,
+            in_channels=in_channels,
+            out_channels=in_channels * (2 if self.kind == "if" else 1),
+            cross_attention_dim=cross_dim,
             overrides=a.unet_overrides,
-        )  # fmt: skip
+        )
 
-    def _model_input_shape(self) -> tuple[int, int, int]:
+    def model_input_shape(self) -> tuple[int, int, int]:
+        """(channels, side, side) of the UNet's input: the image's, or its VAE latents'."""
         size = self.data.resolution
         if self.vae is None:
             return (self.data.channels, size, size)
@@ -290,10 +206,12 @@ class ImageComponents:
         return (self.vae.config.latent_channels, size // factor, size // factor)
 
     def _check_size(self, unet_size: Any, factor: int) -> None:
-        channels, side, _ = self._model_input_shape()
+        channels, side, _ = self.model_input_shape()
         if side % factor:
-            raise RecipeInputError(f"resolution {self.data.resolution} gives {side} px UNet inputs, not divisible by "
-                                   f"the UNet's down-sampling factor {factor}.")  # fmt: skip
+            raise RecipeInputError(
+                f"resolution {self.data.resolution} gives {side} px UNet inputs, not divisible by "
+                f"the UNet's down-sampling factor {factor}."
+            )
         if self.vae is None and self.unet.config.in_channels != channels:
             raise RecipeInputError(
                 f"The pipeline's UNet takes {self.unet.config.in_channels} channels; set channels accordingly."
@@ -313,8 +231,6 @@ class ImageComponents:
 
     # -- data-side ---------------------------------------------------------------------------------
     def captions(self, dataset: Any) -> list[str] | None:
-        from hfrecipes.multimodal.vision_text import class_names, label_indices
-
         if self.args.conditioning == "text":
             return [str(c) if c is not None else "" for c in dataset[self.data.caption_column]]
         if self.args.conditioning == "class":
@@ -332,9 +248,6 @@ class ImageComponents:
 
     def eval_plan(self, train: Any, validation: Any, captions: list[str] | None):
         """Prompts (one per class, or distinct validation captions) and their targets per attribute."""
-        from hfrecipes.image.evaluation import prompt_plan
-        from hfrecipes.multimodal.vision_text import class_names, label_indices
-
         a = self.args
         n, per = a.num_eval_prompts, a.eval_samples_per_prompt
         if not self.conditional:
@@ -362,14 +275,10 @@ class ImageComponents:
 
     # -- models ------------------------------------------------------------------------------------
     def build(self, texts: Sequence[str], seed: int) -> None:
-        from hfrecipes.multimodal.vision_text import caption_tokenizer, text_config
-
         a = self.args
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             if self.conditional and self.text_encoder is None:
-                from transformers import CLIPTextModel
-
                 self.tokenizer = caption_tokenizer([t for t in texts if t])
                 self.text_encoder = CLIPTextModel(
                     text_config(a.text_encoder_preset, self.tokenizer, a.text_encoder_overrides)
@@ -378,8 +287,11 @@ class ImageComponents:
                 self.unet = build_unet(self.unet_kwargs, self.conditional)
         self.noise_scheduler = training_scheduler(a.num_train_timesteps, a.beta_schedule, a.prediction_type)
         if self.pipe is not None:  # keep the base pipeline's noise schedule
-            self.noise_scheduler = make_scheduler("ddpm", self.pipe.scheduler.config, prediction_type=
-                                                  self.pipe.scheduler.config.get("prediction_type", a.prediction_type))  # fmt: skip
+            self.noise_scheduler = make_scheduler(
+                "ddpm",
+                self.pipe.scheduler.config,
+                prediction_type=self.pipe.scheduler.config.get("prediction_type", a.prediction_type),
+            )
         for frozen in (self.vae, None if self.train_text_encoder else self.text_encoder):
             if frozen is not None:
                 frozen.requires_grad_(False).eval()
@@ -388,16 +300,18 @@ class ImageComponents:
         self.unet_parameters = sum(p.numel() for p in self.unet.parameters())
 
     def trainable(self) -> dict[str, nn.Module]:
+        """The UNet, and the text encoder when it is trained."""
         modules = {"unet": self.unet}
         if self.train_text_encoder:
             modules["text_encoder"] = self.text_encoder
         return modules
 
+    def ema_modules(self) -> list[str]:
+        """Every trainable module keeps EMA weights, except LoRA adapters."""
+        return [] if self.args.lora_rank else list(self.trainable())
+
     def evaluator(self, train: Any, train_set: Any, validation: Any, validation_set: Any, seed: int):
         """The prompt-adherence / Fréchet classifier, fitted on the real training images (<= 64 px)."""
-        from hfrecipes.image.evaluation import ImageEvaluator
-        from hfrecipes.multimodal.vision_text import class_names, label_indices, pixel_stack
-
         attributes = self.eval_attributes
         if not attributes:
             return None
@@ -416,10 +330,18 @@ class ImageComponents:
             )
 
         names = {c: class_names(train, c, validation) for c in attributes}
-        labels = {s: {c: torch.tensor(label_indices(d, c, names[c])) for c in attributes}
-                  for s, d in (("train", train), ("validation", validation))}  # fmt: skip
-        return ImageEvaluator(pixels(train, train_set), labels["train"], pixels(validation, validation_set),
-                              labels["validation"], {c: len(n) for c, n in names.items()}, seed=seed)  # fmt: skip
+        labels = {
+            s: {c: torch.tensor(label_indices(d, c, names[c])) for c in attributes}
+            for s, d in (("train", train), ("validation", validation))
+        }
+        return ImageEvaluator(
+            pixels(train, train_set),
+            labels["train"],
+            pixels(validation, validation_set),
+            labels["validation"],
+            {c: len(n) for c, n in names.items()},
+            seed=seed,
+        )
 
     def clip_reference(self, validation_set: Any, device: Any = None) -> dict[str, float]:
         """The CLIP score of real held-out images with their captions (and shuffled captions); {} without CLIP."""
@@ -435,7 +357,8 @@ class ImageComponents:
             return {}
         return {"clip_score": self.clip_scorer(images, prompts, device=device)}
 
-    def _frozen_to(self, device: Any) -> None:
+    def frozen_to(self, device: Any) -> None:
+        """Move the VAE and a frozen text encoder to `device` (once per device)."""
         if self._device_ready != device:
             for module in (self.vae, self.text_encoder):
                 if module is not None and not (module is self.text_encoder and self.train_text_encoder):
@@ -444,63 +367,53 @@ class ImageComponents:
 
     @property
     def max_length(self) -> int:
-        from hfrecipes.multimodal.vision_text import TEXT_MAX_LENGTH
-
         return TEXT_MAX_LENGTH if self.kind == "if" else self.tokenizer.model_max_length
 
     def embed(self, modules: dict[str, nn.Module], prompts: Sequence[str], device: Any) -> torch.Tensor:
         encoder = modules.get("text_encoder", self.text_encoder)
         with nullcontext() if "text_encoder" in modules and torch.is_grad_enabled() else torch.no_grad():
-            return encode_prompts(encoder, self.tokenizer, prompts, max_length=self.max_length,
-                                  use_attention_mask=self.kind == "if", device=device)  # fmt: skip
-
-    def loss(self, modules: dict[str, nn.Module], batch: dict[str, Any], generator: torch.Generator,
-             dropout: float = 0.0) -> torch.Tensor:  # fmt: skip
-        clean = batch["pixels"]
-        self._frozen_to(clean.device)
-        if self.vae is not None:
-            with torch.no_grad():
-                clean = encode_latents(self.vae, clean, generator).float()
-        unet = modules["unet"]
-        if not self.conditional:
-            return denoising_loss(lambda x, t: unet(x, t).sample, self.noise_scheduler, clean, generator)
-        embeds = self.embed(modules, drop_captions(batch["caption"], dropout, generator), clean.device)
-        return denoising_loss(lambda x, t: unet(x, t, encoder_hidden_states=embeds).sample, self.noise_scheduler,
-                              clean, generator)  # fmt: skip
-
-    def validation_losses(
-        self, modules: dict[str, nn.Module], dataset: Any, seed: int, limit: int = 256
-    ) -> dict[str, float]:
-        return validation_losses(self.loss, modules, dataset, seed, conditional=self.conditional, limit=limit)
-
-    @torch.no_grad()
-    def sample(self, modules: dict[str, nn.Module], prompts: Sequence[str], seed: int) -> torch.Tensor:
-        unet = modules["unet"]
-        device = next(unet.parameters()).device
-        self._frozen_to(device)
-        scheduler = make_scheduler(self.args.sampling_scheduler, self.noise_scheduler.config)
-        embeds = negative = None
-        if self.conditional:
-            embeds = torch.cat(
-                [self.embed(modules, prompts[i : i + 256], device) for i in range(0, len(prompts), 256)]
+            return encode_prompts(
+                encoder,
+                self.tokenizer,
+                prompts,
+                max_length=self.max_length,
+                use_attention_mask=self.kind == "if",
+                device=device,
             )
-            negative = self.embed(modules, [""], device)
-        return sample_images(
-            unet, scheduler, num_images=len(prompts), shape=self._model_input_shape(), prompt_embeds=embeds,
-            negative_embeds=negative, guidance_scale=self.args.guidance_scale if self.conditional else 1.0,
-            num_inference_steps=self.args.num_inference_steps, seed=seed, vae=self.vae,
-        )  # fmt: skip
+
+    def to_model_space(self, pixels: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Pixels in [-1, 1] as the UNet sees them: the VAE's scaled latents, or the pixels themselves."""
+        if self.vae is None:
+            return pixels
+        with torch.no_grad():
+            return encode_latents(self.vae, pixels, generator).float()
+
+    def to_pixels(self, samples: torch.Tensor) -> torch.Tensor:
+        """UNet-space samples as pixels in [-1, 1] on the CPU (decoded by the VAE in latent space)."""
+        if self.vae is not None:
+            samples = decode_latents(self.vae, samples)
+        return samples.float().clamp(-1, 1).cpu()
+
+    def scheduler(self) -> Any:
+        """The sampling scheduler the evaluation samples with (`sampling_scheduler`, the training betas)."""
+        return make_scheduler(self.args.sampling_scheduler, self.noise_scheduler.config)
 
     # -- outputs -----------------------------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:
         a = self.args
         return fingerprint_of(
-            kind=self.kind, conditioning=a.conditioning, unet=dict(self.unet.config), lora_rank=a.lora_rank,
+            kind=self.kind,
+            conditioning=a.conditioning,
+            unet=dict(self.unet.config),
+            lora_rank=a.lora_rank,
             text_encoder=self.text_encoder.config.to_dict() if self.text_encoder is not None else None,
-            train_text_encoder=self.train_text_encoder, resolution=self.data.resolution, channels=self.data.channels,
-            prediction_type=self.noise_scheduler.config.prediction_type, pretrained_pipeline=a.pretrained_pipeline,
+            train_text_encoder=self.train_text_encoder,
+            resolution=self.data.resolution,
+            channels=self.data.channels,
+            prediction_type=self.noise_scheduler.config.prediction_type,
+            pretrained_pipeline=a.pretrained_pipeline,
             vae=a.vae_name_or_path,
-        )  # fmt: skip
+        )
 
     @property
     def pipeline_class_name(self) -> str:
@@ -515,11 +428,19 @@ class ImageComponents:
             if module is not None:
                 module.to("cpu")
         scheduler = make_scheduler(
-            "ddim" if self.kind == "ddpm" and self.args.sampling_scheduler not in ("ddpm", "ddim") else self.args.sampling_scheduler,
+            "ddim"
+            if self.kind == "ddpm" and self.args.sampling_scheduler not in ("ddpm", "ddim")
+            else self.args.sampling_scheduler,
             self.noise_scheduler.config,
-        )  # fmt: skip
-        pipe = assemble_pipeline(self.kind, unet=self.unet, scheduler=scheduler, text_encoder=self.text_encoder,
-                                 tokenizer=self.tokenizer, vae=self.vae)  # fmt: skip
+        )
+        pipe = assemble_pipeline(
+            self.kind,
+            unet=self.unet,
+            scheduler=scheduler,
+            text_encoder=self.text_encoder,
+            tokenizer=self.tokenizer,
+            vae=self.vae,
+        )
         pipe.save_pretrained(str(directory), safe_serialization=True)
 
     def describe(self) -> str:
@@ -538,14 +459,33 @@ class ImageComponents:
         )
         return f"{what} {self.pipeline_class_name} ({how})"
 
+    def card(
+        self, metrics: dict[str, Any], steps: int, output_dir: Path, prompts: Sequence[str]
+    ) -> dict[str, Any]:
+        """The model card's fields (`hfrecipes.core.stages.Stage.finish`'s `card`) after `steps` steps."""
+        dataset = self.data.dataset_name
+        return {
+            "title": f"{output_dir.name}: {self.describe()}",
+            "description": self.card_description(metrics, dataset, steps),
+            "usage": self.usage(str(output_dir), prompts),
+            "tags": ["diffusers", "diffusion", self.pipeline_class_name],
+            "base_model": self.args.pretrained_pipeline,
+            "datasets": [dataset],
+            "library_name": "diffusers",
+            "pipeline_tag": "text-to-image" if self.conditional else "unconditional-image-generation",
+        }
+
     def card_description(self, metrics: dict[str, Any], dataset: str, steps: int) -> str:
         def row(key: str) -> str:
             before, after = metrics.get(f"untrained_{key}"), metrics.get(key)
             shown = [f"{v:.4g}" if isinstance(v, float) else "" for v in (before, after)]
             return f"| {key} | {shown[0]} | {shown[1]} |"
 
-        keys = [k for k in metrics if not k.startswith(("untrained_", "chance_", "classifier_")) and
-                f"untrained_{k}" in metrics]  # fmt: skip
+        keys = [
+            k
+            for k in metrics
+            if not k.startswith(("untrained_", "chance_", "classifier_")) and f"untrained_{k}" in metrics
+        ]
         table = "\n".join(["| metric | untrained | trained |", "|---|---:|---:|", *map(row, keys)])
         space = "latent space (VAE)" if self.vae is not None else f"pixel space ({self.data.resolution} px)"
         return (
@@ -575,20 +515,17 @@ class ImageComponents:
     def usage(self, output_dir: str, prompts: Sequence[str]) -> str:
         prompt = repr(prompts[0]) if prompts else '"a photo"'
         if self.args.lora_rank:
-            return (f'from diffusers import DiffusionPipeline\n\npipe = DiffusionPipeline.from_pretrained("{self.args.pretrained_pipeline}")\n'
-                    f'pipe.load_lora_weights("{output_dir}")\nimage = pipe({prompt}).images[0]')  # fmt: skip
+            return (
+                f'from diffusers import DiffusionPipeline\n\npipe = DiffusionPipeline.from_pretrained("{self.args.pretrained_pipeline}")\n'
+                f'pipe.load_lora_weights("{output_dir}")\nimage = pipe({prompt}).images[0]'
+            )
         if not self.conditional:
-            return (f'from diffusers import DiffusionPipeline\n\npipe = DiffusionPipeline.from_pretrained("{output_dir}")\n'
-                    f"image = pipe(batch_size=1, num_inference_steps={self.args.num_inference_steps}).images[0]")  # fmt: skip
+            return (
+                f'from diffusers import DiffusionPipeline\n\npipe = DiffusionPipeline.from_pretrained("{output_dir}")\n'
+                f"image = pipe(batch_size=1, num_inference_steps={self.args.num_inference_steps}).images[0]"
+            )
         extra = ", clean_caption=False" if self.kind == "if" else ""
-        return (f'from diffusers import DiffusionPipeline\n\npipe = DiffusionPipeline.from_pretrained("{output_dir}")\n'
-                f"image = pipe({prompt}, num_inference_steps=50, guidance_scale={self.args.guidance_scale}{extra}).images[0]")  # fmt: skip
-
-
-__all__ = [
-    "CONDITIONINGS",
-    "DiffusionModelArguments",
-    "ImageComponents",
-    "ImageDataArguments",
-    "load_vae",
-]
+        return (
+            f'from diffusers import DiffusionPipeline\n\npipe = DiffusionPipeline.from_pretrained("{output_dir}")\n'
+            f"image = pipe({prompt}, num_inference_steps=50, guidance_scale={self.args.guidance_scale}{extra}).images[0]"
+        )

@@ -1,14 +1,9 @@
 """Offline evaluation of image generators and image–text models.
 
-- *Prompt adherence*: a small CNN (`AttributeClassifier`) is trained on the **real** training images to predict
-  the attributes prompts name (a digit's label; a shape's colour, shape, size, position). Generated samples are
-  classified and compared with what their prompt asked for: accuracy per attribute (chance = 1 / classes) and
-  the fraction with every attribute right. The classifier's own accuracy on held-out real images is reported
-  beside it, since it bounds what the measurement can show.
-- *Fréchet distance in the classifier's feature space*: the Fréchet distance between Gaussians fitted to the
-  penultimate-layer features of real and generated images. An offline stand-in for FID (which uses
-  Inception-v3 features and needs a download): comparable between runs scored by the same classifier only,
-  and biased upward for small sample counts like FID.
+- *Prompt adherence* and *Fréchet distance* of generated images (`ImageEvaluator`), with the classifier trained on
+  the real images that `hfrecipes.diffusion.evaluation` provides (shared with the video recipe). The
+  classifier's own accuracy on held-out real images is reported beside it, since it bounds what the measurement
+  can show. `prompt_plan` says which prompts the evaluation generates and what each should show.
 - *Retrieval recall@k* for image–text embeddings (CLIP): image→text and text→image, counting identical
   captions as one (any image with the query's caption is a hit).
 - *CLIP score*: 100 x cosine similarity of a CLIP model's image and text embeddings (clipped at 0), averaged;
@@ -25,124 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
+from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
-
-class AttributeClassifier(nn.Module):
-    """Three conv blocks, global average pooling, a `feature_dim` embedding and one linear head per attribute."""
-
-    def __init__(self, channels: int, heads: dict[str, int], width: int = 16, feature_dim: int = 64):
-        super().__init__()
-        self.heads_spec = dict(heads)
-
-        def block(cin: int, cout: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU())
-
-        self.body = nn.Sequential(
-            block(channels, width), nn.MaxPool2d(2), block(width, 2 * width), nn.MaxPool2d(2),
-            block(2 * width, 2 * width), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-            nn.Linear(8 * width, feature_dim), nn.ReLU(),
-        )  # fmt: skip
-        self.heads = nn.ModuleDict({name: nn.Linear(feature_dim, n) for name, n in heads.items()})
-
-    def features(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.body(pixels)
-
-    def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = self.features(pixels)
-        return {name: head(features) for name, head in self.heads.items()}
-
-
-def _batches(n: int, size: int) -> list[slice]:
-    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
-
-
-def train_attribute_classifier(
-    pixels: torch.Tensor,
-    labels: dict[str, torch.Tensor],
-    num_classes: dict[str, int],
-    *,
-    epochs: int = 5,
-    batch_size: int = 64,
-    learning_rate: float = 3e-3,
-    seed: int = 0,
-    min_steps: int = 150,
-) -> AttributeClassifier:
-    """Fit the classifier on real images (N x C x H x W in [-1, 1]) and their integer labels per attribute, for
-    `epochs` (at least `min_steps` optimizer steps on small sets). Small random shifts (±1/16 of the side) make it
-    robust to the blur and offsets of generated samples."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = AttributeClassifier(pixels.shape[1], num_classes)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-4)
-    epochs = max(epochs, math.ceil(min_steps / math.ceil(len(pixels) / batch_size)))
-    steps = epochs * math.ceil(len(pixels) / batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps)
-    shift = max(1, pixels.shape[-1] // 16)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(pixels), generator=generator)
-        for part in _batches(len(pixels), batch_size):
-            index = order[part]
-            dx, dy = (int(v) for v in torch.randint(-shift, shift + 1, (2,), generator=generator))
-            batch = torch.roll(pixels[index], shifts=(dy, dx), dims=(-2, -1))
-            logits = model(batch)
-            loss = sum(F.cross_entropy(logits[name], labels[name][index]) for name in num_classes)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-    return model.eval()
-
-
-@torch.no_grad()
-def predict(
-    model: AttributeClassifier, pixels: torch.Tensor, batch_size: int = 256
-) -> dict[str, torch.Tensor]:
-    model.eval()
-    outputs: dict[str, list[torch.Tensor]] = {name: [] for name in model.heads_spec}
-    for part in _batches(len(pixels), batch_size):
-        for name, logits in model(pixels[part].float()).items():
-            outputs[name].append(logits.argmax(-1))
-    return {name: torch.cat(values) for name, values in outputs.items()}
-
-
-@torch.no_grad()
-def classifier_features(
-    model: AttributeClassifier, pixels: torch.Tensor, batch_size: int = 256
-) -> np.ndarray:
-    model.eval()
-    parts = [model.features(pixels[part].float()) for part in _batches(len(pixels), batch_size)]
-    return torch.cat(parts).double().numpy()
-
-
-def attribute_accuracy(
-    model: AttributeClassifier, pixels: torch.Tensor, targets: dict[str, torch.Tensor], prefix: str
-) -> dict[str, float]:
-    """`<prefix>_<attribute>` accuracy per attribute and `<prefix>_all` (every attribute right)."""
-    predicted = predict(model, pixels)
-    hits = {name: (predicted[name] == targets[name].to(predicted[name].device)) for name in targets}
-    metrics = {f"{prefix}_{name}": float(hit.float().mean()) for name, hit in hits.items()}
-    if len(hits) > 1:
-        metrics[f"{prefix}_all"] = float(torch.stack(list(hits.values())).all(0).float().mean())
-    return metrics
-
-
-def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
-    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^1/2), with the trace of the matrix square root taken
-    from the eigenvalues of S_a^1/2 S_b S_a^1/2 (symmetric, so no complex parts)."""
-    mu_a, mu_b = features_a.mean(0), features_b.mean(0)
-    cov_a, cov_b = np.cov(features_a, rowvar=False), np.cov(features_b, rowvar=False)
-    values, vectors = np.linalg.eigh(cov_a)
-    root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
-    middle = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
-    trace_root = float(np.sqrt(np.clip(middle, 0, None)).sum())
-    distance = float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
-    return max(distance, 0.0)  # rounding can leave identical sets a hair below zero
+from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.diffusion.evaluation import (
+    attribute_accuracy,
+    batch_slices,
+    classifier_features,
+    frechet_distance,
+    train_attribute_classifier,
+)
+from hfrecipes.multimodal.vision_text import CLIP_MEAN, CLIP_STD, tokenize
 
 
 def retrieval_recall(
@@ -170,8 +60,12 @@ def retrieval_recall(
         metrics[f"text_to_image_recall@{k}"] = float(relevant.gather(1, top_images).any(1).float().mean())
         metrics[f"image_to_text_chance@{k}"] = k_text / len(unique)
         per_caption = relevant.sum(1).double()
-        miss = torch.tensor([math.comb(len(captions) - int(r), k_image) / math.comb(len(captions), k_image)
-                             for r in per_caption])  # fmt: skip
+        miss = torch.tensor(
+            [
+                math.comb(len(captions) - int(r), k_image) / math.comb(len(captions), k_image)
+                for r in per_caption
+            ]
+        )
         metrics[f"text_to_image_chance@{k}"] = float(1 - miss.mean())
     metrics["retrieval_images"], metrics["retrieval_unique_captions"] = len(captions), len(unique)
     return metrics
@@ -189,11 +83,16 @@ def clip_embeddings(
     model.eval()
     device = next(model.parameters()).device
     images, texts = [], []
-    for part in _batches(len(pixel_values), batch_size):
+    for part in batch_slices(len(pixel_values), batch_size):
         images.append(_embedding(model.get_image_features(pixel_values=pixel_values[part].to(device))))
-    for part in _batches(len(input_ids), batch_size):
-        texts.append(_embedding(model.get_text_features(
-            input_ids=input_ids[part].to(device), attention_mask=attention_mask[part].to(device))))  # fmt: skip
+    for part in batch_slices(len(input_ids), batch_size):
+        texts.append(
+            _embedding(
+                model.get_text_features(
+                    input_ids=input_ids[part].to(device), attention_mask=attention_mask[part].to(device)
+                )
+            )
+        )
     return torch.cat(images).float().cpu(), torch.cat(texts).float().cpu()
 
 
@@ -206,8 +105,6 @@ def clip_retrieval(
     model: Any, pairs: Any, tokenizer: Any, ks: Sequence[int] = (1, 5), limit: int = 1000
 ) -> dict:
     """`retrieval_recall` of a CLIPModel on the first `limit` rows of a dataset of {"pixels", "caption"} rows."""
-    from hfrecipes.multimodal.vision_text import tokenize
-
     count = min(limit, len(pairs))
     pixels = torch.stack([pairs[i]["pixels"] for i in range(count)])
     captions = [pairs[i]["caption"] for i in range(count)]
@@ -217,6 +114,7 @@ def clip_retrieval(
 
 
 def clip_score(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> float:
+    """100 x the cosine of paired image and text embeddings, clipped at 0, averaged over the pairs."""
     cosine = (F.normalize(image_embeds.float(), dim=-1) * F.normalize(text_embeds.float(), dim=-1)).sum(-1)
     return float((100 * cosine.clamp(min=0)).mean())
 
@@ -252,11 +150,6 @@ class ClipScorer:
     @classmethod
     def load(cls, name_or_path: str) -> ClipScorer:
         """From a CLIPModel directory (the CLIP recipe's output) or Hub id; RecipeInputError if it is not one."""
-        from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
-
-        from hfrecipes.core.errors import RecipeInputError
-        from hfrecipes.multimodal.vision_text import CLIP_MEAN, CLIP_STD
-
         try:
             model = CLIPModel.from_pretrained(name_or_path, use_safetensors=True)
             tokenizer = AutoTokenizer.from_pretrained(name_or_path)
@@ -280,8 +173,6 @@ class ClipScorer:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, prompts: Sequence[str], device: Any = None) -> float:
         """The CLIP score of image i against prompt i."""
-        from hfrecipes.multimodal.vision_text import tokenize
-
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images for {len(prompts)} prompts.")
         if device is not None:
@@ -339,8 +230,9 @@ class ImageEvaluator:
         self.classifier = train_attribute_classifier(
             train_pixels, train_labels, num_classes, epochs=epochs, seed=seed
         )
-        self.reference_metrics = attribute_accuracy(self.classifier, validation_pixels, validation_labels,
-                                                    "classifier_accuracy")  # fmt: skip
+        self.reference_metrics = attribute_accuracy(
+            self.classifier, validation_pixels, validation_labels, "classifier_accuracy"
+        )
         self.reference_metrics.update({f"chance_adherence_{k}": 1 / n for k, n in num_classes.items()})
         self.real_features = classifier_features(self.classifier, validation_pixels)
 
@@ -370,6 +262,8 @@ class PromptPlan:
 def prompt_plan(
     prompts: Sequence[str], targets: Sequence[dict[str, int]] | None, samples_per_prompt: int
 ) -> PromptPlan:
+    """A `PromptPlan`: each prompt repeated `samples_per_prompt` times, with its targets per attribute repeated
+    alike."""
     repeated = [p for p in prompts for _ in range(samples_per_prompt)]
     tensors: dict[str, torch.Tensor] = {}
     if targets:
@@ -379,20 +273,14 @@ def prompt_plan(
 
 
 __all__ = [
-    "AttributeClassifier",
     "ClipScorer",
     "ImageEvaluator",
     "PromptPlan",
     "prompt_plan",
     "resize_to",
-    "attribute_accuracy",
-    "classifier_features",
     "clip_embeddings",
     "clip_retrieval",
     "clip_score",
-    "frechet_distance",
     "is_clip_model_dir",
-    "predict",
     "retrieval_recall",
-    "train_attribute_classifier",
 ]

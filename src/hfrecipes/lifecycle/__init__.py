@@ -1,0 +1,2 @@
+"""`hfrecipes run`: a lifecycle file's recipe stages run in order (`runner`), checked first (`config_check`),
+summed up in report.md (`report`)."""

@@ -1,4 +1,4 @@
-"""report.md for a pipeline run: one row per stage (wall time, parameters, tokens, the stage's main metrics), each
+"""report.md for a lifecycle run: one row per stage (wall time, parameters, tokens, the stage's main metrics), each
 training stage's efficiency (throughput, MFU, energy, CO2e), the data-cleaning summary, loss curves per stage and
 sample generations, built from each stage's own output files."""
 
@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from hfrecipes.core.efficiency_text import co2e_text, energy_text, throughput_text
 from hfrecipes.core.io import COMPLETION_MARKER, atomic_write_text
 
 # Metric columns of the table: (header, metrics.json keys tried in order).
@@ -59,11 +60,13 @@ def _with_before(metrics: dict[str, Any], keys: tuple[str, ...]) -> str:
     return f"{_cell(before)} → {_cell(after)}" if before is not None else _cell(after)
 
 
-def stage_table(pipeline, state: dict[str, Any]) -> str:
+def stage_table(lifecycle, state: dict[str, Any]) -> str:
+    """One row per stage of a `runner.Lifecycle`: recipe, wall time (from the run's `state`), parameters, tokens
+    seen and the metric columns (`COLUMNS`)."""
     header = ["stage", "recipe", "wall time", "params", "tokens seen", *[c for c, _ in COLUMNS]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for stage in pipeline.stages:
-        output = pipeline.output_dir(stage.name)
+    for stage in lifecycle.stages:
+        output = lifecycle.output_dir(stage.name)
         metrics = _read(output / "metrics.json") or {}
         lineage = _read(output / COMPLETION_MARKER) or {}
         seconds = (state.get(stage.name) or {}).get("seconds")
@@ -79,23 +82,27 @@ def stage_table(pipeline, state: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def efficiency_table(pipeline) -> str:
+def efficiency_table(lifecycle) -> str:
     """Per training stage: throughput, training FLOPs, MFU, energy and CO2e (`lineage["efficiency"]`), and totals."""
-    from hfrecipes.core.efficiency import co2e_text, energy_text, throughput_text
-
     header = ["stage", "throughput", "train FLOPs", "MFU", "energy", "CO₂e", "energy method"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     energy = co2e = 0.0
-    for stage in pipeline.stages:
-        record = (_read(pipeline.output_dir(stage.name) / COMPLETION_MARKER) or {}).get("efficiency")
+    for stage in lifecycle.stages:
+        record = (_read(lifecycle.output_dir(stage.name) / COMPLETION_MARKER) or {}).get("efficiency")
         if not record:
             continue
         energy += record.get("energy_kwh") or 0.0
         co2e += record.get("co2e_kg") or 0.0
         flops, mfu = record.get("train_flops"), record.get("mfu")
-        row = [stage.name, throughput_text(record), f"{flops:.3g}" if flops else "",
-               f"{mfu:.1%}" if mfu is not None else "", energy_text(record.get("energy_kwh")),
-               co2e_text(record.get("co2e_kg")), record.get("energy_method", "")]  # fmt: skip
+        row = [
+            stage.name,
+            throughput_text(record),
+            f"{flops:.3g}" if flops else "",
+            f"{mfu:.1%}" if mfu is not None else "",
+            energy_text(record.get("energy_kwh")),
+            co2e_text(record.get("co2e_kg")),
+            record.get("energy_method", ""),
+        ]
         lines.append("| " + " | ".join(row) + " |")
     if len(lines) == 2:
         return "_No stage recorded its efficiency._"
@@ -103,21 +110,22 @@ def efficiency_table(pipeline) -> str:
     return "\n".join(lines)
 
 
-def data_summary(pipeline) -> str:
-    for stage in pipeline.stages:
-        report = pipeline.output_dir(stage.name) / "data_report.md"
+def data_summary(lifecycle) -> str:
+    """The data-preparation stage's data_report.md, its headings demoted to fit in the run report."""
+    for stage in lifecycle.stages:
+        report = lifecycle.output_dir(stage.name) / "data_report.md"
         if stage.recipe.stem == "prepare_data" and report.is_file():
             text = report.read_text().strip()
             return "\n".join(
                 line.replace("# ", "### ", 1) if line.startswith("# ") else line for line in text.splitlines()
             )
-    return "_No data-preparation stage in this pipeline._"
+    return "_No data-preparation stage in this lifecycle._"
 
 
-def samples_section(pipeline) -> str:
+def samples_section(lifecycle) -> str:
     """The evaluation stage's replies of every stage's model to the same prompts, else each stage's own samples."""
-    for stage in reversed(pipeline.stages):
-        samples = _read(pipeline.output_dir(stage.name) / "samples.json")
+    for stage in reversed(lifecycle.stages):
+        samples = _read(lifecycle.output_dir(stage.name) / "samples.json")
         if isinstance(samples, dict) and samples.get("same_prompts"):
             lines = []
             for prompt, replies in samples["same_prompts"].items():
@@ -126,8 +134,8 @@ def samples_section(pipeline) -> str:
                 lines.append("")
             return "\n".join(lines)
     parts = []
-    for stage in pipeline.stages:
-        samples = _read(pipeline.output_dir(stage.name) / "samples.json")
+    for stage in lifecycle.stages:
+        samples = _read(lifecycle.output_dir(stage.name) / "samples.json")
         if not samples:
             continue
         entries = samples.get("after", samples) if isinstance(samples, dict) else samples
@@ -139,33 +147,34 @@ def samples_section(pipeline) -> str:
     return "\n".join(parts) or "_No samples._"
 
 
-def write_report(pipeline, state: dict[str, Any]) -> Path:
-    plots = pipeline.run_dir / "plots"
+def write_report(lifecycle, state: dict[str, Any]) -> Path:
+    """Write run_dir/report.md (and copy each stage's plots into run_dir/plots); returns the report's path."""
+    plots = lifecycle.run_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     curves = []
-    for stage in pipeline.stages:
+    for stage in lifecycle.stages:
         for name in ("loss_curve.png", "ppo_curves.png", "data_report.png"):
-            source = pipeline.output_dir(stage.name) / name
+            source = lifecycle.output_dir(stage.name) / name
             if source.is_file():
                 target = plots / f"{stage.name}_{name}"
                 shutil.copyfile(source, target)
                 curves.append(f"![{stage.name} {name}](plots/{target.name})")
-    total = sum((state.get(s.name) or {}).get("seconds", 0) for s in pipeline.stages)
+    total = sum((state.get(s.name) or {}).get("seconds", 0) for s in lifecycle.stages)
     text = "\n\n".join(
         [
-            f"# hfrecipes run report: {pipeline.path.name}",
-            f"Stages run from `{pipeline.path}` into `{pipeline.run_dir}`; wall time of the stages run: "
+            f"# hfrecipes run report: {lifecycle.path.name}",
+            f"Stages run from `{lifecycle.path}` into `{lifecycle.run_dir}`; wall time of the stages run: "
             f"{total:.0f} s. Each stage's directory holds its model card (README.md), lineage.json and metrics.json.",
             "## Stages\n\n`a → b` = the stage's starting point → its result on the same held-out data.\n\n"
-            + stage_table(pipeline, state),
+            + stage_table(lifecycle, state),
             "## Efficiency\n\nThroughput and MFU over the training steps (MFU against the measured matmul peak); "
             "energy over each training run, CO₂e at the grid intensity recorded (see each model card).\n\n"
-            + efficiency_table(pipeline),
-            "## Data\n\n" + data_summary(pipeline),
+            + efficiency_table(lifecycle),
+            "## Data\n\n" + data_summary(lifecycle),
             "## Loss curves\n\n" + ("\n".join(curves) or "_No curves._"),
-            "## Sample generations\n\n" + samples_section(pipeline),
+            "## Sample generations\n\n" + samples_section(lifecycle),
         ]
     )
-    path = pipeline.run_dir / "report.md"
+    path = lifecycle.run_dir / "report.md"
     atomic_write_text(path, text + "\n")
     return path

@@ -1,7 +1,7 @@
-"""`hfrecipes run <pipeline.yaml>`: run recipe stages in order, each as its own `accelerate launch`, wiring each
+"""`hfrecipes run <lifecycle.yaml>`: run recipe stages in order, each as its own `accelerate launch`, wiring each
 stage's output directory into the next, skipping stages that are up to date.
 
-A pipeline file:
+A lifecycle file:
 
     run_dir: runs/text_tiny                    # stage outputs go to run_dir/<stage name>
     accelerate_config: accelerate_configs/cpu.yaml
@@ -12,9 +12,9 @@ A pipeline file:
         overrides: {max_steps: 100}            # any config field, as on the command line
         inputs: {dataset_name: data}           # field <- the output directory of an earlier stage
 
-A stage is up to date when its output has a lineage.json whose `pipeline.hash` equals the hash of what it would
-run now: recipe source, config file content, overrides, accelerate config and the hashes of its input stages. So
-changing one stage re-runs it and every stage after it that reads it, and nothing else.
+A stage is up to date when its output has a lineage.json whose `pipeline.hash` (`LINEAGE_KEY`) equals the hash of
+what it would run now: recipe source, config file content, overrides, accelerate config and the hashes of its input
+stages. So changing one stage re-runs it and every stage after it that reads it, and nothing else.
 """
 
 from __future__ import annotations
@@ -32,19 +32,26 @@ from typing import Any
 
 import yaml
 
-from hfrecipes.core.catalogue import lifecycle_pipelines, recipes_dir, shipped_file
+from hfrecipes.core.catalogue import recipes_dir, shipped_file, shipped_lifecycles
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.core.io import COMPLETION_MARKER, atomic_write_json
+from hfrecipes.lifecycle.report import write_report
 
 # The recipes tree (the checkout's, or the copy inside an installed wheel) and the folder that holds it, which
-# also holds accelerate_configs/: what `recipes/...` and `accelerate_configs/...` in a pipeline file mean when
+# also holds accelerate_configs/: what `recipes/...` and `accelerate_configs/...` in a lifecycle file mean when
 # they are not found relative to the current directory.
 RECIPES_DIR = recipes_dir()
 PROJECT_ROOT = RECIPES_DIR.parent
+# Names in the files a run writes, kept from when lifecycle files were called pipelines (runs on disk stay valid):
+# the key of a stage's lineage.json that records its lifecycle stage and hash, and the run's state file.
+LINEAGE_KEY = "pipeline"
+STATE_FILE = "pipeline_state.json"
 
 
 @dataclass
 class Stage:
+    """One stage of a lifecycle file: its recipe and config, overrides, wired inputs and accelerate config."""
+
     name: str
     recipe: Path
     config: Path | None
@@ -53,27 +60,32 @@ class Stage:
     accelerate_config: Path | None = None
 
     def sources(self) -> list[str]:
+        """The names of the earlier stages this one reads from."""
         return [
             name for value in self.inputs.values() for name in ([value] if isinstance(value, str) else value)
         ]
 
 
 @dataclass
-class Pipeline:
+class Lifecycle:
+    """A checked lifecycle file: its stages in order and the run directory their outputs go to."""
+
     path: Path
     run_dir: Path
     stages: list[Stage]
     report: dict[str, Any] = field(default_factory=dict)
 
     def output_dir(self, stage: str) -> Path:
+        """Where a stage writes: `run_dir/<stage name>`."""
         return self.run_dir / stage
 
     def stage_names(self) -> list[str]:
+        """The stages' names, in order."""
         return [s.name for s in self.stages]
 
 
 def _resolve(path: str | None, base: Path) -> Path | None:
-    """Paths in a pipeline file are relative to the current directory if they exist there, else to `base` (for
+    """Paths in a lifecycle file are relative to the current directory if they exist there, else to `base` (for
     PROJECT_ROOT: `recipes/...` and `accelerate_configs/...` are the shipped ones, the checkout's or those inside
     the installed package)."""
     if not path:
@@ -84,8 +96,8 @@ def _resolve(path: str | None, base: Path) -> Path | None:
     return (base / candidate).resolve()
 
 
-def resolve_pipeline(reference: str | Path) -> Path:
-    """A pipeline file path (relative to the current directory, else a shipped `recipes/lifecycle/...` file), or a
+def resolve_lifecycle(reference: str | Path) -> Path:
+    """A lifecycle file path (relative to the current directory, else a shipped `recipes/lifecycle/...` file), or a
     catalogue name such as `text_tiny` (recipes/lifecycle/text_tiny.yaml)."""
     path = Path(reference).expanduser()
     if path.is_file():
@@ -93,7 +105,7 @@ def resolve_pipeline(reference: str | Path) -> Path:
     shipped = shipped_file(path)
     if shipped is not None and shipped.is_file():
         return shipped
-    known = lifecycle_pipelines()
+    known = shipped_lifecycles()
     if len(path.parts) == 1 and path.name.removesuffix(".yaml") in known:
         return known[path.name.removesuffix(".yaml")]
     raise RecipeInputError(
@@ -102,17 +114,17 @@ def resolve_pipeline(reference: str | Path) -> Path:
     )
 
 
-def load_pipeline(path: str | Path, run_dir: str | Path | None = None) -> Pipeline:
-    """Read and check a pipeline file (a path or a catalogue name, see `resolve_pipeline`): every stage names an
+def load_lifecycle(path: str | Path, run_dir: str | Path | None = None) -> Lifecycle:
+    """Read and check a lifecycle file (a path or a catalogue name, see `resolve_lifecycle`): every stage names an
     existing recipe and config, inputs point at earlier stages, names are unique. Problems are reported all at
     once, before anything runs. Outputs go to `run_dir`, relative to the current directory unless absolute."""
-    path = resolve_pipeline(path)
+    path = resolve_lifecycle(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise RecipeInputError(f"Pipeline file {path} is not valid YAML: {err}") from err
+        raise RecipeInputError(f"Lifecycle file {path} is not valid YAML: {err}") from err
     if not isinstance(raw.get("stages"), list) or not raw["stages"]:
-        raise RecipeInputError(f"Pipeline file {path} needs a non-empty `stages:` list.")
+        raise RecipeInputError(f"Lifecycle file {path} needs a non-empty `stages:` list.")
     default_accelerate = _resolve(raw.get("accelerate_config"), PROJECT_ROOT)
     problems, stages, seen = [], [], set()
     for position, item in enumerate(raw["stages"], start=1):
@@ -147,9 +159,9 @@ def load_pipeline(path: str | Path, run_dir: str | Path | None = None) -> Pipeli
         seen.add(name)
         stages.append(Stage(name, recipe, config, dict(item.get("overrides") or {}), inputs, accelerate))
     if problems:
-        raise RecipeInputError(f"Pipeline {path} has problems: " + "; ".join(problems) + ".")
+        raise RecipeInputError(f"Lifecycle file {path} has problems: " + "; ".join(problems) + ".")
     run_dir = Path(run_dir or raw.get("run_dir") or f"runs/{path.stem}")
-    return Pipeline(path=path, run_dir=run_dir, stages=stages, report=dict(raw.get("report") or {}))
+    return Lifecycle(path=path, run_dir=run_dir, stages=stages, report=dict(raw.get("report") or {}))
 
 
 def _cli_value(value: Any) -> list[str]:
@@ -162,32 +174,33 @@ def _cli_value(value: Any) -> list[str]:
     return [str(value)]
 
 
-def stage_arguments(pipeline: Pipeline, stage: Stage) -> list[str]:
+def stage_arguments(lifecycle: Lifecycle, stage: Stage) -> list[str]:
     """The recipe's command-line arguments: --config, the wired inputs, the overrides and --output_dir."""
     args = ["--config", str(stage.config)] if stage.config else []
     for key, value in stage.inputs.items():
         sources = [value] if isinstance(value, str) else value
-        args += [f"--{key}", *(str(pipeline.output_dir(source)) for source in sources)]
+        args += [f"--{key}", *(str(lifecycle.output_dir(source)) for source in sources)]
     for key, value in stage.overrides.items():
         args += [f"--{key}", *_cli_value(value)]
-    return [*args, "--output_dir", str(pipeline.output_dir(stage.name))]
+    return [*args, "--output_dir", str(lifecycle.output_dir(stage.name))]
 
 
-def stage_command(pipeline: Pipeline, stage: Stage) -> list[str]:
+def stage_command(lifecycle: Lifecycle, stage: Stage) -> list[str]:
+    """The stage's full command line: `accelerate launch` (with its config) of the recipe and its arguments."""
     launcher = [sys.executable, "-m", "accelerate.commands.launch"]
     if stage.accelerate_config:
         launcher += ["--config_file", str(stage.accelerate_config)]
-    return [*launcher, str(stage.recipe), *stage_arguments(pipeline, stage)]
+    return [*launcher, str(stage.recipe), *stage_arguments(lifecycle, stage)]
 
 
 def _file_hash(path: Path | None) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path and path.is_file() else ""
 
 
-def stage_hashes(pipeline: Pipeline) -> dict[str, str]:
+def stage_hashes(lifecycle: Lifecycle) -> dict[str, str]:
     """Each stage's hash over what decides its result, chained through its inputs' hashes."""
     hashes: dict[str, str] = {}
-    for stage in pipeline.stages:
+    for stage in lifecycle.stages:
         record = {
             "recipe": _file_hash(stage.recipe),
             "config": _file_hash(stage.config),
@@ -214,7 +227,7 @@ def record_stage(output_dir: Path, name: str, stage_hash: str) -> None:
         lineage = json.loads(marker.read_text())
     except json.JSONDecodeError:
         return
-    atomic_write_json(marker, {**lineage, "pipeline": {"stage": name, "hash": stage_hash}})
+    atomic_write_json(marker, {**lineage, LINEAGE_KEY: {"stage": name, "hash": stage_hash}})
 
 
 def finished_hash(output_dir: Path) -> str | None:
@@ -223,15 +236,15 @@ def finished_hash(output_dir: Path) -> str | None:
     if not marker.is_file():
         return None
     try:
-        return (json.loads(marker.read_text()).get("pipeline") or {}).get("hash")
+        return (json.loads(marker.read_text()).get(LINEAGE_KEY) or {}).get("hash")
     except (json.JSONDecodeError, AttributeError):
         return None
 
 
-def check_stage_configs(pipeline: Pipeline, stages: list[Stage]) -> None:
+def check_stage_configs(lifecycle: Lifecycle, stages: list[Stage]) -> None:
     """Parse every stage's config with its recipe's own parser (in a child process, like the real launch but
     stopping after parsing), so a typo in the last stage is reported before the first one trains."""
-    plan = [{"stage": s.name, "recipe": str(s.recipe), "args": stage_arguments(pipeline, s)} for s in stages]
+    plan = [{"stage": s.name, "recipe": str(s.recipe), "args": stage_arguments(lifecycle, s)} for s in stages]
     result = subprocess.run(
         [sys.executable, "-m", "hfrecipes.lifecycle.config_check"],
         input=json.dumps(plan),
@@ -247,7 +260,7 @@ def _format_seconds(seconds: float) -> str:
     return f"{int(seconds // 60):d}:{int(seconds % 60):02d}"
 
 
-def run_pipeline_file(
+def run_lifecycle_file(
     path: str | Path,
     *,
     run_dir: str | Path | None = None,
@@ -258,44 +271,44 @@ def run_pipeline_file(
 ) -> int:
     """Run the stages; returns the exit code (0, or the failing stage's)."""
     out = out or sys.stdout
-    pipeline = load_pipeline(path, run_dir)
-    names = pipeline.stage_names()
+    lifecycle = load_lifecycle(path, run_dir)
+    names = lifecycle.stage_names()
     for option, value in (("--from", start_from), ("--only", only)):
         if value is not None and value not in names:
             raise RecipeInputError(
-                f"{option} {value!r} is not a stage of {pipeline.path}; stages: {', '.join(names)}."
+                f"{option} {value!r} is not a stage of {lifecycle.path}; stages: {', '.join(names)}."
             )
-    hashes = stage_hashes(pipeline)
+    hashes = stage_hashes(lifecycle)
     first = names.index(start_from) if start_from else 0
-    selected = [s for i, s in enumerate(pipeline.stages) if (s.name == only if only else i >= first)]
+    selected = [s for i, s in enumerate(lifecycle.stages) if (s.name == only if only else i >= first)]
     forced = {s.name for s in selected} if (only or start_from) else set()
     for stage in selected:  # inputs from stages that will not run must already exist
         for source in stage.sources():
             if (
                 source not in {s.name for s in selected}
-                and finished_hash(pipeline.output_dir(source)) is None
+                and finished_hash(lifecycle.output_dir(source)) is None
             ):
                 raise RecipeInputError(
                     f"Stage {stage.name!r} reads from stage {source!r}, which has no finished output in "
-                    f"{pipeline.output_dir(source)}; run it first (drop --only/--from)."
+                    f"{lifecycle.output_dir(source)}; run it first (drop --only/--from)."
                 )
-    check_stage_configs(pipeline, selected)
-    logs = pipeline.run_dir / "logs"
+    check_stage_configs(lifecycle, selected)
+    logs = lifecycle.run_dir / "logs"
     if not dry_run:  # a dry run writes nothing
         logs.mkdir(parents=True, exist_ok=True)
-    state_file = pipeline.run_dir / "pipeline_state.json"
+    state_file = lifecycle.run_dir / STATE_FILE
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     print(
-        f"hfrecipes run {pipeline.path} -> {pipeline.run_dir} ({len(selected)} of {len(names)} stages)",
+        f"hfrecipes run {lifecycle.path} -> {lifecycle.run_dir} ({len(selected)} of {len(names)} stages)",
         file=out,
     )
     for number, stage in enumerate(selected, start=1):
         label = f"[{number}/{len(selected)}] {stage.name:10s}"
-        output_dir = pipeline.output_dir(stage.name)
+        output_dir = lifecycle.output_dir(stage.name)
         if stage.name not in forced and finished_hash(output_dir) == hashes[stage.name]:
             print(f"{label} skipped (up to date: {output_dir})", file=out, flush=True)
             continue
-        command = stage_command(pipeline, stage)
+        command = stage_command(lifecycle, stage)
         if dry_run:
             print(f"{label} would run: {shlex.join(command)}", file=out)
             continue
@@ -304,9 +317,7 @@ def run_pipeline_file(
         with open(log_path, "w") as log:
             log.write(shlex.join(command) + "\n")
             log.flush()
-            process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, cwd=os.getcwd()
-            )
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=os.getcwd())
             live = out.isatty()  # a ticking clock on a terminal; one line in logs and CI
             if not live:
                 print(f"{label} running (log: {log_path})", file=out, flush=True)
@@ -317,10 +328,16 @@ def run_pipeline_file(
                 time.sleep(1.0)
         elapsed = time.monotonic() - started
         if process.returncode != 0:
-            print(f"\r{label} FAILED after {_format_seconds(elapsed)} (exit code {process.returncode}); log: {log_path}",
-                  file=out, flush=True)  # fmt: skip
-            print(f"hfrecipes: stage {stage.name!r} failed with exit code {process.returncode}; see {log_path}. "
-                  "Finished stages are kept; fix and run again to continue from this stage.", file=sys.stderr)  # fmt: skip
+            print(
+                f"\r{label} FAILED after {_format_seconds(elapsed)} (exit code {process.returncode}); log: {log_path}",
+                file=out,
+                flush=True,
+            )
+            print(
+                f"hfrecipes: stage {stage.name!r} failed with exit code {process.returncode}; see {log_path}. "
+                "Finished stages are kept; fix and run again to continue from this stage.",
+                file=sys.stderr,
+            )
             return process.returncode
         record_stage(output_dir, stage.name, hashes[stage.name])
         if finished_hash(output_dir) != hashes[stage.name]:
@@ -333,8 +350,6 @@ def run_pipeline_file(
         atomic_write_json(state_file, state)
         print(f"\r{label} done in {_format_seconds(elapsed)} -> {output_dir}", file=out, flush=True)
     if not dry_run:
-        from hfrecipes.lifecycle.report import write_report
-
-        report = write_report(pipeline, state)
+        report = write_report(lifecycle, state)
         print(f"Report: {report}", file=out)
     return 0

@@ -20,12 +20,23 @@ import datasets
 import numpy as np
 import torch
 from PIL import Image
-from transformers import Trainer
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from transformers import (
+    AutoTokenizer,
+    CLIPConfig,
+    CLIPImageProcessor,
+    CLIPModel,
+    CLIPProcessor,
+    CLIPTextConfig,
+    CLIPTextModel,
+    PreTrainedTokenizerFast,
+)
 
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
-from hfrecipes.core.media import UnreadableMediaError, load_image
+from hfrecipes.core.media import IMAGE_EXTENSIONS, UnreadableMediaError, load_image
 from hfrecipes.data import load_media_folder, load_source, parse_pipeline, run_pipeline
+from hfrecipes.data.sources import is_saved_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -105,15 +116,17 @@ def prepare_image_splits(
         raise RecipeInputError(f"Only {len(dataset)} usable images after cleaning; need at least 4.")
     split = dataset.train_test_split(test_size=validation_fraction, seed=seed)
     train, validation = split["train"], split["test"]
-    report.add("split", rows_in=len(dataset), rows_out=len(train), removed=0,
-               details={"train": len(train), "validation": len(validation)})  # fmt: skip
+    report.add(
+        "split",
+        rows_in=len(dataset),
+        rows_out=len(train),
+        removed=0,
+        details={"train": len(train), "validation": len(validation)},
+    )
     return train, validation, report
 
 
 def _is_image_folder(path: Path) -> bool:
-    from hfrecipes.core.media import IMAGE_EXTENSIONS
-    from hfrecipes.data.sources import is_saved_dataset
-
     if not path.is_dir() or is_saved_dataset(path):
         return False
     return any(p.suffix.lower() in IMAGE_EXTENSIONS for p in path.rglob("*") if p.is_file())
@@ -129,6 +142,7 @@ def class_names(dataset: datasets.Dataset, column: str, *others: datasets.Datase
 
 
 def label_indices(dataset: datasets.Dataset, column: str, names: list[str]) -> list[int]:
+    """The label column as indices into `names` (what `class_names` returned)."""
     feature = dataset.features.get(column)
     values = list(dataset[column])
     if isinstance(feature, datasets.ClassLabel):
@@ -185,8 +199,13 @@ def pixel_stack(
     except UnreadableMediaError as err:
         raise RecipeInputError(f"{err} Add `image_filter` to the data pipeline to drop such rows.") from err
     if report is not None:
-        report.add(f"to_pixels_{split}", rows_in=len(dataset), rows_out=len(dataset), removed=0,
-                   details={"converted_mode": converted[0], "size": size, "channels": channels})  # fmt: skip
+        report.add(
+            f"to_pixels_{split}",
+            rows_in=len(dataset),
+            rows_out=len(dataset),
+            removed=0,
+            details={"converted_mode": converted[0], "size": size, "channels": channels},
+        )
     return stack
 
 
@@ -231,9 +250,6 @@ class PixelCaptionDataset(torch.utils.data.Dataset):
 
 def caption_tokenizer(texts: Sequence[str], model_max_length: int = TEXT_MAX_LENGTH):
     """A word-level tokenizer over the words of `texts` (lowercased; punctuation split off)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
     pre = pre_tokenizers.BertPreTokenizer()
     words = sorted({w for text in texts for w, _ in pre.pre_tokenize_str(text.lower())})
     if not words:
@@ -264,60 +280,16 @@ class CaptionCollator:
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         tokens = tokenize(self.tokenizer, [r["caption"] for r in rows])
-        return {"pixel_values": torch.stack([r["pixels"] for r in rows]), "input_ids": tokens["input_ids"],
-                "attention_mask": tokens["attention_mask"], "return_loss": True}  # fmt: skip
-
-
-class _GatherWithGrad(torch.autograd.Function):
-    """All ranks' rows of `tensor` (equal counts per rank), differentiable: every rank's loss reads every rank's
-    rows, so the gradient of this rank's rows is the sum over ranks of the gradients flowing into them."""
-
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
-        ctx.rank, ctx.rows = torch.distributed.get_rank(), tensor.shape[0]
-        parts = [torch.empty_like(tensor) for _ in range(torch.distributed.get_world_size())]
-        torch.distributed.all_gather(parts, tensor.contiguous())
-        return torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous()
-        torch.distributed.all_reduce(grad)
-        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
-
-
-def contrastive_loss(
-    image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor
-) -> torch.Tensor:
-    """CLIP's symmetric InfoNCE loss (`CLIPModel`'s, on its normalised embeddings) with the negatives of the
-    global batch: under data parallelism each rank scores its own pairs against every rank's pairs (gathered with
-    their gradients), so N processes with batch B optimise exactly what one process with batch N·B does. Per-rank
-    in-batch negatives would instead train a different, easier objective (B - 1 negatives instead of N·B - 1)."""
-    offset, all_images, all_texts = 0, image_embeds, text_embeds
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    if distributed and torch.distributed.get_world_size() > 1:
-        offset = torch.distributed.get_rank() * image_embeds.shape[0]
-        all_images, all_texts = _GatherWithGrad.apply(image_embeds), _GatherWithGrad.apply(text_embeds)
-    scale = logit_scale.exp()
-    labels = torch.arange(image_embeds.shape[0], device=image_embeds.device) + offset
-    image_loss = torch.nn.functional.cross_entropy(scale * image_embeds @ all_texts.T, labels)
-    text_loss = torch.nn.functional.cross_entropy(scale * text_embeds @ all_images.T, labels)
-    return (image_loss + text_loss) / 2
-
-
-class ContrastiveTrainer(Trainer):
-    """`Trainer` for `CLIPModel` with `contrastive_loss` (negatives from every rank). DDP averages the ranks'
-    gradients, and the mean of the ranks' losses is the global batch's loss, so no further scaling is needed.
-    The ranks' batches must have equal sizes, which Accelerate's default `even_batches` ensures."""
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(**{k: v for k, v in inputs.items() if k != "return_loss"}, return_loss=False)
-        logit_scale = self.accelerator.unwrap_model(model).logit_scale
-        loss = contrastive_loss(outputs.image_embeds, outputs.text_embeds, logit_scale)
-        return (loss, outputs) if return_outputs else loss
+        return {
+            "pixel_values": torch.stack([r["pixels"] for r in rows]),
+            "input_ids": tokens["input_ids"],
+            "attention_mask": tokens["attention_mask"],
+            "return_loss": True,
+        }
 
 
 def special_ids(tokenizer: Any) -> dict[str, int]:
+    """A tokenizer's pad/bos/eos ids as config fields (pad 0 when it has none)."""
     return {
         "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
         "bos_token_id": tokenizer.bos_token_id,
@@ -343,8 +315,7 @@ def _preset(presets: dict[str, dict[str, Any]], name: str, what: str) -> dict[st
 
 
 def text_config(preset: str, tokenizer: Any, overrides: dict[str, Any] | None = None):
-    from transformers import CLIPTextConfig
-
+    """A CLIPTextConfig from a text-tower preset (+ overrides) sized for `tokenizer`, with 77 positions."""
     values = {
         **_preset(TEXT_PRESETS, preset, "text encoder"),
         "max_position_embeddings": TEXT_MAX_LENGTH,
@@ -365,8 +336,6 @@ def clip_config(
 ):
     """A CLIPConfig from the preset's text and image towers; `overrides` may hold `text_config`,
     `vision_config` (dicts) and top-level fields such as `projection_dim`."""
-    from transformers import CLIPConfig
-
     overrides = dict(overrides or {})
     vision = {**_preset(VISION_PRESETS, preset, "CLIP"), **overrides.pop("vision_config", {})}
     if image_size % vision["patch_size"]:
@@ -383,11 +352,61 @@ def clip_config(
     )
 
 
+def clip_model(
+    source: str | None,
+    preset: str,
+    overrides: dict[str, Any],
+    tokenizer: Any,
+    image_size: int,
+    seed: int = 0,
+) -> CLIPModel:
+    """The CLIPModel of the CLIP recipe: loaded from `source` (a Hub CLIP or a previous run, safetensors), or
+    built from `preset` (+ overrides) for `tokenizer`, initialised from `seed` without touching the global RNG.
+    Its image tower must take `image_size` px images."""
+    if source:
+        try:
+            model = CLIPModel.from_pretrained(source, use_safetensors=True)
+        except OSError as err:
+            raise RecipeInputError(f"Could not load a CLIPModel from {source!r}: {err}") from err
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = CLIPModel(clip_config(preset, tokenizer, image_size, 3, overrides))
+    if model.config.vision_config.image_size != image_size:
+        raise RecipeInputError(
+            f"The image tower takes {model.config.vision_config.image_size} px images, image_size is {image_size}."
+        )
+    return model
+
+
+def clip_processor(
+    tokenizer: Any, image_size: int, mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD
+) -> CLIPProcessor:
+    """The CLIPProcessor saved beside a CLIP model: images converted to RGB, shortest side resized to
+    `image_size`, centre-cropped and normalised with `mean` / `std` (as `to_pixels` does), and `tokenizer`."""
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        image_mean=list(mean),
+        image_std=list(std),
+        do_convert_rgb=True,
+    )
+    return CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def clip_usage(output_dir: Path) -> str:
+    """The model card's usage snippet for a CLIP model directory."""
+    return (
+        f'from transformers import CLIPModel, CLIPProcessor\n\nmodel = CLIPModel.from_pretrained("{output_dir}")\n'
+        f'processor = CLIPProcessor.from_pretrained("{output_dir}")\n'
+        'inputs = processor(text=["a large red circle in the center"], images=[image], return_tensors="pt", padding=True)\n'
+        "probs = model(**inputs).logits_per_image.softmax(-1)"
+    )
+
+
 def load_text_tower(name_or_path: str) -> tuple[Any, Any]:
     """(CLIPTextModel, tokenizer) from a CLIP model (the CLIP recipe's output or a Hub CLIP id), a text-encoder
     directory, or a diffusers pipeline folder (its `text_encoder/` and `tokenizer/` subfolders)."""
-    from transformers import AutoTokenizer, CLIPTextModel
-
     path = Path(name_or_path)
     model_dir, tok_dir = name_or_path, name_or_path
     if (path / "text_encoder").is_dir():
@@ -419,6 +438,9 @@ __all__ = [
     "caption_tokenizer",
     "class_names",
     "clip_config",
+    "clip_model",
+    "clip_processor",
+    "clip_usage",
     "label_indices",
     "load_text_tower",
     "pixel_stack",

@@ -64,6 +64,7 @@ def chat_ids(
 def check_generation_fits(
     tokenizer, prompts: Sequence[Conversation], max_new_tokens: int, context: int
 ) -> None:
+    """Refuse a generation length that, after the longest templated prompt, runs past the model's context."""
     longest = max(len(chat_ids(tokenizer, prompt, add_generation_prompt=True)) for prompt in prompts)
     if longest + max_new_tokens > context:
         raise RecipeInputError(
@@ -102,6 +103,8 @@ def reply_logprobs(
 
 @dataclass
 class PolicyEvaluation:
+    """Before/after measures of a policy (`evaluate_policy`), its greedy replies, reward scores and samples."""
+
     metrics: dict[str, float]
     replies: list[str]
     rm_scores: list[float] | None = None
@@ -245,19 +248,30 @@ class AlignmentDataArguments:
 
     def evaluation(self) -> dict[str, int]:
         """`evaluate_policy` keyword arguments for the before/after table."""
-        return dict(max_samples=self.eval_max_samples, max_new_tokens=self.eval_max_new_tokens,
-                    samples_per_prompt=self.eval_samples_per_prompt)  # fmt: skip
+        return dict(
+            max_samples=self.eval_max_samples,
+            max_new_tokens=self.eval_max_new_tokens,
+            samples_per_prompt=self.eval_samples_per_prompt,
+        )
 
     def load(
         self, kind: str, seed: int, steps: list[Step]
     ) -> tuple[datasets.Dataset, datasets.Dataset, DataReport]:
-        return load_split(self.dataset_name, split=self.dataset_split, hub_config=self.dataset_config, steps=steps,
-                          kind=kind, eval_fraction=self.eval_fraction, seed=seed)  # fmt: skip
+        return load_split(
+            self.dataset_name,
+            split=self.dataset_split,
+            hub_config=self.dataset_config,
+            steps=steps,
+            kind=kind,
+            eval_fraction=self.eval_fraction,
+            seed=seed,
+        )
 
 
 def load_reward_model(
     path: str | None, policy_tokenizer: PreTrainedTokenizerBase
 ) -> RewardModelScorer | None:
+    """The reward model at `path` as a scorer of the policy's conversations, or None when no path is given."""
     return RewardModelScorer.from_pretrained(path, policy_tokenizer) if path else None
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import datasets
 import torch
+import trl
 from transformers import (
     AutoModelForCausalLM,
     PreTrainedModel,
@@ -31,8 +32,26 @@ from transformers import (
 )
 from transformers.trainer_callback import ExportableState
 
+from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.core.io import atomic_write_json
+from hfrecipes.core.reports import plot_loss_curves
+from hfrecipes.data import (
+    load_source,
+    parse_pipeline,
+    prepare_text_splits,
+    run_pipeline,
+    tokenize_and_pack,
+    validate_format,
+)
+from hfrecipes.text.evaluation import language_model_loss
+from hfrecipes.text.models import BuiltModel, context_length
+from hfrecipes.text.posttraining import evaluate_chat_model, get_chat_lm, prompts_of, split_eval
+
+try:  # experimental in TRL (and it may go): a TRL without it refuses chat data only, when it is asked for
+    from trl.experimental.utils import DataCollatorForChatML
+except ImportError:
+    DataCollatorForChatML = None
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +69,6 @@ TESTED_TRL = "1.16.0"
 
 def missing_trl_feature(feature: str) -> RecipeInputError:
     """The error for a TRL without `feature`: an experimental API, which TRL may move or drop."""
-    import trl
-
     return RecipeInputError(
         f"Distillation needs TRL's {feature}, which the installed TRL {trl.__version__} does not have: "
         f"pip install 'trl>=1.0' (tested with {TESTED_TRL}; if a newer TRL dropped it: "
@@ -64,8 +81,6 @@ def missing_trl_feature(feature: str) -> RecipeInputError:
 
 def check_arguments(teacher: str | None, script_args: Any, on_policy: bool = False) -> None:
     """What can be refused from the arguments alone, before anything is loaded."""
-    from hfrecipes.text.models import context_length
-
     if not teacher:
         raise RecipeInputError(
             "Set teacher_model_name_or_path: a previous stage's output directory or a Hub id."
@@ -123,6 +138,35 @@ def check_pair(teacher: PreTrainedModel, student: PreTrainedModel) -> None:
         )
 
 
+def build_student(
+    student_path: str | None,
+    script_args: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    teacher: BuiltModel,
+    trust_remote_code: bool = False,
+) -> BuiltModel:
+    """The student: `student_path`, else `script_args.student_preset` (with `student_overrides`) built over the
+    teacher's output vocabulary; generating up to the tokenizer's stop tokens, checked against the teacher
+    (`check_pair`) and both sizes logged."""
+    built = get_chat_lm(
+        student_path,
+        script_args.student_preset,
+        tokenizer,
+        overrides=script_args.student_overrides,
+        vocab_size=teacher.model.config.get_text_config().vocab_size,
+        trust_remote_code=trust_remote_code,
+    )
+    check_pair(teacher.model, built.model)
+    logger.warning(
+        "Teacher %s: %.2f M parameters; student %s: %.2f M",
+        teacher.source,
+        teacher.num_parameters / 1e6,
+        built.source,
+        built.num_parameters / 1e6,
+    )
+    return built
+
+
 # --- batches --------------------------------------------------------------------------------------------------
 
 
@@ -162,8 +206,6 @@ def reply_loss(
     """Held-out loss of chat rows on the last assistant turn only (what chat distillation and SFT train),
     given the conversation before it: nats per token and per character of the rendered reply up to its
     end-of-turn token (what a model generates; the template's trailing whitespace after it is not scored)."""
-    from hfrecipes.text.posttraining import prompts_of
-
     was_training, device = model.training, next(model.parameters()).device
     model.eval()
     total, tokens, characters = 0.0, 0, 0
@@ -229,17 +271,6 @@ def prepare_transfer_data(
     """`text`: the cleaned text split as in pretraining (the held-out part is the same one a teacher pretrained
     here with the same data settings never saw), training part packed into blocks. `chat`: `messages` rows
     split as in SFT, batched by TRL's ChatML collator (loss on the last assistant turn only)."""
-    from hfrecipes.core.data_report import DataReport
-    from hfrecipes.data import (
-        load_source,
-        parse_pipeline,
-        prepare_text_splits,
-        run_pipeline,
-        tokenize_and_pack,
-        validate_format,
-    )
-    from hfrecipes.text.posttraining import split_eval
-
     if kind == "text":
         train, heldout, report = prepare_text_splits(data_args, seed=seed)
     else:
@@ -263,11 +294,8 @@ def prepare_transfer_data(
         blocks, stats = tokenize_and_pack(train, tokenizer, block_size, report, "train")
         report.summary.update(train=stats, heldout_documents=len(heldout))
         return TransferData(blocks, BlockCollator(prompt_tokens), list(heldout["text"]), None, report)
-    try:  # imported here: trl.experimental warns on import, and only chat data needs it
-        from trl.experimental.utils import DataCollatorForChatML
-    except ImportError as err:
-        raise missing_trl_feature("ChatML collator (trl.experimental.utils.DataCollatorForChatML)") from err
-
+    if DataCollatorForChatML is None:
+        raise missing_trl_feature("ChatML collator (trl.experimental.utils.DataCollatorForChatML)")
     report.summary.update(train_rows=len(train), heldout_rows=len(heldout))
     return TransferData(
         train.select_columns(["messages"]),
@@ -416,8 +444,12 @@ def train_scratch_baseline(
         seconds = saved_clock(saved.get("stateful_callbacks"))
         if saved["global_step"] >= budget.steps or (budget.seconds is not None and seconds >= budget.seconds):
             model = AutoModelForCausalLM.from_pretrained(checkpoint, use_safetensors=True)
-            return model, {"global_step": saved["global_step"], "train_seconds": seconds,
-                           "resumed_from": checkpoint, "log_history": saved["log_history"]}  # fmt: skip
+            return model, {
+                "global_step": saved["global_step"],
+                "train_seconds": seconds,
+                "resumed_from": checkpoint,
+                "log_history": saved["log_history"],
+            }
     model = AutoModelForCausalLM.from_config(copy.deepcopy(student.config))
     model.load_state_dict(initial_state)
     model.generation_config = copy.deepcopy(student.generation_config)
@@ -478,8 +510,6 @@ def baseline_writer(
         return None
 
     def write(staging: Path) -> None:
-        from hfrecipes.core.reports import plot_loss_curves
-
         model.save_pretrained(staging / "scratch_baseline")
         tokenizer.save_pretrained(staging / "scratch_baseline")
         plot_loss_curves(run["log_history"], staging / "scratch_baseline" / "loss_curve.png", "scratch loss")
@@ -501,9 +531,6 @@ def evaluate_student(
 ) -> dict[str, float]:
     """Held-out nats per character and per token: of the documents (text data) or of the last assistant turns
     (chat data, `reply_loss`); with chat rows that carry an `answer`, also task accuracy."""
-    from hfrecipes.text.evaluation import language_model_loss
-    from hfrecipes.text.posttraining import evaluate_chat_model
-
     if chat_rows is None:
         loss = language_model_loss(model, tokenizer, heldout_texts, block_size=block_size)
     else:
@@ -561,3 +588,91 @@ def comparison_table(rows: dict[str, dict[str, Any]]) -> str:
         cells = [fmt(row[key]) if row.get(key) is not None else "-" for key, _, fmt in present]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def run_figures(
+    teacher_parameters: int,
+    student_parameters: int,
+    steps: int,
+    train_seconds: float,
+    scratch: dict[str, Any] | None,
+) -> dict[str, dict[str, Any]]:
+    """Parameters, steps and training seconds of the teacher, the distilled student and (when trained) the
+    scratch student, as `compare` takes them."""
+    runs = {
+        "teacher": {"parameters": teacher_parameters},
+        "distilled": {"parameters": student_parameters, "steps": steps, "train_seconds": train_seconds},
+    }
+    if scratch is not None:
+        runs["scratch"] = {
+            "parameters": student_parameters,
+            "steps": scratch["global_step"],
+            "train_seconds": scratch["train_seconds"],
+        }
+    return runs
+
+
+def judge_students(
+    models: dict[str, PreTrainedModel | None],
+    runs: dict[str, dict[str, Any]],
+    tokenizer: PreTrainedTokenizerBase,
+    data: TransferData,
+    script_args: Any,
+    teacher_name: str,
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any], str]:
+    """Teacher, distilled and scratch students (those not None) on the same held-out data (`evaluate_student`),
+    then `compare`d: the table's rows, the flat metrics and the markdown table for the card."""
+    results = {
+        name: evaluate_student(
+            model,
+            tokenizer,
+            data.heldout_texts,
+            script_args.block_size,
+            data.chat_rows,
+            script_args.eval_max_samples,
+            script_args.eval_max_new_tokens,
+        )
+        for name, model in models.items()
+        if model is not None
+    }
+    rows, metrics = compare(results, runs, teacher_name)
+    table = comparison_table(rows)
+    if script_args.dataset_kind == "chat":
+        table += "\n\nHeld-out nats/char: on the held-out assistant replies, given their conversation."
+    return rows, metrics, table
+
+
+def distillation_card(
+    output_dir: Path,
+    student: BuiltModel,
+    teacher_name: str,
+    training_args: Any,
+    data_args: Any,
+    script_args: Any,
+    table: str,
+    with_scratch: bool,
+) -> dict[str, Any]:
+    """The model card of a distilled student: what it was distilled from and on, the comparison table, usage."""
+    limit = script_args.max_train_documents
+    transfer = f"transfer set: the first {limit} training documents" if limit else "the whole training split"
+    versus = "Against the teacher"
+    if with_scratch:
+        versus = (
+            f"Against the same student from scratch (`scratch_baseline/`), equal {script_args.compare_budget}"
+        )
+    if script_args.dataset_kind == "chat":
+        example = 'print(generator([{"role": "user", "content": "What is 3 + 4?"}], max_new_tokens=16))'
+    else:
+        example = 'print(generator("ROMEO:", max_new_tokens=40)[0]["generated_text"])'
+    dataset_name = data_args.dataset_name
+    return {
+        "title": f"{output_dir.name}: a student distilled with hfrecipes",
+        "description": f"A {student.num_parameters / 1e6:.2f} M-parameter student ({student.source}) distilled "
+        f"from `{teacher_name}` with TRL's GKDTrainer (beta={training_args.beta}, lmbda={training_args.lmbda}) "
+        f"on `{dataset_name}` ({transfer}). {versus}:\n\n{table}",
+        "usage": f'from transformers import pipeline\n\ngenerator = pipeline("text-generation", model="{output_dir}")\n'
+        + example,
+        "base_model": teacher_name,
+        "datasets": [dataset_name],
+        "tags": ["distillation", "gkd", "trl"],
+    }

@@ -1,6 +1,6 @@
 """Evaluation helpers shared by the SFT, DPO and RL recipes: held-out loss (perplexity, nats per character,
-forgetting), batched chat generation, task accuracy, refusal rates, reward-model accuracy and win rates,
-and offline `evaluate` metric modules shipped in the package.
+forgetting), batched chat generation, task accuracy, refusal rates, reward-model accuracy and win rates.
+The offline `evaluate` metric modules shipped in the package load through `hfrecipes.text.metric_modules`.
 
 Every function takes plain Python lists (or a model and tokenizer) and returns plain floats, so results go
 straight into `metrics.json` and the model card. Models run wherever they already are (`model.device`).
@@ -26,7 +26,6 @@ from hfrecipes.data.packing import tokenize_documents
 from hfrecipes.text.tokenization import IM_END, load_tokenizer
 
 Conversation = list[dict[str, str]]
-METRICS_DIR = Path(__file__).resolve().parent / "metrics"
 
 
 # --- models and tokenizers ----------------------------------------------------------------------------------
@@ -466,21 +465,3 @@ def evaluate_sft(
         metrics.update({f"heldout_{key}": value for key, value in loss.items()})
     metrics["samples"] = samples
     return metrics
-
-
-# --- evaluate metric modules ----------------------------------------------------------------------------------
-
-
-def load_metric(name: str, **kwargs: Any):
-    """Load one of the `evaluate` metric modules shipped in `hfrecipes/metrics/<name>/<name>.py`.
-
-    `evaluate.load("exact_match")` fetches its script from the Hub and fails offline; a local module directory
-    loads without the network. `kwargs` go to `evaluate.load` (e.g. `experiment_id`).
-    """
-    available = sorted(p.name for p in METRICS_DIR.iterdir() if (p / f"{p.name}.py").is_file())
-    if name not in available:
-        raise RecipeInputError(f"Unknown metric {name!r}; hfrecipes ships: {', '.join(available)}.")
-    # Imported here: `evaluate` is only needed by recipes that use its metric modules.
-    import evaluate
-
-    return evaluate.load(str(METRICS_DIR / name), **kwargs)

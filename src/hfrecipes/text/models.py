@@ -72,6 +72,8 @@ CAUSAL_LM_PRESETS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class BuiltModel:
+    """A loaded or freshly built model, where it came from and its parameter count."""
+
     model: PreTrainedModel
     source: str  # "preset:<name>" or the path/id it was loaded from
     num_parameters: int
@@ -80,6 +82,7 @@ class BuiltModel:
 def preset_config(
     preset: str, vocab_size: int, overrides: dict[str, Any] | None = None, **special_ids: Any
 ) -> LlamaConfig:
+    """The Llama config of a named preset (CAUSAL_LM_PRESETS) for `vocab_size`, with `overrides` applied."""
     if preset not in CAUSAL_LM_PRESETS:
         raise RecipeInputError(f"Unknown model preset {preset!r}. Available: {', '.join(CAUSAL_LM_PRESETS)}.")
     values = {**CAUSAL_LM_PRESETS[preset], **(overrides or {})}

@@ -15,6 +15,11 @@ Details of RLHF with PPO" (cited below as "N+"):
   AutoModelForCausalLMWithValueHead): one model in memory, and `vf_coef` balances the two losses on it;
 - dropout stays off throughout (models are kept in eval mode), so the first minibatch's ratio is exactly 1.
 
+This module is the plumbing and the maths: the models on Accelerate, prompt order, reward calls, the KL
+controllers, logging, checkpoints and resume, plus GAE, whitening and the KL estimators. The part a user changes
+(the rollout, the clipped losses and the update) is the `step_fn` the trainer is given: `ppo_step` in
+`recipes/text/ppo_training.py`, beside the recipe, where `hfrecipes copy text/ppo.py` brings it along.
+
 Everything runs on Accelerate (DDP or one process, CPU or GPU). Sharded set-ups (FSDP, ZeRO-3) are not
 supported: generation runs on the unwrapped model.
 """
@@ -39,8 +44,10 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.trainer_pt_utils import safe_globals
 
 from hfrecipes.core.errors import NonFiniteError, RecipeInputError
+from hfrecipes.core.reports import _save_figure, plt
 from hfrecipes.core.training import last_complete_checkpoint
 from hfrecipes.text.evaluation import stop_token_ids as default_stop_token_ids
 
@@ -51,6 +58,8 @@ VALUE_HEAD_FILE = "value_head.safetensors"
 # rule as Trainer's, so hfrecipes.core.training.last_complete_checkpoint finds PPO checkpoints too).
 STATE_FILE = "trainer_state.json"
 RewardFn = Callable[..., Sequence[float]]  # (prompts, completions, **prompt_columns) -> one score each
+# (trainer, update) -> this process's statistics of the update as 0-d tensors, `kl` (nats per response) among them
+StepFn = Callable[["PPOTrainer", int], dict[str, torch.Tensor]]
 
 
 # --- the maths: pure functions on [batch, response_length] tensors; `mask` marks real response tokens ---------
@@ -92,37 +101,6 @@ def compute_gae(
         advantages[:, t] = next_advantage
         next_value = values[:, t]
     return advantages, (advantages + values) * mask
-
-
-def policy_loss(
-    logprobs: torch.Tensor,
-    old_logprobs: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    clip_range: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """PPO's clipped surrogate (Schulman et al. 2017): the pessimistic max of the unclipped and clipped losses,
-    so moving the ratio beyond [1 - clip, 1 + clip] earns nothing. Returns (loss, fraction of tokens clipped)."""
-    ratio = torch.exp(logprobs - old_logprobs)
-    unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
-    return loss, masked_mean((clipped > unclipped).float(), mask)
-
-
-def value_loss(
-    values: torch.Tensor,
-    old_values: torch.Tensor,
-    returns: torch.Tensor,
-    mask: torch.Tensor,
-    clip_range_value: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """0.5 * squared error to the returns, with the new values clipped to old_values +- clip_range_value (the
-    pessimistic max of both errors, as in OpenAI baselines / TRL). Returns (loss, fraction of tokens clipped)."""
-    clipped_values = old_values + torch.clamp(values - old_values, -clip_range_value, clip_range_value)
-    unclipped_error, clipped_error = (values - returns) ** 2, (clipped_values - returns) ** 2
-    loss = 0.5 * masked_mean(torch.maximum(unclipped_error, clipped_error), mask)
-    return loss, masked_mean((clipped_error > unclipped_error).float(), mask)
 
 
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k1") -> torch.Tensor:
@@ -224,8 +202,10 @@ class ValueHeadModel(torch.nn.Module):
 
     def save_pretrained(self, path: str | Path, **kwargs: Any) -> None:
         self.policy.save_pretrained(path, **kwargs)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()},
-                  str(Path(path) / VALUE_HEAD_FILE))  # fmt: skip
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()},
+            str(Path(path) / VALUE_HEAD_FILE),
+        )
 
     def load_value_head(self, path: str | Path) -> None:
         self.value_head.load_state_dict(load_file(str(Path(path) / VALUE_HEAD_FILE), device="cpu"))
@@ -244,6 +224,9 @@ class ValueHeadModel(torch.nn.Module):
 
 @dataclass
 class PPOConfig:
+    """PPO's settings (the YAML keys of recipes/text/ppo.py): rollout sizes, GAE, clipping, the KL penalty,
+    logging and checkpoints; refused at construction when out of range."""
+
     output_dir: str = field(
         default="outputs/ppo", metadata={"help": "Checkpoints go to checkpoint-<update>/."}
     )
@@ -281,13 +264,20 @@ class PPOConfig:
     checkpoints_total_limit: int | None = field(default=2, metadata={"help": "Keep at most N checkpoints."})
 
     def __post_init__(self) -> None:
+        at_least_one = (
+            "num_updates",
+            "batch_size",
+            "mini_batch_size",
+            "ppo_epochs",
+            "max_new_tokens",
+            "logging_steps",
+        )
+        positive = ("learning_rate", "cliprange", "cliprange_value", "temperature", "kl_horizon")
         problems = [
-            *(f"{k} must be >= 1" for k in ("num_updates", "batch_size", "mini_batch_size", "ppo_epochs",
-                                            "max_new_tokens", "logging_steps") if getattr(self, k) < 1),
+            *(f"{k} must be >= 1" for k in at_least_one if getattr(self, k) < 1),
             *(f"{k} must be in [0, 1]" for k in ("gamma", "lam") if not 0 <= getattr(self, k) <= 1),
-            *(f"{k} must be > 0" for k in ("learning_rate", "cliprange", "cliprange_value", "temperature",
-                                           "kl_horizon") if getattr(self, k) <= 0),
-        ]  # fmt: skip
+            *(f"{k} must be > 0" for k in positive if getattr(self, k) <= 0),
+        ]
         if self.mini_batch_size > self.batch_size:
             problems.append("mini_batch_size must be <= batch_size")
         if self.target_kl is not None and self.target_kl <= 0:
@@ -313,6 +303,8 @@ class PPOTrainer:
     - `ref_policy`: the frozen reference; None = a copy of `policy` as passed (so on resume pass the same
       initial policy: the checkpoint's weights are loaded into it afterwards).
     - `stop_token_ids`: default EOS (+ `<|im_end|>` when the vocabulary has it).
+    - `step_fn(trainer, update)`: one PPO update (rollout, advantages, optimizer steps), e.g. `ppo_step` of
+      recipes/text/ppo_training.py; it returns the update's statistics, which `step` averages and logs.
     """
 
     def __init__(
@@ -327,8 +319,9 @@ class PPOTrainer:
         *,
         prompt_columns: Mapping[str, Sequence[Any]] | None = None,
         stop_token_ids: Sequence[int] | None = None,
+        step_fn: StepFn,
     ):
-        self.config, self.tokenizer, self.reward_fn = config, tokenizer, reward_fn
+        self.config, self.tokenizer, self.reward_fn, self.step_fn = config, tokenizer, reward_fn, step_fn
         # cpu=True is what makes a multi-process CPU launch (accelerate_configs/cpu_ddp.yaml) use gloo.
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         launched = int(os.environ.get("WORLD_SIZE", "1"))
@@ -378,9 +371,9 @@ class PPOTrainer:
     def policy(self) -> PreTrainedModel:
         return self.unwrapped.policy
 
-    # --- rollout --------------------------------------------------------------------------------------------
+    # --- what the step function uses -------------------------------------------------------------------------
 
-    def _prompt_batch(self, update: int) -> list[int]:
+    def prompt_batch(self, update: int) -> list[int]:
         """This process's prompt indices for `update` (1-based): epochs of seeded permutations, so the order
         depends only on (seed, update) and a resumed run sees the same prompts as an uninterrupted one."""
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
@@ -393,111 +386,37 @@ class PPOTrainer:
         start = k * global_batch + rank * self.config.batch_size
         return order[start : start + self.config.batch_size].tolist()
 
-    def _forward(self, model, batch: dict[str, torch.Tensor], p: int):
-        """Logits (temperature-scaled, as sampled) and values at the positions that predict response tokens."""
-        logits, values = model(batch["input_ids"], batch["attention_mask"], batch["position_ids"])
-        logits = logits[:, p - 1 : -1] / self.config.temperature
-        return logits, values[:, p - 1 : -1]
-
-    @torch.no_grad()
-    def rollout(self, update: int) -> dict[str, torch.Tensor]:
-        """Sample completions for one batch of prompts and score them; everything PPO needs, per token."""
-        cfg, tok, device = self.config, self.tokenizer, self.accelerator.device
-        indices = self._prompt_batch(update)
-        ids = [self.prompt_ids[i] for i in indices]
-        p = max(map(len, ids))
-        prompt = torch.tensor([[tok.pad_token_id] * (p - len(x)) + x for x in ids], device=device)  # left pad
-        prompt_mask = torch.tensor([[0] * (p - len(x)) + [1] * len(x) for x in ids], device=device)
-        sequences = self.policy.generate(
-            input_ids=prompt, attention_mask=prompt_mask, max_new_tokens=cfg.max_new_tokens, do_sample=True,
-            temperature=cfg.temperature, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0, repetition_penalty=1.0,
-            pad_token_id=tok.pad_token_id, eos_token_id=self.stop_ids,
-        )  # fmt: skip
-        responses = sequences[:, p:]
-        mask, ended = response_mask(responses, self.stop_ids)
-        attention_mask = torch.cat([prompt_mask, mask.long()], dim=1)
-        # Left padding shifts positions; generate() derives them from the mask, so the forward passes must too.
-        position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
-        data = {"input_ids": sequences, "attention_mask": attention_mask, "position_ids": position_ids}
-        logprobs, ref_logprobs, values = [], [], []
-        for s in range(0, len(indices), cfg.mini_batch_size):
-            chunk = {k: v[s : s + cfg.mini_batch_size] for k, v in data.items()}
-            logits, value = self._forward(self.model, chunk, p)
-            logprobs.append(logprobs_and_entropy(logits, chunk["input_ids"][:, p:])[0])
-            values.append(value)
-            ref_logits = self.ref_policy(**chunk, use_cache=False).logits[:, p - 1 : -1] / cfg.temperature
-            ref_logprobs.append(logprobs_and_entropy(ref_logits, chunk["input_ids"][:, p:])[0])
-        completions = tok.batch_decode(
-            [r[: int(m.sum())] for r, m in zip(responses, mask, strict=True)], skip_special_tokens=True
-        )
+    def score(self, update: int, indices: Sequence[int], completions: Sequence[str]) -> torch.Tensor:
+        """`reward_fn`'s scores of the completions of the prompts at `indices` (with their prompt columns), one
+        finite float each, on this process's device."""
         columns = {k: [v[i] for i in indices] for k, v in self.columns.items()}
-        raw = self.reward_fn([self.prompts[i] for i in indices], completions, **columns)
-        scores = torch.tensor([float(x) for x in raw], device=device)
+        raw = self.reward_fn([self.prompts[i] for i in indices], list(completions), **columns)
+        scores = torch.tensor([float(x) for x in raw], device=self.accelerator.device)
         if scores.shape != (len(indices),) or not torch.isfinite(scores).all():
             raise NonFiniteError(
                 f"PPO update {update}: reward_fn must return one finite float per completion, got {scores.tolist()}."
             )
-        if cfg.missing_eos_penalty is not None:
-            scores = scores - cfg.missing_eos_penalty * (~ended).float()
-        return {**data, "responses": responses, "mask": mask, "logprobs": torch.cat(logprobs) * mask,
-                "ref_logprobs": torch.cat(ref_logprobs) * mask, "values": torch.cat(values) * mask,
-                "scores": scores, "ended": ended.float(), "prompt_length": torch.tensor(p)}  # fmt: skip
+        return scores
 
     # --- optimisation ---------------------------------------------------------------------------------------
 
     def step(self, update: int) -> dict[str, float]:
-        """One PPO update: rollout, rewards, GAE, then ppo_epochs of shuffled minibatches. Returns its stats."""
-        cfg, started = self.config, time.perf_counter()
-        batch = self.rollout(update)
-        mask, p = batch["mask"], int(batch["prompt_length"])
-        kl = kl_penalty(batch["logprobs"], batch["ref_logprobs"], cfg.kl_estimator) * mask
-        rewards = per_token_rewards(batch["scores"], kl, mask, self.kl_ctl.value)
-        advantages, returns = compute_gae(rewards, batch["values"], mask, cfg.gamma, cfg.lam)
-        if cfg.whiten_advantages:
-            advantages = masked_whiten(advantages, mask)
-        stats: dict[str, list[torch.Tensor]] = {}  # per minibatch, averaged below
-        for _ in range(cfg.ppo_epochs):
-            for idx in torch.randperm(len(mask)).split(cfg.mini_batch_size):
-                mb = {k: v[idx] for k, v in batch.items() if v.dim() > 0}
-                logits, values = self._forward(self.model, mb, p)
-                logprobs, entropy = logprobs_and_entropy(logits, mb["responses"])
-                pg_loss, pg_clip = policy_loss(
-                    logprobs, mb["logprobs"], advantages[idx], mb["mask"], cfg.cliprange
-                )
-                vf_loss, vf_clip = value_loss(
-                    values, mb["values"], returns[idx], mb["mask"], cfg.cliprange_value
-                )
-                loss = pg_loss + cfg.vf_coef * vf_loss
-                if not torch.isfinite(loss):
-                    raise NonFiniteError(
-                        f"PPO update {update}: non-finite loss (policy {pg_loss.item()}, value {vf_loss.item()}). "
-                        "Lower learning_rate, check the rewards and the model's dtype."
-                    )
-                self.accelerator.backward(loss)
-                self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-                self.optimizer.step()
-                self.optimizer.zero_grad()
-                log_ratio = (logprobs - mb["logprobs"]).detach()
-                for name, value in (("loss", loss), ("policy_loss", pg_loss), ("value_loss", vf_loss), ("clipfrac", pg_clip),
-                                    ("value_clipfrac", vf_clip), ("entropy", masked_mean(entropy, mb["mask"])),
-                                    ("approx_kl", 0.5 * masked_mean(log_ratio**2, mb["mask"]))):  # fmt: skip
-                    stats.setdefault(name, []).append(value.detach())
-        kl_per_response = kl.sum(1)
-        means = {
-            **{name: torch.stack(values).mean() for name, values in stats.items()},
-            "score": batch["scores"].mean(),
-            "kl": kl_per_response.mean(),
-            "non_score_reward": -self.kl_ctl.value * kl_per_response.mean(),
-            "rlhf_reward": batch["scores"].mean() - self.kl_ctl.value * kl_per_response.mean(),
-            "response_length": mask.sum(1).mean(),
-            "ended_with_stop": batch["ended"].mean(),
-        }
+        """One PPO update by `step_fn`; its statistics, averaged over processes, make the update's log record.
+        The KL controller then moves towards its target on the update's `kl`."""
+        cfg, started, world = self.config, time.perf_counter(), self.accelerator.num_processes
+        kl_coef = self.kl_ctl.value
+        means = self.step_fn(self, update)
         reduced = self.accelerator.reduce(
             torch.stack(list(means.values())).float(), reduction="mean"
         ).tolist()
-        record = {"update": update, "step": update, "episodes": update * cfg.batch_size * self.accelerator.num_processes,
-                  "kl_coef": self.kl_ctl.value, **dict(zip(means, reduced, strict=True))}  # fmt: skip
-        self.kl_ctl.update(record["kl"], cfg.batch_size * self.accelerator.num_processes)
+        record = {
+            "update": update,
+            "step": update,
+            "episodes": update * cfg.batch_size * world,
+            "kl_coef": kl_coef,
+            **dict(zip(means, reduced, strict=True)),
+        }
+        self.kl_ctl.update(record["kl"], cfg.batch_size * world)
         record["seconds"] = time.perf_counter() - started
         return record
 
@@ -538,8 +457,12 @@ class PPOTrainer:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
-        rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-               "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}  # fmt: skip
+        rng = {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
         torch.save(rng, tmp / f"rng_state_{acc.process_index}.pth")
         if acc.is_main_process:
             self.unwrapped.save_pretrained(tmp)
@@ -547,8 +470,12 @@ class PPOTrainer:
             torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
         acc.wait_for_everyone()
         if acc.is_main_process:
-            state = {"global_step": self.update, "kl_controller": self.kl_ctl.state_dict(),
-                     "log_history": self.log_history, "config": asdict(self.config)}  # fmt: skip
+            state = {
+                "global_step": self.update,
+                "kl_controller": self.kl_ctl.state_dict(),
+                "log_history": self.log_history,
+                "config": asdict(self.config),
+            }
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
@@ -582,8 +509,6 @@ class PPOTrainer:
         self.update, self.log_history = int(state["global_step"]), list(state["log_history"])
         rng_file = path / f"rng_state_{self.accelerator.process_index}.pth"
         if rng_file.is_file():
-            from transformers.trainer_pt_utils import safe_globals
-
             with safe_globals():  # numpy's RNG state, allow-listed: nothing else is unpickled
                 rng = torch.load(rng_file, weights_only=True)
             random.setstate(rng["python"])
@@ -602,8 +527,6 @@ class PPOTrainer:
 
 def plot_ppo_curves(log_history: Sequence[dict[str, float]], path: Path) -> Path | None:
     """Score, KL and losses against update: the three things to watch in a PPO run. None if nothing logged."""
-    from hfrecipes.core.reports import _save_figure, plt
-
     if not log_history:
         return None
     updates = [h["update"] for h in log_history]

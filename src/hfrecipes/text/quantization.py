@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+from torch.ao.quantization import quantize_dynamic
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TorchAoConfig,
+)
 
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.core.io import atomic_write_json
@@ -35,9 +43,22 @@ RECIPE_FILE = "quantization.json"
 # with torchao 0.18 (both methods) and torch's quantize_dynamic, on tiny random configs: build, quantise, save,
 # reload with AutoModelForCausalLM, generate.
 SUPPORTED_MODEL_TYPES = (
-    "bloom", "gemma", "gemma2", "gemma3_text", "gpt_neox", "granite", "llama", "mistral", "olmo2", "opt", "phi",
-    "phi3", "qwen2", "qwen3", "smollm3",
-)  # fmt: skip
+    "bloom",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+    "gpt_neox",
+    "granite",
+    "llama",
+    "mistral",
+    "olmo2",
+    "opt",
+    "phi",
+    "phi3",
+    "qwen2",
+    "qwen3",
+    "smollm3",
+)
 KNOWN_UNSUPPORTED = {
     "gpt2": "its attention and MLP layers are transformers' Conv1D, not nn.Linear, so nothing would be quantised",
     "falcon": "torchao's Int8Tensor has no aten.permute, which FalconLinear's forward needs",
@@ -86,7 +107,6 @@ def check_quantizable(model_name_or_path: str, backend: str, method: str) -> Any
 
 def _torchao_config(method: str) -> Any:
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig
-    from transformers import TorchAoConfig
 
     quant_type = (
         Int8DynamicActivationInt8WeightConfig() if method == "int8_dynamic" else Int8WeightOnlyConfig()
@@ -95,8 +115,6 @@ def _torchao_config(method: str) -> Any:
 
 
 def _torch_dynamic(model: PreTrainedModel) -> PreTrainedModel:
-    from torch.ao.quantization import quantize_dynamic
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning)  # the built-ins' deprecation notices
         warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -106,8 +124,6 @@ def _torch_dynamic(model: PreTrainedModel) -> PreTrainedModel:
 
 def quantized_layers(model: torch.nn.Module) -> int:
     """How many layers hold int8 weights (torchao tensors or torch's dynamic quantised Linear)."""
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
-
     return sum(
         isinstance(module, DynamicQuantizedLinear)
         or type(getattr(module, "weight", None)).__name__ == "Int8Tensor"

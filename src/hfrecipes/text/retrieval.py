@@ -28,6 +28,8 @@ import numpy as np
 
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data import load_source
+from hfrecipes.data.text import Chunk
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +40,47 @@ DEFAULT_EMBEDDER_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what it is
 _WORD = re.compile(r"\w+")
 # Function words of English questions ("which", "does", "the"): without them a question's template outweighs
 # the one rare word it is about. The usual BM25 practice (Lucene's English analyser drops a similar list).
-STOPWORDS = frozenset((
-    "a", "an", "and", "are", "as", "at", "be", "by", "do", "does", "for", "from", "how", "i", "if", "in", "is",
-    "it", "its", "many", "much", "of", "on", "or", "the", "this", "to", "use", "used", "was", "what", "when",
-    "where", "which", "who", "why", "with",
-))  # fmt: skip
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "do",
+        "does",
+        "for",
+        "from",
+        "how",
+        "i",
+        "if",
+        "in",
+        "is",
+        "it",
+        "its",
+        "many",
+        "much",
+        "of",
+        "on",
+        "or",
+        "the",
+        "this",
+        "to",
+        "use",
+        "used",
+        "was",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "with",
+    ]
+)
 
 
 def default_embedder_path() -> str:
@@ -58,6 +96,7 @@ def default_embedder_path() -> str:
 
 
 def resolve_embedder_reference(name_or_path: str | None) -> str:
+    """The folder or Hub id an embedder reference loads from: the packaged default's folder for its name."""
     return default_embedder_path() if name_or_path in (None, "", DEFAULT_EMBEDDER) else str(name_or_path)
 
 
@@ -105,8 +144,6 @@ def chunk_corpus(
     report: DataReport | None = None,
 ) -> datasets.Dataset:
     """Documents -> passages with the `chunk` step of `hfrecipes.data` (recorded in `report`)."""
-    from hfrecipes.data.text import Chunk
-
     if len(documents) == 0:
         raise RecipeInputError(
             "The corpus is empty: there is nothing to index. Point the corpus at documents."
@@ -119,8 +156,6 @@ def load_passages(
     corpus_name: str, *, max_words: int, overlap_words: int = 0
 ) -> tuple[datasets.Dataset, DataReport]:
     """A corpus (any `hfrecipes.data` source) chunked into passages, with the data report that records it."""
-    from hfrecipes.data import load_source
-
     report = DataReport(source=corpus_name)
     passages = chunk_corpus(
         load_source(corpus_name), max_words=max_words, overlap_words=overlap_words, report=report
@@ -144,7 +179,8 @@ def check_lengths(embedder: Any, texts: Sequence[str], what: str) -> None:
         )
 
 
-def _check_k(k: int, size: int) -> None:
+def check_k(k: int, size: int) -> None:
+    """Refuse an empty index, or a `k` outside 1..size (the passages an index of `size` can return)."""
     if size == 0:
         raise RecipeInputError("The index is empty (0 passages): build it from a corpus with text in it.")
     if not 1 <= k <= size:
@@ -229,7 +265,7 @@ class RetrievalIndex:
     def search(
         self, queries: Sequence[str], k: int, batch_size: int = 64
     ) -> tuple[list[list[int]], list[list[float]]]:
-        _check_k(k, len(self))
+        check_k(k, len(self))
         queries = [str(q) for q in queries]
         if self.kind == "bm25":
             return self._bm25_search(queries, k)
@@ -398,141 +434,7 @@ def retrieval_metrics(
     }
 
 
-# --- retrieval-augmented generation: prompts, training rows, answer scoring --------------------------------------
-
-UNKNOWN = "unknown"  # what a RAG model is taught to say when its context does not hold the answer
-
-
-def rag_prompt(question: str, passages: Sequence[str] | None) -> str:
-    """The user turn: numbered passages (or "(none)" closed-book), then the question."""
-    context = "\n".join(f"[{i}] {p}" for i, p in enumerate(passages, start=1)) if passages else "(none)"
-    return f"Context:\n{context}\n\nQuestion: {question}"
-
-
-def contexts_for(
-    index: RetrievalIndex,
-    questions: Sequence[str],
-    k: int,
-    exclude: set[int] | None = None,
-    drop: Sequence[set[int]] | None = None,
-) -> list[list[int]]:
-    """Top-k passage ids per question, skipping `exclude` (e.g. passages about held-out facts, kept out of
-    training prompts) and, per question, `drop[i]` (its relevant passages: an abstention example)."""
-    _check_k(k, len(index))
-    banned = [set(exclude or ()) | (set(drop[i]) if drop else set()) for i in range(len(questions))]
-    depth = min(len(index), k + max((len(b) for b in banned), default=0))
-    ids, _ = index.search(questions, depth)
-    return [[p for p in ranked if p not in ban][:k] for ranked, ban in zip(ids, banned, strict=True)]
-
-
-def substitute_answer(text: str, answer: str, replacement: str) -> str:
-    """`text` with every whole-word occurrence of `answer` replaced (a counterfactual passage)."""
-    return re.sub(rf"(?<!\w){re.escape(answer)}(?!\w)", lambda _: replacement, text)
-
-
-def rag_training_rows(
-    questions: Sequence[str],
-    answers: Sequence[str],
-    index: RetrievalIndex,
-    relevant: Sequence[set[int]],
-    *,
-    k: int,
-    exclude: set[int],
-    unknown_fraction: float,
-    closed_book_fraction: float,
-    counterfactuals: int = 0,
-    kinds: Sequence[str] | None = None,
-    seed: int,
-) -> datasets.Dataset:
-    """Conversational prompt/completion rows for the generator (`row_kind` says which sort):
-
-    - rag: each question with its retrieved context -> the answer when a relevant passage is in it, else UNKNOWN;
-    - counterfactual: `counterfactuals` copies per question whose context holds the answer, with the answer
-      replaced in its relevant passages (and the question) by another answer of the same kind (`kinds`, else
-      any): memorising facts cannot solve these, only reading the context can (counterfactual augmentation, as
-      in Longpre et al. 2021), which is what makes a small model learn to copy from its passages;
-    - abstain: a seeded `unknown_fraction` of questions with their relevant passages removed -> UNKNOWN;
-    - closed_book: a seeded `closed_book_fraction` with no context -> the answer (the closed-book habit the
-      evaluation compares against).
-    Passages in `exclude` (those of held-out facts) never appear."""
-    for name, value in (
-        ("unknown_fraction", unknown_fraction),
-        ("closed_book_fraction", closed_book_fraction),
-    ):
-        if not 0 <= value <= 1:
-            raise RecipeInputError(f"{name} must be between 0 and 1, got {value}.")
-    if counterfactuals < 0:
-        raise RecipeInputError(f"counterfactuals must be >= 0, got {counterfactuals}.")
-    rng = np.random.default_rng(seed)
-    texts = index.texts
-    contexts = contexts_for(index, questions, k, exclude)
-    rows = []
-    for question, answer, context, rel in zip(questions, answers, contexts, relevant, strict=True):
-        target = answer if set(context) & rel else UNKNOWN
-        rows.append((rag_prompt(question, [texts[p] for p in context]), target, "rag"))
-    kinds = list(kinds) if kinds is not None else [""] * len(answers)
-    pools: dict[str, list[str]] = {}
-    for kind, answer in zip(kinds, answers, strict=True):
-        pools.setdefault(kind, [])
-        if answer not in pools[kind]:
-            pools[kind].append(answer)
-    for _ in range(counterfactuals):
-        for question, answer, context, rel, kind in zip(
-            questions, answers, contexts, relevant, kinds, strict=True
-        ):
-            others = [a for a in pools[kind] if a != answer]
-            if not set(context) & rel or not others:
-                continue
-            new = others[int(rng.integers(len(others)))]
-            passages = [substitute_answer(texts[p], answer, new) if p in rel else texts[p] for p in context]
-            rows.append(
-                (rag_prompt(substitute_answer(question, answer, new), passages), new, "counterfactual")
-            )
-    with_abstain = np.flatnonzero(rng.random(len(questions)) < unknown_fraction).tolist()
-    if with_abstain:
-        dropped = [relevant[i] for i in with_abstain]
-        abstain_contexts = contexts_for(index, [questions[i] for i in with_abstain], k, exclude, dropped)
-        for i, context in zip(with_abstain, abstain_contexts, strict=True):
-            rows.append((rag_prompt(questions[i], [texts[p] for p in context]), UNKNOWN, "abstain"))
-    closed = np.flatnonzero(rng.random(len(questions)) < closed_book_fraction).tolist()
-    rows.extend((rag_prompt(questions[i], None), answers[i], "closed_book") for i in closed)
-    order = rng.permutation(len(rows))
-    return datasets.Dataset.from_list(
-        [
-            {
-                "prompt": [{"role": "user", "content": rows[i][0]}],
-                "completion": [{"role": "assistant", "content": rows[i][1]}],
-                "row_kind": rows[i][2],
-            }
-            for i in order
-        ]
-    )
-
-
-def rows_text(rows: datasets.Dataset) -> list[str]:
-    """The text of prompt/completion rows, chat roles included, for training a tokenizer on."""
-    return [
-        f"user\n{prompt[0]['content']}\nassistant\n{completion[0]['content']}"
-        for prompt, completion in zip(rows["prompt"], rows["completion"], strict=True)
-    ]
-
-
-def answer_metrics(replies: Sequence[str], answers: Sequence[str], prefix: str = "") -> dict[str, float]:
-    """Exact match (after `normalize_answer`), abstention (the reply is UNKNOWN) and hallucination rate (a
-    wrong answer given without abstaining: confidently wrong)."""
-    from hfrecipes.text.evaluation import normalize_answer
-
-    if len(replies) != len(answers) or not answers:
-        raise RecipeInputError(f"Need one reply per answer, got {len(replies)} and {len(answers)}.")
-    right = [normalize_answer(r) == normalize_answer(a) for r, a in zip(replies, answers, strict=True)]
-    abstained = [normalize_answer(r) == UNKNOWN for r in replies]
-    n = len(answers)
-    return {
-        f"{prefix}exact_match": sum(right) / n,
-        f"{prefix}abstain_rate": sum(abstained) / n,
-        f"{prefix}hallucination_rate": sum(not r and not a for r, a in zip(right, abstained, strict=True))
-        / n,
-    }
+# --- questions -------------------------------------------------------------------------------------------------
 
 
 def split_questions(
@@ -558,67 +460,3 @@ def split_questions(
             f"{len(train)} and {len(heldout)}."
         )
     return train, heldout
-
-
-def column(dataset: datasets.Dataset, name: str) -> list[str]:
-    return [str(value) for value in dataset[name]]
-
-
-def check_prompt_length(tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, limit: int) -> None:
-    """Refuse RAG prompts (as user turns under the chat template) that leave no room to answer."""
-    rendered = tokenizer.apply_chat_template(
-        [[{"role": "user", "content": p}] for p in prompts], add_generation_prompt=True, tokenize=False
-    )
-    longest = max(len(ids) for ids in tokenizer(rendered, add_special_tokens=False)["input_ids"])
-    if longest + max_new_tokens > limit:
-        raise RecipeInputError(
-            f"A retrieval prompt has {longest} tokens; with {max_new_tokens} new tokens it exceeds the generator's "
-            f"context of {limit}. Lower top_k or chunk_max_words."
-        )
-
-
-def answer_all(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
-    """Greedy replies to each prompt as one user turn."""
-    from hfrecipes.text.evaluation import generate_replies
-
-    conversations = [[{"role": "user", "content": p}] for p in prompts]
-    return generate_replies(model, tokenizer, conversations, max_new_tokens=max_new_tokens, batch_size=32)
-
-
-def evaluation_prompts(index: RetrievalIndex, questions: Sequence[str], k: int) -> dict[str, list[str]]:
-    """The two conditions compared on held-out questions: with the top-k passages ("rag"), without any."""
-    contexts = contexts_for(index, questions, k)
-    texts = index.texts
-    return {
-        "rag": [rag_prompt(q, [texts[p] for p in c]) for q, c in zip(questions, contexts, strict=True)],
-        "closed_book": [rag_prompt(q, None) for q in questions],
-    }
-
-
-def evaluate_rag(
-    model: Any,
-    tokenizer: Any,
-    prompts: dict[str, list[str]],
-    questions: Sequence[str],
-    answers: Sequence[str],
-    max_new_tokens: int,
-    num_samples: int = 20,
-) -> tuple[dict[str, float], list[dict[str, str]]]:
-    """answer_metrics per condition of `prompts` (keys become metric prefixes), the exact-match gain of "rag"
-    over "closed_book", and the first `num_samples` questions with every condition's reply."""
-    replies = {name: answer_all(model, tokenizer, p, max_new_tokens) for name, p in prompts.items()}
-    metrics: dict[str, float] = {}
-    for name, texts in replies.items():
-        metrics.update(answer_metrics(texts, answers, prefix=f"{name}_"))
-    if {"rag", "closed_book"} <= set(replies):
-        metrics["rag_gain_exact_match"] = metrics["rag_exact_match"] - metrics["closed_book_exact_match"]
-    samples = [
-        {
-            "question": q,
-            "answer": a,
-            **{name: r[i] for name, r in replies.items()},
-            "context": prompts["rag"][i],
-        }
-        for i, (q, a) in enumerate(zip(questions[:num_samples], answers[:num_samples], strict=True))
-    ]
-    return metrics, samples

@@ -28,6 +28,8 @@ REWARD_FUNCTIONS: dict[str, RewardFunction] = {}
 
 
 def register_reward(name: str) -> Callable[[RewardFunction], RewardFunction]:
+    """Decorator: register a reward function under `name`, the name recipes' `reward_funcs` and logs use."""
+
     def decorator(fn: RewardFunction) -> RewardFunction:
         fn.__name__ = name  # TRL logs each reward under its function's name
         REWARD_FUNCTIONS[name] = fn
@@ -99,6 +101,7 @@ def refusal_reward(prompts, completions, label=None, **kwargs) -> list[float | N
 
 
 def resolve_reward_functions(names: Sequence[str]) -> list[RewardFunction]:
+    """The registered reward functions named in `names`; unknown names are refused, listing the known ones."""
     unknown = [name for name in names if name not in REWARD_FUNCTIONS]
     if unknown:
         raise RecipeInputError(
@@ -109,6 +112,7 @@ def resolve_reward_functions(names: Sequence[str]) -> list[RewardFunction]:
 
 
 def check_weights(count: int, weights: Sequence[float] | None) -> list[float]:
+    """One weight per reward (1.0 each when none are given); refuses no reward at all or a count mismatch."""
     if not count:
         raise RecipeInputError(
             "No reward: set `reward_funcs` (registered: "

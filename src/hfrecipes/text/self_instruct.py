@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import torch
 
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
-from hfrecipes.data.formats import alpaca_to_messages
+from hfrecipes.data.converters import alpaca_to_messages
 from hfrecipes.data.registry import parse_pipeline
 from hfrecipes.data.sources import check_jsonl
 from hfrecipes.data.steps import run_pipeline
 from hfrecipes.data.text import dedup_key
+from hfrecipes.text.models import get_causal_lm
+from hfrecipes.text.tokenization import load_tokenizer
 
 NO_INPUT = "<noinput>"  # how Alpaca writes an empty input in prompts
 
@@ -125,8 +128,6 @@ def sample_continuations(
 ) -> list[Continuation]:
     """Nucleus-sample one continuation per prompt (top-k off, as Alpaca's API sampling). Uses torch's
     global RNG: the caller seeds it."""
-    import torch
-
     inputs = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
     with torch.no_grad():
         generated = model.generate(
@@ -176,11 +177,6 @@ def self_instruct(
     "self_instruct"). The same seed, model and arguments give the same rows; torch's global RNG is left as
     it was. Returns instruction, input, output and `messages` (alpaca_to_messages).
     """
-    import torch
-
-    from hfrecipes.text.models import get_causal_lm
-    from hfrecipes.text.tokenization import load_tokenizer
-
     max_attempts = 4 * num_instructions if max_attempts is None else max_attempts
     for name, value in (
         ("num_instructions", num_instructions),
@@ -268,5 +264,3 @@ def self_instruct(
 
 
 # (generated text, whether generation ended by itself with EOS rather than at max_new_tokens)
-
-

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data.formats import BOS, EOS, IM_END, IM_START, PAD, SPECIAL_TOKENS, UNK
@@ -80,6 +80,7 @@ def train_tokenizer(
 
 
 def wrap_tokenizer(tokenizer: Tokenizer, unk_token: str | None = None) -> PreTrainedTokenizerFast:
+    """A `tokenizers` tokenizer as a transformers one with hfrecipes' special tokens and ChatML template."""
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token=BOS,
@@ -111,8 +112,7 @@ def fertility(tokenizer: PreTrainedTokenizerFast, texts: list[str]) -> dict[str,
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
-
+    """A saved or Hub tokenizer (refused clearly when it cannot load), padding with EOS when it has no pad."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
@@ -124,13 +124,13 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
 
 def load_or_train_tokenizer(
     *,
-    tokenizer_name_or_path: str | None,
+    tokenizer_name_or_path: str | None = None,
     model_name_or_path: str | None,
     trained_dir: Path,
     texts: Iterable[str],
-    tokenizer_type: str,
+    tokenizer_type: str = "byte-bpe",
     vocab_size: int,
-    min_frequency: int,
+    min_frequency: int = 2,
     trust_remote_code: bool = False,
 ) -> tuple[PreTrainedTokenizerFast, str | None]:
     """The tokenizer a recipe runs with, and the path it came from (None when trained here).

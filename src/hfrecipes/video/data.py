@@ -1,4 +1,6 @@
-"""Video datasets for the video recipes: clips from folders, saved datasets, the Hub or builtin:moving-shapes, resampled to fixed-length clips and split."""
+"""Video datasets for the video recipes: clips from folders, saved datasets, the Hub or builtin:moving-shapes,
+resampled to fixed-length clips and split (`prepare_video_splits`), GIFs (`save_gif`), and the training rows
+(`VideoCaptionDataset`)."""
 
 from __future__ import annotations
 
@@ -9,18 +11,27 @@ from typing import Any
 
 import datasets
 import numpy as np
+import torch
 from PIL import Image, ImageOps
 
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.media import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    UnreadableMediaError,
+    describe_media,
+    load_image,
+    open_video,
+)
+from hfrecipes.data import load_media_folder, load_source, parse_pipeline, run_pipeline
+from hfrecipes.data.media import undecoded_feature
+from hfrecipes.data.sources import is_saved_dataset
 
 SHORT_CLIP_POLICIES = ("pad", "skip", "error")
 
 
 def _is_video_folder(path: Path) -> bool:
-    from hfrecipes.core.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-    from hfrecipes.data.sources import is_saved_dataset
-
     if not path.is_dir() or is_saved_dataset(path):
         return False
     media = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
@@ -41,6 +52,8 @@ def clip_frame_indices(frame_count: int, num_frames: int, frame_stride: int | No
 
 
 def frames_needed(num_frames: int, frame_stride: int | None) -> int:
+    """How many source frames a clip of `num_frames` needs: every `frame_stride`-th frame from the start, or
+    `num_frames` spread evenly over the clip (stride None)."""
     return num_frames if frame_stride is None else (num_frames - 1) * frame_stride + 1
 
 
@@ -50,10 +63,8 @@ def resample_clip(
     """One clip -> ("", N frames of size x size RGB), ("padded", frames with the last one held), ("too_short",
     None) when skipped, or ("undecodable: <why>", None). Frames are scaled to cover the square and
     centre-cropped (`load_video_frames`' rule). short_clips="error" raises on a short clip."""
-    from hfrecipes.core.media import UnreadableMediaError, _describe, _open_video
-
     try:
-        video = _open_video(source)
+        video = open_video(source)
         if video.frame_count == 0:
             return "undecodable: no frames", None
         indices = clip_frame_indices(video.frame_count, num_frames, frame_stride)
@@ -62,7 +73,7 @@ def resample_clip(
             needed = frames_needed(num_frames, frame_stride)
             if short_clips == "error":
                 raise RecipeInputError(
-                    f"Clip {_describe(source)} has {video.frame_count} frames; {needed} are needed for num_frames="
+                    f"Clip {describe_media(source)} has {video.frame_count} frames; {needed} are needed for num_frames="
                     f"{num_frames} with frame_stride={frame_stride}. Set short_clips: pad (hold the last frame) or "
                     "skip, lower num_frames / frame_stride, or drop such clips with video_filter: {min_frames: ...}."
                 )
@@ -116,8 +127,6 @@ def prepare_video_splits(
     in the report's `clip_frames` step) -> seeded train/validation split. The video column becomes `video`
     (a list of PIL frames). A folder is read like an HF videofolder: mp4/webm/gif files or one directory of
     frame images per clip, captions in metadata.jsonl / metadata.csv (`file_name`, `text`)."""
-    from hfrecipes.data import load_media_folder, load_source, parse_pipeline, run_pipeline
-
     if short_clips not in SHORT_CLIP_POLICIES:
         raise RecipeInputError(
             f"short_clips must be one of {', '.join(SHORT_CLIP_POLICIES)}, got {short_clips!r}."
@@ -162,33 +171,46 @@ def prepare_video_splits(
         )
     split = dataset.train_test_split(test_size=validation_fraction, seed=seed)
     train, validation = split["train"], split["test"]
-    report.add("split", rows_in=len(dataset), rows_out=len(train), removed=0,
-               details={"train": len(train), "validation": len(validation)})  # fmt: skip
+    report.add(
+        "split",
+        rows_in=len(dataset),
+        rows_out=len(train),
+        removed=0,
+        details={"train": len(train), "validation": len(validation)},
+    )
     return train, validation, report
 
 
 def _resample_all(
-    dataset: datasets.Dataset, num_frames: int, size: int, frame_stride: int | None, short_clips: str,
+    dataset: datasets.Dataset,
+    num_frames: int,
+    size: int,
+    frame_stride: int | None,
+    short_clips: str,
     report: DataReport,
-) -> datasets.Dataset:  # fmt: skip
-    from hfrecipes.core.media import _describe
-    from hfrecipes.data.media import _undecoded
-
-    raw = dataset.cast_column("video", _undecoded(dataset.features["video"]))
+) -> datasets.Dataset:
+    raw = dataset.cast_column("video", undecoded_feature(dataset.features["video"]))
     statuses: list[str] = []
 
     def convert(values: list[Any]) -> dict[str, list]:
         clips = []
         for value in values:
             status, frames = resample_clip(value, num_frames, size, frame_stride, short_clips)
-            statuses.append(f"{status} ({_describe(value)})" if frames is None else status)
+            statuses.append(f"{status} ({describe_media(value)})" if frames is None else status)
             clips.append(frames)
         return {"video": clips}
 
     features = raw.features.copy()
     features["video"] = datasets.List(datasets.Image())
-    converted = raw.map(convert, batched=True, batch_size=64, input_columns=["video"], features=features,
-                        desc="clip frames", load_from_cache_file=False)  # fmt: skip
+    converted = raw.map(
+        convert,
+        batched=True,
+        batch_size=64,
+        input_columns=["video"],
+        features=features,
+        desc="clip frames",
+        load_from_cache_file=False,
+    )
     keep = [i for i, s in enumerate(statuses) if not s.startswith(("undecodable", "too_short"))]
     counts = {
         "padded": sum(s == "padded" for s in statuses),
@@ -196,16 +218,24 @@ def _resample_all(
         "undecodable": sum(s.startswith("undecodable") for s in statuses),
     }
     removed = [s for s in statuses if s.startswith(("undecodable", "too_short"))]
-    report.add("clip_frames", rows_in=len(dataset), rows_out=len(keep), examples=removed[:5],
-               details={"num_frames": num_frames, "size": size, "frame_stride": frame_stride,
-                        "short_clips": short_clips, **counts})  # fmt: skip
+    report.add(
+        "clip_frames",
+        rows_in=len(dataset),
+        rows_out=len(keep),
+        examples=removed[:5],
+        details={
+            "num_frames": num_frames,
+            "size": size,
+            "frame_stride": frame_stride,
+            "short_clips": short_clips,
+            **counts,
+        },
+    )
     return converted if len(keep) == len(converted) else converted.select(keep)
 
 
 def clip_array(frames: Sequence[Any]) -> np.ndarray:
     """A clip (PIL frames, arrays or {bytes, path}) as uint8 F x H x W x 3."""
-    from hfrecipes.core.media import load_image
-
     return np.stack([np.asarray(load_image(f).convert("RGB"), dtype=np.uint8) for f in frames])
 
 
@@ -227,5 +257,31 @@ def save_gif(
     return path
 
 
+class VideoCaptionDataset(torch.utils.data.Dataset):
+    """Rows as {"pixels": C x F x H x W in [-1, 1], "caption": str} from a prepared dataset (`video`: lists of
+    frames at the training size). Small datasets are decoded once into a uint8 cache."""
 
+    def __init__(self, dataset: Any, captions: Sequence[str] | None, cache_limit: int = 400_000_000):
+        self.dataset, self.captions = dataset, list(captions) if captions is not None else None
+        self.cache = None
+        first = clip_array(dataset[0]["video"])
+        if len(dataset) * first.size <= cache_limit:
+            self.cache = torch.from_numpy(np.stack([clip_array(v) for v in dataset["video"]]))
 
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def clip(self, index: int) -> torch.Tensor:
+        array = (
+            self.cache[index]
+            if self.cache is not None
+            else torch.from_numpy(clip_array(self.dataset[int(index)]["video"]))
+        )
+        return array.permute(3, 0, 1, 2).float() / 127.5 - 1.0
+
+    def stack(self, limit: int | None = None) -> torch.Tensor:
+        count = len(self) if limit is None else min(limit, len(self))
+        return torch.stack([self.clip(i) for i in range(count)])
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"pixels": self.clip(index), "caption": self.captions[index] if self.captions else ""}

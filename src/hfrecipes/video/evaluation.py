@@ -28,20 +28,23 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from hfrecipes.builtins.videos import MOTION_DIRECTIONS, MOTION_SPEEDS
-from hfrecipes.image.evaluation import (
+from hfrecipes.diffusion.evaluation import (
     attribute_accuracy,
     classifier_features,
     frechet_distance,
     predict,
     train_attribute_classifier,
 )
+from hfrecipes.multimodal.vision_text import class_names, label_indices
 
 FOREGROUND_LOW, FOREGROUND_HIGH = 110.0, 190.0
 VISIBLE_FRACTION = 0.7
@@ -66,6 +69,9 @@ def foreground_weights(clip: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Track:
+    """The tracked object per frame of a clip: centroid, area, mean colour, whether it is visible, and the
+    foreground weights (nan where it is not visible)."""
+
     centroids: np.ndarray  # F x 2 (x, y) in pixels; nan where not visible
     areas: np.ndarray  # F
     colors: np.ndarray  # F x 3 in [0, 1]; nan where not visible
@@ -74,6 +80,7 @@ class Track:
 
 
 def track_object(clip: np.ndarray) -> Track:
+    """The `Track` of the one bright object on a dark background in a uint8 clip (F x H x W x 3)."""
     weights = foreground_weights(clip)
     frames, height, width = weights.shape
     areas = weights.sum((1, 2))
@@ -110,19 +117,26 @@ def estimate_motion(track: Track, size: int) -> tuple[str | None, float | None]:
 
 
 def speed_bucket(speed: float | None, speeds: dict[str, float] = MOTION_SPEEDS) -> str | None:
+    """The name of the speed in `speeds` (frame sides per clip) nearest to `speed` (log scale); None without a
+    positive speed."""
     if speed is None or speed <= 0:
         return None
     return min(speeds, key=lambda name: abs(math.log(speed / speeds[name])))
 
 
 def consistency(track: Track, clip: np.ndarray, size: int) -> dict[str, float]:
+    """Temporal consistency of a tracked clip (lower is steadier): colour and area drift, flicker and track jitter."""
     pairs = [(i, j) for i, j in _steps(track) if j == i + 1]
     metrics: dict[str, float] = {}
     if pairs:
-        metrics["color_drift"] = float(np.mean([np.linalg.norm(track.colors[j] - track.colors[i]) / math.sqrt(3)
-                                                for i, j in pairs]))  # fmt: skip
-        metrics["area_drift"] = float(np.mean([abs(track.areas[j] - track.areas[i]) / max(track.areas[i], track.areas[j])
-                                               for i, j in pairs]))  # fmt: skip
+        metrics["color_drift"] = float(
+            np.mean([np.linalg.norm(track.colors[j] - track.colors[i]) / math.sqrt(3) for i, j in pairs])
+        )
+        metrics["area_drift"] = float(
+            np.mean(
+                [abs(track.areas[j] - track.areas[i]) / max(track.areas[i], track.areas[j]) for i, j in pairs]
+            )
+        )
     triples = [(i, i + 1, i + 2) for i in range(len(clip) - 2) if track.visible[i : i + 3].all()]
     if triples:
         second = [
@@ -207,8 +221,14 @@ class VideoEvaluator:
             self.reference_metrics.update({f"chance_adherence_{k}": 1 / n for k, n in num_classes.items()})
             self.real_features = classifier_features(self.classifier, real)
         if validation_motion:
-            self.reference_metrics.update(motion_metrics(validation_clips, validation_motion["direction"],
-                                                         validation_motion.get("speed"), prefix="real_"))  # fmt: skip
+            self.reference_metrics.update(
+                motion_metrics(
+                    validation_clips,
+                    validation_motion["direction"],
+                    validation_motion.get("speed"),
+                    prefix="real_",
+                )
+            )
             self.reference_metrics["chance_motion_accuracy_direction"] = 1 / len(MOTION_DIRECTIONS)
             if validation_motion.get("speed"):
                 self.reference_metrics["chance_motion_accuracy_speed"] = 1 / len(MOTION_SPEEDS)
@@ -223,8 +243,13 @@ class VideoEvaluator:
         if motion:
             metrics.update(motion_metrics(clips, motion["direction"], motion.get("speed")))
         else:
-            metrics.update({k: v for k, v in motion_metrics(clips, [""] * len(clips)).items()
-                            if not k.startswith("motion_accuracy")})  # fmt: skip
+            metrics.update(
+                {
+                    k: v
+                    for k, v in motion_metrics(clips, [""] * len(clips)).items()
+                    if not k.startswith("motion_accuracy")
+                }
+            )
         if self.classifier is not None:
             frames = frames_of(clips.float())
             metrics["frechet_distance"] = frechet_distance(
@@ -242,18 +267,63 @@ class VideoEvaluator:
         return metrics
 
 
-__all__ = [
-    "FOREGROUND_HIGH",
-    "FOREGROUND_LOW",
-    "MIN_SPEED",
-    "Track",
-    "VideoEvaluator",
-    "consistency",
-    "estimate_motion",
-    "foreground_weights",
-    "frames_of",
-    "motion_metrics",
-    "speed_bucket",
-    "to_uint8_clips",
-    "track_object",
-]
+# ------------------------------------------------------------------------------------------ what to generate
+
+FRAME_ATTRIBUTES = ("color", "shape", "size", "position")
+OPPOSITE_DIRECTIONS = {"left": "right", "right": "left", "up": "down", "down": "up"}
+_DIRECTION_WORD = re.compile(rf"\b({'|'.join(OPPOSITE_DIRECTIONS)})\b")
+
+
+def swap_directions(caption: str) -> str:
+    """The caption with each direction word (left/right/up/down) replaced by its opposite."""
+    return _DIRECTION_WORD.sub(lambda m: OPPOSITE_DIRECTIONS[m.group(1)], caption)
+
+
+def direction_edits(captions: Sequence[str] | None) -> dict[str, Callable[[str], str]]:
+    """The caption edits for `hfrecipes.diffusion.runs.validation_losses` when captions name directions of motion:
+    `validation_loss_direction_swapped`, every direction word replaced by its opposite (left <-> right, up <->
+    down). Its gap to validation_loss is how much the model uses the direction word (colour, shape and the rest
+    unchanged)."""
+    if any(_DIRECTION_WORD.search(c) for c in captions or []):
+        return {"validation_loss_direction_swapped": swap_directions}
+    return {}
+
+
+def motion_words(train: Any, validation: Any, motion_columns: Sequence[str]) -> dict[str, list[str]]:
+    """Per validation row, the motion words of `motion_columns` (the direction column, then the speed column) that
+    the data has: {"direction": [...], "speed": [...]}, names as the training split's class names give them."""
+    motion: dict[str, list[str]] = {}
+    for role, column in zip(("direction", "speed"), motion_columns, strict=False):
+        if column in validation.column_names:
+            names = class_names(train, column, validation)
+            motion[role] = [names[i] for i in label_indices(validation, column, names)]
+    return motion
+
+
+def round_robin_rows(captions: Sequence[str], keys: Sequence[str], count: int) -> list[int]:
+    """Rows of up to `count` distinct captions, taken in turn from each key's rows (keys sorted: e.g. the
+    direction each clip moves in), so that every key is asked for."""
+    groups: dict[str, list[int]] = {}
+    for row, key in enumerate(keys):
+        groups.setdefault(key, []).append(row)
+    queues = [groups[k] for k in sorted(groups)]
+    chosen: dict[str, int] = {}
+    while len(chosen) < count and any(queues):
+        for queue in queues:
+            while queue and captions[queue[0]] in chosen:
+                queue.pop(0)
+            if queue and len(chosen) < count:
+                row = queue.pop(0)
+                chosen[captions[row]] = row
+    return list(chosen.values())
+
+
+@dataclass
+class VideoPromptPlan:
+    """What the evaluation generates: one prompt per clip, the distinct prompts (rows of the GIF grid), and per
+    clip the per-frame attribute targets and the motion words (direction / speed names) its prompt asks for."""
+
+    prompts: list[str]  # one per generated clip
+    row_labels: list[str]  # one per distinct prompt
+    targets: dict[str, torch.Tensor]  # per-frame attributes, per clip
+    motion: dict[str, list[str]]  # direction / speed names, per clip

@@ -1,7 +1,7 @@
 """Exact match as an `evaluate` metric module that loads offline.
 
 `evaluate.load("exact_match")` downloads the Hub's script; this module ships inside hfrecipes and loads from
-its directory (`hfrecipes.text.evaluation.load_metric("exact_match")`). It is self-contained, as `evaluate`
+its directory (`hfrecipes.text.metric_modules.load_metric("exact_match")`). It is self-contained, as `evaluate`
 copies it into its module cache and imports it on its own; `evaluate` scans its imports for dependencies,
 hence one import per line.
 """
@@ -27,7 +27,7 @@ Args:
 Returns:
     exact_match (float): fraction of exact matches, in [0, 1].
 Example:
-    >>> metric = hfrecipes.text.evaluation.load_metric("exact_match")
+    >>> metric = hfrecipes.text.metric_modules.load_metric("exact_match")
     >>> metric.compute(predictions=["Paris ", "Rome"], references=["paris", "Madrid"],
     ...                ignore_case=True, ignore_whitespace=True)
     {'exact_match': 0.5}
