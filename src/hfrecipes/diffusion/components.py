@@ -26,9 +26,8 @@ class DiffusionComponents(Protocol):
 
     data: Any
     args: Any
-    kind: (
-        str  # which pipeline / backbone ("if", "stable-diffusion", "ddpm"; "unet3d", "cogvideox", "wan", ...)
-    )
+    # which pipeline / backbone: "if", "stable-diffusion", "ddpm"; "unet3d", "cogvideox", "wan", ...
+    kind: str
     vae: Any
     text_encoder: Any
     tokenizer: Any
