@@ -23,7 +23,7 @@ from transformers import TrainerCallback
 from hfrecipes.audio.features import MelConfig, Vocoder, log_mel, write_wav
 from hfrecipes.audio.frontend import normalize_transcript
 from hfrecipes.audio.preparation import TTSCollator, row_log_mel
-from hfrecipes.core.reports import _save_figure, plt
+from hfrecipes.core.reports import plt, save_figure
 
 
 def mel_cepstra(log_mel_frames: np.ndarray, num_coefficients: int = 24) -> np.ndarray:
@@ -303,7 +303,7 @@ def plot_spectrograms(
             ax.set_ylabel("mel band")
     if title:
         fig.suptitle(title)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def tts_samples(

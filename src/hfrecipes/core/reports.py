@@ -14,8 +14,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def _save_figure(fig: plt.Figure, path: Path) -> Path:
-    """Write the PNG next to its target and rename it in, so a reader never sees half a file."""
+def save_figure(fig: plt.Figure, path: Path) -> Path:
+    """Save a matplotlib figure as a PNG atomically: written next to its target and renamed in, so a reader
+    never sees half a file."""
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp)
@@ -39,7 +40,7 @@ def plot_loss_curves(log_history: list[dict[str, Any]], path: Path, title: str =
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_data_report(report: dict[str, Any], path: Path) -> Path:
@@ -65,7 +66,7 @@ def plot_data_report(report: dict[str, Any], path: Path) -> Path:
         ax.set_ylabel("share of rows")
         ax.set_title("domain shares")
         ax.legend()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def data_report_markdown(report: dict[str, Any]) -> str:

@@ -47,7 +47,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from transformers.trainer_pt_utils import safe_globals
 
 from hfrecipes.core.errors import NonFiniteError, RecipeInputError
-from hfrecipes.core.reports import _save_figure, plt
+from hfrecipes.core.reports import plt, save_figure
 from hfrecipes.core.training import last_complete_checkpoint
 from hfrecipes.text.evaluation import stop_token_ids as default_stop_token_ids
 
@@ -539,4 +539,4 @@ def plot_ppo_curves(log_history: Sequence[dict[str, float]], path: Path) -> Path
         ax.grid(alpha=0.3)
         ax.legend()
     axes[1].set_ylabel("nats per response")
-    return _save_figure(fig, Path(path))
+    return save_figure(fig, Path(path))
