@@ -115,15 +115,13 @@ def staged_output(output_dir: str | Path) -> Iterator[Path]:
         publish_staged(staging, output_dir)
 
 
-# The suffixes hfrecipes.data.sources reads as data files.
-DATA_FILE_SUFFIXES = frozenset({".jsonl", ".json", ".parquet", ".csv", ".txt"})
+# The data files hfrecipes.data.sources reads, by suffix, and the `datasets` builder that reads each.
+FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
 
 
 def looks_like_path(spec: str) -> bool:
     """A local path rather than a Hub id: relative or absolute markers, a data-file suffix, or deeper than
     `owner/name`."""
     return (
-        spec.startswith((".", "/", "~"))
-        or Path(spec).suffix.lower() in DATA_FILE_SUFFIXES
-        or spec.count("/") > 1
+        spec.startswith((".", "/", "~")) or Path(spec).suffix.lower() in FILE_BUILDERS or spec.count("/") > 1
     )

@@ -18,13 +18,12 @@ import datasets
 
 from hfrecipes.builtins import BUILTINS
 from hfrecipes.core.errors import RecipeInputError
-from hfrecipes.core.io import looks_like_path
+from hfrecipes.core.io import FILE_BUILDERS, looks_like_path
 
 BUILTIN_PREFIX = "builtin:"
 # Arrow cannot build a schema much deeper than this ("Recursion level in ArrowSchema struct exceeded");
 # check_jsonl checks it first to name the file and line.
 MAX_JSON_DEPTH = 32
-FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
 
 
 def list_builtins() -> list[str]:

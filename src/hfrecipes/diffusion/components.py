@@ -109,3 +109,28 @@ class DiffusionComponents(Protocol):
     def usage(self, output_dir: str, prompts: Sequence[str]) -> str:
         """Python code that loads the output and generates with it."""
         ...
+
+
+def diffusion_card(
+    components: DiffusionComponents,
+    metrics: dict[str, Any],
+    steps: int,
+    output_dir: Path,
+    prompts: Sequence[str],
+    *,
+    task_tag: str,
+    pipeline_tag: str,
+) -> dict[str, Any]:
+    """The model card's fields of a diffusion run (`Stage.finish`'s `card`), from the components' own
+    `describe`, `card_description` and `usage`; `task_tag` and `pipeline_tag` say what the pipeline makes."""
+    dataset = components.data.dataset_name
+    return {
+        "title": f"{output_dir.name}: {components.describe()}",
+        "description": components.card_description(metrics, dataset, steps),
+        "usage": components.usage(str(output_dir), prompts),
+        "tags": ["diffusers", task_tag, components.pipeline_class_name],
+        "base_model": components.args.pretrained_pipeline,
+        "datasets": [dataset],
+        "library_name": "diffusers",
+        "pipeline_tag": pipeline_tag,
+    }

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from transformers import CLIPTextModel
 
 from hfrecipes.core.errors import RecipeInputError
-from hfrecipes.diffusion.components import DiffusionComponents
+from hfrecipes.diffusion.components import DiffusionComponents, diffusion_card
 from hfrecipes.diffusion.noise import encode_prompts
 from hfrecipes.diffusion.pipelines import (
     PIPELINE_KINDS,
@@ -463,17 +463,10 @@ class ImageComponents(DiffusionComponents):
         self, metrics: dict[str, Any], steps: int, output_dir: Path, prompts: Sequence[str]
     ) -> dict[str, Any]:
         """The model card's fields (`hfrecipes.core.stages.Stage.finish`'s `card`) after `steps` steps."""
-        dataset = self.data.dataset_name
-        return {
-            "title": f"{output_dir.name}: {self.describe()}",
-            "description": self.card_description(metrics, dataset, steps),
-            "usage": self.usage(str(output_dir), prompts),
-            "tags": ["diffusers", "diffusion", self.pipeline_class_name],
-            "base_model": self.args.pretrained_pipeline,
-            "datasets": [dataset],
-            "library_name": "diffusers",
-            "pipeline_tag": "text-to-image" if self.conditional else "unconditional-image-generation",
-        }
+        pipeline_tag = "text-to-image" if self.conditional else "unconditional-image-generation"
+        return diffusion_card(
+            self, metrics, steps, output_dir, prompts, task_tag="diffusion", pipeline_tag=pipeline_tag
+        )
 
     def card_description(self, metrics: dict[str, Any], dataset: str, steps: int) -> str:
         def row(key: str) -> str:

@@ -101,18 +101,6 @@ def _embedding(output: Any) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
-def clip_retrieval(
-    model: Any, pairs: Any, tokenizer: Any, ks: Sequence[int] = (1, 5), limit: int = 1000
-) -> dict:
-    """`retrieval_recall` of a CLIPModel on the first `limit` rows of a dataset of {"pixels", "caption"} rows."""
-    count = min(limit, len(pairs))
-    pixels = torch.stack([pairs[i]["pixels"] for i in range(count)])
-    captions = [pairs[i]["caption"] for i in range(count)]
-    tokens = tokenize(tokenizer, captions)
-    images, texts = clip_embeddings(model, pixels, tokens["input_ids"], tokens["attention_mask"])
-    return retrieval_recall(images, texts, captions, ks)
-
-
 def clip_score(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> float:
     """100 x the cosine of paired image and text embeddings, clipped at 0, averaged over the pairs."""
     cosine = (F.normalize(image_embeds.float(), dim=-1) * F.normalize(text_embeds.float(), dim=-1)).sum(-1)
@@ -279,7 +267,6 @@ __all__ = [
     "prompt_plan",
     "resize_to",
     "clip_embeddings",
-    "clip_retrieval",
     "clip_score",
     "is_clip_model_dir",
     "retrieval_recall",

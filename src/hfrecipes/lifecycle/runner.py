@@ -217,17 +217,16 @@ def stage_hashes(lifecycle: Lifecycle) -> dict[str, str]:
     return hashes
 
 
-def record_stage(output_dir: Path, name: str, stage_hash: str) -> None:
+def record_stage(output_dir: Path, name: str, stage_hash: str) -> bool:
     """Write which lifecycle stage an output is, and the hash that makes it up to date, into its lineage.json
-    once the stage has exited cleanly (an output without a lineage.json stays unfinished)."""
+    once the stage has exited cleanly. False when the stage left no readable lineage.json (no finished output)."""
     marker = output_dir / COMPLETION_MARKER
-    if not marker.is_file():
-        return
     try:
         lineage = json.loads(marker.read_text())
-    except json.JSONDecodeError:
-        return
+    except (OSError, json.JSONDecodeError):
+        return False
     atomic_write_json(marker, {**lineage, LINEAGE_KEY: {"stage": name, "hash": stage_hash}})
+    return True
 
 
 def finished_hash(output_dir: Path) -> str | None:
@@ -339,8 +338,7 @@ def run_lifecycle_file(
                 file=sys.stderr,
             )
             return process.returncode
-        record_stage(output_dir, stage.name, hashes[stage.name])
-        if finished_hash(output_dir) != hashes[stage.name]:
+        if not record_stage(output_dir, stage.name, hashes[stage.name]):
             print(
                 f"\r{label} FAILED: it exited 0 but left no finished output in {output_dir}; log: {log_path}",
                 file=out,

@@ -22,7 +22,7 @@ from torch import nn
 
 from hfrecipes.builtins.videos import MOTION_DIRECTIONS
 from hfrecipes.core.errors import RecipeInputError
-from hfrecipes.diffusion.components import DiffusionComponents
+from hfrecipes.diffusion.components import DiffusionComponents, diffusion_card
 from hfrecipes.diffusion.noise import encode_prompts
 from hfrecipes.diffusion.pipelines import add_lora, save_lora
 from hfrecipes.diffusion.runs import fingerprint_of
@@ -623,17 +623,9 @@ class VideoComponents(DiffusionComponents):
         self, metrics: dict[str, Any], steps: int, output_dir: Path, prompts: Sequence[str]
     ) -> dict[str, Any]:
         """The model card's fields (`hfrecipes.core.stages.Stage.finish`'s `card`) after `steps` steps."""
-        dataset = self.data.dataset_name
-        return {
-            "title": f"{output_dir.name}: {self.describe()}",
-            "description": self.card_description(metrics, dataset, steps),
-            "usage": self.usage(str(output_dir), prompts),
-            "tags": ["diffusers", "text-to-video", self.pipeline_class_name],
-            "base_model": self.args.pretrained_pipeline,
-            "datasets": [dataset],
-            "pipeline_tag": "text-to-video",
-            "library_name": "diffusers",
-        }
+        return diffusion_card(
+            self, metrics, steps, output_dir, prompts, task_tag="text-to-video", pipeline_tag="text-to-video"
+        )
 
     def card_description(self, metrics: dict[str, Any], dataset: str, steps: int) -> str:
         def cell(*keys: str) -> str:
