@@ -22,7 +22,6 @@ from accelerate.state import AcceleratorState, GradientState  # noqa: E402
 from hfrecipes.data import load_source, row_text  # noqa: E402
 from hfrecipes.text.evaluation import stop_token_ids  # noqa: E402
 from hfrecipes.text.models import get_causal_lm, special_token_ids  # noqa: E402
-from hfrecipes.text.posttraining import prepare_chat_tokenizer  # noqa: E402
 from hfrecipes.text.tokenization import train_tokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +89,6 @@ def tiny_chat_models(tmp_path_factory) -> tuple[Path, Path]:
     The random reward model scores every completion differently, so GRPO's groups have non-zero advantages."""
     rows = load_source("builtin:chat-mix?arithmetic_rows=300&safety_rows=100&digits=1&seed=0&ops=add,sub")
     tokenizer = train_tokenizer((row_text(r, ["messages"]) for r in rows), "byte-bpe", 512, 2)
-    prepare_chat_tokenizer(tokenizer, "chatml", assistant_only_loss=False)
     root, saved = tmp_path_factory.mktemp("start"), []
     for head, name in (("causal-lm", "policy"), ("reward", "reward_model")):
         torch.manual_seed(0)

@@ -18,7 +18,6 @@ from hfrecipes.text.distillation import (
     reply_loss,
 )
 from hfrecipes.text.models import get_causal_lm, special_token_ids
-from hfrecipes.text.posttraining import prepare_chat_tokenizer
 from hfrecipes.text.tokenization import load_tokenizer, train_tokenizer
 
 from .conftest import ROOT, SHAKESPEARE, load_recipe, read_json, run_recipe
@@ -85,7 +84,6 @@ def test_chat_distillation_reports_task_accuracy_for_all_three_models(tmp_path):
     tokenizer = train_tokenizer(
         [m["content"] for ms in rows["messages"] for m in ms], "byte-bpe", vocab_size=300
     )
-    prepare_chat_tokenizer(tokenizer, "chatml", assistant_only_loss=False)
     teacher = get_causal_lm(
         model_name_or_path=None,
         preset="tiny",
@@ -122,7 +120,7 @@ def test_incompatible_tokenizers_are_refused_with_the_alternatives(teacher, tmp_
             *DISTILL,
             "--teacher_model_name_or_path",
             teacher,
-            "--student_model_name_or_path",
+            "--model_name_or_path",
             tmp_path / "student",
             "--output_dir",
             tmp_path / "out",
@@ -212,7 +210,6 @@ def test_reply_loss_scores_only_the_reply_and_ignores_padding():
     tokenizer = train_tokenizer(
         [m["content"] for ms in rows["messages"] for m in ms], "byte-bpe", vocab_size=300
     )
-    prepare_chat_tokenizer(tokenizer, "chatml", assistant_only_loss=False)
     torch.manual_seed(0)
     model = get_causal_lm(
         model_name_or_path=None,

@@ -163,7 +163,7 @@ def test_lora_adapter_loads_and_merged_model_matches(tiny_pretrain_run, tmp_path
             ["--use_peft", "true", "--lora_target_modules", "c_attn"],
             r"LoRA target modules \['c_attn'\] do not exist",
         ),
-        (["--chat_template", "missing.jinja"], "neither 'chatml' nor an existing .jinja file"),
+        (["--chat_template_path", "missing.jinja"], "chat_template_path 'missing.jinja' does not exist"),
     ],
 )
 def test_bad_sft_input_is_refused_before_training(tmp_path, overrides, message):
@@ -175,10 +175,17 @@ def test_template_without_generation_markers_is_explained(tmp_path):
     template = tmp_path / "plain.jinja"
     template.write_text(CHATML_TEMPLATE.replace("{% generation %}", "").replace("{% endgeneration %}", ""))
     with pytest.raises(
-        RecipeInputError, match=r"assistant_only_loss needs a chat template.*chat_template: chatml"
+        RecipeInputError,
+        match=r"assistant_only_loss: The chat template is not training-compatible.*TRL's remedy",
     ):
         run_recipe(
-            "text/sft.py", "--config", SFT_TINY, "--chat_template", template, "--output_dir", tmp_path / "out"
+            "text/sft.py",
+            "--config",
+            SFT_TINY,
+            "--chat_template_path",
+            template,
+            "--output_dir",
+            tmp_path / "out",
         )
 
 

@@ -24,6 +24,8 @@ try:  # experimental in TRL: a TRL without it must not break importing this modu
 except ImportError:
     GKDConfig = GKDTrainer = None
 
+from trl import ModelConfig
+
 from hfrecipes.core.args import CardArguments, DataArguments
 from hfrecipes.core.config import RecipeParser, run_main
 from hfrecipes.core.efficiency import track_efficiency
@@ -43,8 +45,8 @@ from hfrecipes.text.distillation import (
     run_figures,
     run_scratch_baseline,
 )
-from hfrecipes.text.models import get_causal_lm
-from hfrecipes.text.posttraining import prepare_chat_tokenizer
+from hfrecipes.text.models import get_causal_lm, model_loading
+from hfrecipes.text.posttraining import prepare_chat_template
 from hfrecipes.text.tokenization import load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -53,14 +55,9 @@ logger = logging.getLogger(__name__)
 @dataclass
 class DistillArguments:
     dataset_kind: str = field(default="text", metadata={"help": "text (packed blocks) or chat (messages)."})
-    chat_template: str | None = field(default=None, metadata={"help": "chat: chatml or a .jinja file."})
     student_preset: str = field(default="tiny", metadata={"help": "Student preset (hfrecipes.text.models)."})
     student_overrides: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "Preset fields to change."}
-    )
-    student_model_name_or_path: str | None = field(
-        default=None,
-        metadata={"help": "A pretrained student instead of a preset (same tokenizer as the teacher)."},
     )
     block_size: int = field(default=128, metadata={"help": "text: tokens per packed training block."})
     max_train_documents: int | None = field(
@@ -82,7 +79,8 @@ class DistillArguments:
 
 def parse_args(argv: list[str] | None = None) -> tuple:
     """The run's settings: the --config YAML file, then any --key value overrides."""
-    parser = RecipeParser((DataArguments, DistillArguments, GKDConfig, CardArguments))
+    # As in TRL's GKD script: ModelConfig's model_name_or_path is the student (a preset when unset).
+    parser = RecipeParser((DataArguments, DistillArguments, GKDConfig, ModelConfig, CardArguments))
     parser.set_defaults(
         **cpu_only_defaults(),
         output_dir="runs/distill",
@@ -97,9 +95,9 @@ def main() -> None:
     if GKDConfig is None or GKDTrainer is None:  # before anything is parsed or loaded
         raise missing_trl_feature("GKD trainer (trl.experimental.gkd.GKDTrainer)")
     # --- args ---------------------------------------------------------------------------------------------
-    data_args, script_args, training_args, card_args = parse_args()
+    data_args, script_args, training_args, model_args, card_args = parse_args()
     teacher_path = training_args.teacher_model_name_or_path
-    student_path = script_args.student_model_name_or_path
+    student_path = model_args.model_name_or_path
     stage = start_stage(
         "text/distill",
         data_args,
@@ -108,22 +106,22 @@ def main() -> None:
         card_args,
         inputs={"teacher": teacher_path, "student": student_path, "data": data_args.dataset_name},
     )
-    check_arguments(teacher_path, script_args, on_policy=training_args.lmbda > 0 or training_args.seq_kd)
+    on_policy = training_args.lmbda > 0 or training_args.seq_kd
+    check_arguments(teacher_path, student_path, script_args, on_policy, model_args.use_peft)
+    loading = model_loading(model_args, training_args.trust_remote_code)
     output_dir = Path(training_args.output_dir)
 
     # --- teacher and tokenizer ----------------------------------------------------------------------------
     tokenizer = load_tokenizer(teacher_path, training_args.trust_remote_code)
     if student_path:
         check_same_tokenizer(tokenizer, load_tokenizer(student_path), teacher_path, student_path)
-    if script_args.dataset_kind == "chat":
-        prepare_chat_tokenizer(tokenizer, script_args.chat_template, assistant_only_loss=False)
     teacher_built = get_causal_lm(
-        model_name_or_path=teacher_path,
-        preset=None,
-        vocab_size=len(tokenizer),
-        trust_remote_code=training_args.trust_remote_code,
+        model_name_or_path=teacher_path, preset=None, vocab_size=len(tokenizer), loading=loading
     )
     teacher = teacher_built.model.eval()
+    if script_args.dataset_kind == "chat":
+        prepare_chat_template(teacher, tokenizer, training_args.chat_template_path)
+    training_args.chat_template_path = None  # applied above (TRL would read `chatml` as a path)
 
     # --- data ---------------------------------------------------------------------------------------------
     with training_args.main_process_first(desc="data preparation"):
@@ -140,9 +138,7 @@ def main() -> None:
         )
 
     # --- student --------------------------------------------------------------------------------------------
-    built = build_student(
-        student_path, script_args, tokenizer, teacher_built, training_args.trust_remote_code
-    )
+    built = build_student(student_path, script_args, tokenizer, teacher_built, loading)
     student = built.model
     initial_state = copy.deepcopy(student.state_dict())  # the scratch baseline starts from the same weights
 
@@ -193,7 +189,13 @@ def main() -> None:
     stage.finish_trainer(
         trainer,
         tokenizer=tokenizer,
-        config={"data": data_args, "script": script_args, "training": training_args, "card": card_args},
+        config={
+            "data": data_args,
+            "script": script_args,
+            "training": training_args,
+            "model": model_args,
+            "card": card_args,
+        },
         report=data.report,
         metrics=metrics,
         card=distillation_card(
@@ -202,6 +204,7 @@ def main() -> None:
         loss_title="distillation loss (generalized JSD to the teacher)",
         extra={
             "resumed_from": resumed_from,
+            "model_loading": loading.record(),
             "comparison": rows,
             "scratch_run": scratch and {k: v for k, v in scratch.items() if k != "log_history"},
         },

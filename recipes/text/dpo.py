@@ -16,7 +16,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer, ModelConfig, get_peft_config
 
 from hfrecipes.builtins.preferences import ai_feedback_pairs, as_preference_rows
@@ -38,8 +37,10 @@ from hfrecipes.text.alignment import (
     reply_logprobs,
 )
 from hfrecipes.text.evaluation import generate_replies
+from hfrecipes.text.models import load_pretrained, model_loading
 from hfrecipes.text.posttraining import check_lora_targets
 from hfrecipes.text.rewards import check_weights, combined_scorer, resolve_reward_functions
+from hfrecipes.text.tokenization import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -96,14 +97,15 @@ def main() -> None:
             "reward_model": script_args.reward_model_path,
         },
     )
+    loading = model_loading(model_args, training_args.trust_remote_code)  # before any work
     output_dir = Path(training_args.output_dir)
 
     # --- data, start model, reward model ------------------------------------------------------------------
     steps = parse_pipeline(script_args.pipeline)
     kind = "prompt" if script_args.ai_feedback else "preference"
     train_data, eval_data, report = script_args.load(kind, training_args.seed, steps)
-    tokenizer = AutoTokenizer.from_pretrained(start_path)
-    start = AutoModelForCausalLM.from_pretrained(start_path, use_safetensors=True)
+    tokenizer = load_tokenizer(start_path, loading.trust_remote_code, loading.revision)
+    start = load_pretrained(start_path, loading)
     reward_model = load_reward_model(script_args.reward_model_path, tokenizer)
     if script_args.ai_feedback:
         functions = resolve_reward_functions(script_args.ai_feedback_reward_funcs or [])
@@ -132,6 +134,10 @@ def main() -> None:
     margin_before = logprob_margin(start, tokenizer, eval_data) if has_pairs else None
 
     # --- trainer and training -----------------------------------------------------------------------------
+    training_args.model_init_kwargs = {
+        **loading.model_init_kwargs(),
+        **(training_args.model_init_kwargs or {}),
+    }
     trainer = DPOTrainer(
         model=start_path,  # a path: TRL loads the policy and, from the same path, the frozen reference
         args=training_args,
@@ -139,6 +145,7 @@ def main() -> None:
         eval_dataset=as_preference_rows(eval_data) if has_pairs else None,
         processing_class=tokenizer,
         peft_config=peft_config,
+        quantization_config=loading.quantization,
     )
     track_efficiency(trainer)  # throughput, MFU, energy and CO2e -> lineage["efficiency"]
     guard_nonfinite(trainer)  # NaN/inf gradients stop the run naming the step (or skip it)
@@ -183,7 +190,7 @@ def main() -> None:
         },
         samples={"before": before.samples, "after": after.samples},
         loss_title="DPO loss",
-        extra={"resumed_from": resumed_from},
+        extra={"resumed_from": resumed_from, "model_loading": loading.record()},
         save_more=merged_adapter_writer(
             trainer, tokenizer, peft_config is not None and script_args.merge_adapter
         ),

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import ModelConfig
 
 from hfrecipes.core.config import RecipeParser, run_main
 from hfrecipes.core.data_report import DataReport
@@ -24,7 +24,9 @@ from hfrecipes.core.stages import start_stage
 from hfrecipes.data import load_source
 from hfrecipes.text.alignment import as_conversational_prompts, evaluate_policy
 from hfrecipes.text.evaluation import generate_replies, language_model_loss, win_rate
+from hfrecipes.text.models import load_pretrained, model_loading
 from hfrecipes.text.rewards import RewardModelScorer
+from hfrecipes.text.tokenization import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class EvaluateArguments:
     max_new_tokens: int = field(default=16, metadata={"help": "Tokens generated per prompt."})
     output_dir: str = field(default="runs/evaluate", metadata={"help": "Where the evaluation is written."})
     seed: int = field(default=0, metadata={"help": "Sampling seed for the KL estimate."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
     win_rate_against: str = field(
         default="previous",
         metadata={
@@ -65,19 +68,21 @@ class EvaluateArguments:
 
 def parse_args(argv: list[str] | None = None) -> tuple:
     """The run's settings: the --config YAML file, then any --key value overrides."""
-    return RecipeParser((EvaluateArguments,)).parse_args_and_config(argv)
+    return RecipeParser((EvaluateArguments, ModelConfig)).parse_args_and_config(argv)
 
 
 def main() -> None:
     # --- args ---------------------------------------------------------------------------------------------
-    (args,) = parse_args()
+    args, model_args = parse_args()
     if args.win_rate_against not in ("previous", "first"):
         raise RecipeInputError(f"win_rate_against must be previous or first, got {args.win_rate_against!r}.")
-    if not args.models:
-        raise RecipeInputError("Give the chat models to compare: --models runs/sft runs/dpo ...")
+    if not args.models or model_args.model_name_or_path:
+        raise RecipeInputError("Give the chat models to compare as models: --models runs/sft runs/dpo ...")
+    loading = model_loading(model_args, args.trust_remote_code)  # dtype, attention, revision, k-bit
     stage = start_stage(
         "text/evaluate",
         args,
+        model_args,
         inputs={
             "model": list(args.models),
             "reward_model": args.reward_model_path,
@@ -93,7 +98,7 @@ def main() -> None:
     texts = (
         list(load_source(args.heldout_text)["text"][: args.heldout_text_rows]) if args.heldout_text else None
     )
-    tokenizer = AutoTokenizer.from_pretrained(args.models[0])
+    tokenizer = load_tokenizer(args.models[0], loading.trust_remote_code, loading.revision)
     reward_model = (
         RewardModelScorer.from_pretrained(args.reward_model_path, tokenizer)
         if args.reward_model_path
@@ -101,13 +106,13 @@ def main() -> None:
     )
 
     # --- evaluate every model on the same prompts ---------------------------------------------------------
-    reference = AutoModelForCausalLM.from_pretrained(args.models[0])
+    reference = load_pretrained(args.models[0], loading)
     table: dict[str, dict[str, float]] = {}
     same_prompts: dict[str, dict[str, str]] = {p: {} for p in args.sample_prompts}
     previous = None
     for path in args.models:
         name = Path(path).name
-        model = reference if path == args.models[0] else AutoModelForCausalLM.from_pretrained(path)
+        model = reference if path == args.models[0] else load_pretrained(path, loading)
         result = evaluate_policy(
             model,
             tokenizer,
@@ -158,11 +163,12 @@ def main() -> None:
         (staging / "evaluation.md").write_text(card)
         stage.finish(
             staging,
-            config={"script": args},
+            config={"script": args, "model": model_args},
             report=DataReport(source=args.dataset_name).to_dict(),
             metrics={**final, "models": table},
             samples={"same_prompts": same_prompts},
             card=card,  # an evaluation has no model: its card is the table
+            extra={"model_loading": loading.record()},
         )
     print("Final evaluation:\n" + "\n".join(lines))
 

@@ -16,7 +16,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer, ModelConfig, RLOOConfig, RLOOTrainer, get_peft_config
 
 from hfrecipes.core.args import CardArguments
@@ -38,8 +37,10 @@ from hfrecipes.text.alignment import (
     load_reward_model,
     prompt_conversations,
 )
+from hfrecipes.text.models import load_pretrained, model_loading
 from hfrecipes.text.posttraining import check_lora_targets
 from hfrecipes.text.rewards import check_weights, resolve_reward_functions
+from hfrecipes.text.tokenization import load_tokenizer
 
 logger = logging.getLogger(__name__)
 ALGORITHMS = {"grpo": (GRPOConfig, GRPOTrainer), "rloo": (RLOOConfig, RLOOTrainer)}
@@ -89,19 +90,20 @@ def main() -> None:
             "reward_model": script_args.reward_model_path,
         },
     )
+    loading = model_loading(model_args, training_args.trust_remote_code)  # before any work
     output_dir = Path(training_args.output_dir)
 
     # --- data, rewards, start model -----------------------------------------------------------------------
     train_data, eval_data, report = script_args.load(
         "prompt", training_args.seed, parse_pipeline(script_args.pipeline)
     )
-    tokenizer = AutoTokenizer.from_pretrained(start_path)
+    tokenizer = load_tokenizer(start_path, loading.trust_remote_code, loading.revision)
     functions = resolve_reward_functions(script_args.reward_funcs or [])
     reward_model = load_reward_model(script_args.reward_model_path, tokenizer)
     training_args.reward_weights = check_weights(
         len(functions) + bool(reward_model), training_args.reward_weights
     )
-    start = AutoModelForCausalLM.from_pretrained(start_path, use_safetensors=True)
+    start = load_pretrained(start_path, loading)
     check_generation_fits(
         tokenizer,
         prompt_conversations(train_data),
@@ -115,6 +117,7 @@ def main() -> None:
 
     # --- trainer and training -----------------------------------------------------------------------------
     trainer_class = ALGORITHMS[script_args.algorithm][1]
+    loading.set_model_init_kwargs(training_args)
     trainer = trainer_class(
         model=start_path,
         reward_funcs=[*functions, *([reward_model.model] if reward_model else [])],
@@ -124,6 +127,7 @@ def main() -> None:
         train_dataset=as_conversational_prompts(train_data),
         processing_class=tokenizer,
         peft_config=peft_config,
+        quantization_config=loading.quantization,
     )
     track_efficiency(trainer)  # throughput, MFU, energy and CO2e -> lineage["efficiency"]
     guard_nonfinite(trainer)  # NaN/inf gradients stop the run naming the step (or skip it)
@@ -166,7 +170,7 @@ def main() -> None:
         },
         samples={"before": before.samples, "after": after.samples},
         loss_title=f"{name} loss",
-        extra={"resumed_from": resumed_from},
+        extra={"resumed_from": resumed_from, "model_loading": loading.record()},
     )
     if trainer.is_world_process_zero():
         summary = ", ".join(f"{k} {before.metrics[k]:.3f} -> {after.metrics[k]:.3f}" for k in before.metrics)

@@ -29,7 +29,7 @@ from hfrecipes.core.training import (
     tokens_seen,
 )
 from hfrecipes.data import prepare_text_splits, tokenize_and_pack
-from hfrecipes.text.models import context_length, get_causal_lm, special_token_ids
+from hfrecipes.text.models import ModelLoading, context_length, get_causal_lm, special_token_ids
 from hfrecipes.text.tokenization import fertility, load_or_train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def main() -> None:
         vocab_size=len(tokenizer),
         overrides=model_args.model_overrides,
         special_ids=special_token_ids(tokenizer),
-        trust_remote_code=model_args.trust_remote_code,
+        loading=ModelLoading(trust_remote_code=model_args.trust_remote_code),
     )
     model = built.model
     model.generation_config.pad_token_id = tokenizer.pad_token_id

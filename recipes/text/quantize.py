@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM
+from trl import ModelConfig
 
 from hfrecipes.core.args import DataArguments, PublishArguments
 from hfrecipes.core.config import RecipeParser, run_main
@@ -24,6 +25,7 @@ from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.core.stages import start_stage
 from hfrecipes.data import prepare_text_splits
 from hfrecipes.text.evaluation import language_model_loss
+from hfrecipes.text.models import model_loading
 from hfrecipes.text.quantization import (
     check_quantizable,
     check_quantize_options,
@@ -40,9 +42,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class QuantizeArguments:
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "The float causal-LM stage to quantise."}
-    )
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
     backend: str = field(default="torchao", metadata={"help": "torchao (int8 on disk) or torch (built-ins)."})
     method: str = field(
         default="int8_dynamic", metadata={"help": "int8_dynamic or int8_weight_only (torchao)."}
@@ -63,24 +63,29 @@ class QuantizeArguments:
 
 def parse_args(argv: list[str] | None = None) -> tuple:
     """The run's settings: the --config YAML file, then any --key value overrides."""
-    parser = RecipeParser((QuantizeArguments, DataArguments, PublishArguments))
+    # ModelConfig's model_name_or_path is the float causal-LM stage to quantise.
+    parser = RecipeParser((QuantizeArguments, ModelConfig, DataArguments, PublishArguments))
     return parser.parse_args_and_config(argv)
 
 
 def main() -> None:
     # --- args -----------------------------------------------------------------------------------------------
-    args, data_args, publish_args = parse_args()
-    if not args.model_name_or_path:
+    args, model_args, data_args, publish_args = parse_args()
+    if not model_args.model_name_or_path:
         raise RecipeInputError("Set model_name_or_path: the output directory of the stage to quantise.")
     check_quantize_options(args.backend, args.method)
     stage = start_stage(
         "text/quantize",
         args,
+        model_args,
         data_args,
         publish_args,
-        inputs={"model": args.model_name_or_path, "data": data_args.dataset_name},
+        inputs={"model": model_args.model_name_or_path, "data": data_args.dataset_name},
     )
-    check_quantizable(args.model_name_or_path, args.backend, args.method)  # before any weights are read
+    source = model_args.model_name_or_path
+    check_quantizable(source, args.backend, args.method)  # before any weights are read
+    loading = model_loading(model_args, args.trust_remote_code)
+    float32 = loading.float32_kwargs()
 
     # --- held-out data --------------------------------------------------------------------------------------
     _, heldout, report = prepare_text_splits(data_args, seed=args.seed)
@@ -88,16 +93,14 @@ def main() -> None:
     prompts = [t[: args.speed_prompt_chars] for t in texts if t.strip()][: args.speed_prompts]
 
     # --- models: float and quantised ------------------------------------------------------------------------
-    tokenizer = load_tokenizer(args.model_name_or_path)
-    original = AutoModelForCausalLM.from_pretrained(args.model_name_or_path, use_safetensors=True).eval()
-    quantized = quantize_model(args.model_name_or_path, args.backend, args.method)
+    tokenizer = load_tokenizer(source, loading.trust_remote_code, loading.revision)
+    original = AutoModelForCausalLM.from_pretrained(source, use_safetensors=True, **float32).eval()
+    quantized = quantize_model(source, args.backend, args.method, loading)
 
     output_dir = Path(args.output_dir)
     with stage.staging() as staging:
         # --- save, then evaluate what was saved (the reloaded model is what deployment runs) -------------------
-        recipe = save_quantized(
-            quantized, staging, backend=args.backend, method=args.method, source=args.model_name_or_path
-        )
+        recipe = save_quantized(quantized, staging, backend=args.backend, method=args.method, source=source)
         tokenizer.save_pretrained(staging)
         reloaded = load_quantized(staging)
         before = language_model_loss(original, tokenizer, texts, block_size=args.eval_block_size)
@@ -109,7 +112,7 @@ def main() -> None:
             args.speed_max_new_tokens,
             args.speed_repeats,
         )
-        size_before, size_after = weights_bytes(args.model_name_or_path), weights_bytes(staging)
+        size_before, size_after = weights_bytes(source), weights_bytes(staging)
         metrics = {
             "parameters": original.num_parameters(),
             "quantized_layers": recipe["quantized_layers"],
@@ -141,20 +144,20 @@ def main() -> None:
         )
         stage.finish(
             staging,
-            config={"script": args, "data": data_args, "publish": publish_args},
+            config={"script": args, "model": model_args, "data": data_args, "publish": publish_args},
             report=report.to_dict(),
             metrics=metrics,
-            extra={"quantization": recipe},
+            extra={"quantization": recipe, "model_loading": loading.record()},
             card={
-                "title": f"{output_dir.name}: int8 quantisation of {Path(args.model_name_or_path).name}",
+                "title": f"{output_dir.name}: int8 quantisation of {Path(source).name}",
                 "description": f"Post-training int8 quantisation ({args.backend}, {args.method}) of "
-                f"`{args.model_name_or_path}` for CPU inference; {recipe['quantized_layers']} linear layers "
+                f"`{source}` for CPU inference; {recipe['quantized_layers']} linear layers "
                 f"quantised, embeddings and LM head kept in float.\n\n{table}",
                 "usage": "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
                 "from hfrecipes.text.quantization import load_quantized\n\n"
                 f'tokenizer = AutoTokenizer.from_pretrained("{output_dir}")\n{load}',
                 "tags": ["quantized", "int8", args.backend],
-                "base_model": args.model_name_or_path,
+                "base_model": source,
                 "datasets": [data_args.dataset_name],
             },
         )

@@ -28,7 +28,7 @@ from hfrecipes.core.guards import guard_nonfinite
 from hfrecipes.core.stages import start_stage
 from hfrecipes.core.training import cpu_only_defaults, resume_checkpoint
 from hfrecipes.data import load_source
-from hfrecipes.text.models import context_length
+from hfrecipes.text.models import context_length, model_loading
 from hfrecipes.text.posttraining import PlainLossSFTTrainer, get_chat_lm
 from hfrecipes.text.rag import (
     check_prompt_length,
@@ -104,6 +104,7 @@ def main() -> None:
             "embedder": embedder and resolve_embedder_reference(embedder),  # the packaged default's folder
         },
     )
+    loading = model_loading(model_args, training_args.trust_remote_code)  # before any work
     output_dir = Path(training_args.output_dir)
 
     # --- data: passages, index, questions -----------------------------------------------------------------
@@ -144,18 +145,15 @@ def main() -> None:
             trained_dir=output_dir / "tokenizer",
             texts=[*texts, *rows_text(rows)],
             vocab_size=args.tokenizer_vocab_size,
+            trust_remote_code=loading.trust_remote_code,
+            revision=loading.revision,
         )
     limit = context_length(model_args.model_name_or_path, args.model_preset, args.model_overrides)
     check_prompt_length(tokenizer, prompts["rag"], args.eval_max_new_tokens, limit)
-    built = get_chat_lm(
-        model_args.model_name_or_path,
-        args.model_preset,
-        tokenizer,
-        overrides=args.model_overrides,
-        trust_remote_code=training_args.trust_remote_code,
-    )
+    source = model_args.model_name_or_path
+    built = get_chat_lm(source, args.model_preset, tokenizer, overrides=args.model_overrides, loading=loading)
     logger.warning(
-        "Model %s: %.2f M parameters; %d training rows", built.source, built.num_parameters / 1e6, len(rows)
+        "Model %s: %.2f M parameters, %d rows", built.source, built.num_parameters / 1e6, len(rows)
     )
 
     # --- trainer and training -----------------------------------------------------------------------------
@@ -205,7 +203,7 @@ def main() -> None:
         },
         samples=samples,
         loss_title="RAG SFT loss",
-        extra={"resumed_from": resumed_from, "tokenizer": tokenizer_source},
+        extra=dict(resumed_from=resumed_from, tokenizer=tokenizer_source, model_loading=loading.record()),
         save_more=lambda staging: index.save(staging / "index"),
     )
     if trainer.is_world_process_zero():

@@ -27,8 +27,8 @@ from hfrecipes.core.training import cpu_only_defaults, resume_checkpoint
 from hfrecipes.data import parse_pipeline, row_text
 from hfrecipes.text.alignment import AlignmentDataArguments
 from hfrecipes.text.evaluation import pairwise_accuracy
-from hfrecipes.text.models import get_causal_lm, special_token_ids
-from hfrecipes.text.posttraining import check_lora_targets, prepare_chat_tokenizer
+from hfrecipes.text.models import get_causal_lm, model_loading, special_token_ids
+from hfrecipes.text.posttraining import check_lora_targets, prepare_chat_template
 from hfrecipes.text.rewards import RewardModelScorer
 from hfrecipes.text.tokenization import load_or_train_tokenizer
 
@@ -37,9 +37,6 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class RewardScriptArguments(AlignmentDataArguments):
-    chat_template: str | None = field(
-        default=None, metadata={"help": "chatml or a .jinja file; default: the model's tokenizer template."}
-    )
     model_preset: str = field(default="tiny", metadata={"help": "Preset when model_name_or_path is unset."})
     tokenizer_vocab_size: int = field(
         default=1024, metadata={"help": "Vocabulary of a tokenizer trained here."}
@@ -77,6 +74,7 @@ def main() -> None:
         card_args,
         inputs={"data": script_args.dataset_name, "model": model_args.model_name_or_path},
     )
+    loading = model_loading(model_args, training_args.trust_remote_code)  # before any work
     output_dir = Path(training_args.output_dir)
 
     # --- data ---------------------------------------------------------------------------------------------
@@ -93,16 +91,19 @@ def main() -> None:
             tokenizer_type="byte-bpe",
             vocab_size=script_args.tokenizer_vocab_size,
             min_frequency=2,
+            trust_remote_code=training_args.trust_remote_code,
+            revision=model_args.model_revision,
         )
-    prepare_chat_tokenizer(tokenizer, script_args.chat_template, assistant_only_loss=False)
     built = get_causal_lm(
         model_name_or_path=model_args.model_name_or_path,
         preset=script_args.model_preset,
         vocab_size=len(tokenizer),
-        trust_remote_code=training_args.trust_remote_code,
+        loading=loading,
         special_ids=special_token_ids(tokenizer),
         head="reward",
     )
+    template = prepare_chat_template(built.model, tokenizer, training_args.chat_template_path)
+    training_args.chat_template_path = None  # applied above (TRL would read `chatml` as a path)
     peft_config = get_peft_config(model_args)
     check_lora_targets(built.model, peft_config)
     logger.warning("Reward model %s: %.2f M parameters", built.source, built.num_parameters / 1e6)
@@ -160,7 +161,11 @@ def main() -> None:
             "pipeline_tag": "text-classification",
         },
         loss_title="reward model loss",
-        extra={"resumed_from": resumed_from},
+        extra={
+            "resumed_from": resumed_from,
+            "model_loading": loading.record(),
+            "chat_template": template.record(),
+        },
     )
     if trainer.is_world_process_zero():
         print(

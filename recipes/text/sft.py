@@ -25,12 +25,13 @@ from hfrecipes.core.guards import guard_nonfinite
 from hfrecipes.core.stages import merged_adapter_writer, start_stage
 from hfrecipes.core.training import cpu_only_defaults, resume_checkpoint
 from hfrecipes.data import load_source, parse_pipeline, row_text, run_pipeline, validate_format
+from hfrecipes.text.models import model_loading
 from hfrecipes.text.posttraining import (
     as_prompt_completion,
     check_lora_targets,
     evaluate_chat_model,
     get_chat_lm,
-    prepare_chat_tokenizer,
+    prepare_chat_template,
     report_conversation_lengths,
     split_eval,
     with_replay,
@@ -51,9 +52,6 @@ class SFTScriptArguments:
         default=None, metadata={"help": "Data steps first, e.g. [to_messages]."}
     )
     eval_fraction: float = field(default=0.1, metadata={"help": "Held out for eval loss and task metrics."})
-    chat_template: str | None = field(
-        default=None, metadata={"help": "chatml (built-in, with generation markers) or a .jinja file."}
-    )
     model_preset: str = field(default="tiny", metadata={"help": "Preset when model_name_or_path is unset."})
     tokenizer_vocab_size: int = field(
         default=1024, metadata={"help": "Vocabulary of a tokenizer trained here."}
@@ -98,6 +96,8 @@ def main() -> None:
             "replay_text": script_args.replay_text,
         },
     )
+    # A k-bit request that cannot work here stops before any data is read.
+    loading = model_loading(model_args, training_args.trust_remote_code)
     steps = parse_pipeline(script_args.pipeline)
     output_dir = Path(training_args.output_dir)
 
@@ -117,27 +117,23 @@ def main() -> None:
             trained_dir=output_dir / "tokenizer",
             texts=(row_text(r, ["messages"]) for r in train_data),
             vocab_size=script_args.tokenizer_vocab_size,
+            trust_remote_code=training_args.trust_remote_code,
+            revision=model_args.model_revision,
         )
-    prepare_chat_tokenizer(tokenizer, script_args.chat_template, training_args.assistant_only_loss)
+    built = get_chat_lm(model_args.model_name_or_path, script_args.model_preset, tokenizer, loading=loading)
+    model, args = built.model, training_args
+    template = prepare_chat_template(model, tokenizer, args.chat_template_path, args.assistant_only_loss)
+    training_args.chat_template_path = None  # applied above (TRL would read `chatml` as a path)
     report_conversation_lengths(tokenizer, train_data, eval_data, training_args.max_length, report)
-    built = get_chat_lm(
-        model_args.model_name_or_path,
-        script_args.model_preset,
-        tokenizer,
-        trust_remote_code=training_args.trust_remote_code,
-    )
-    model = built.model
     peft_config = get_peft_config(model_args)
     check_lora_targets(model, peft_config)
     logger.warning("Model %s: %.2f M parameters", built.source, built.num_parameters / 1e6)
-    forgetting_texts = (
-        load_source(script_args.forgetting_text)["text"][:200] if script_args.forgetting_text else None
-    )
+    forgetting = script_args.forgetting_text and load_source(script_args.forgetting_text)["text"][:200]
     evaluate = partial(  # the same held-out set before and after training
         evaluate_chat_model,
         tokenizer=tokenizer,
         heldout=eval_data,
-        forgetting_texts=forgetting_texts,
+        forgetting_texts=forgetting or None,
         max_samples=script_args.eval_max_samples,
         max_new_tokens=script_args.eval_max_new_tokens,
     )
@@ -202,16 +198,18 @@ def main() -> None:
         },
         samples={"before": before.samples, "after": after.samples},
         loss_title="SFT loss",
-        extra={"resumed_from": resumed_from},
+        extra={
+            "resumed_from": resumed_from,
+            "model_loading": loading.record(),
+            "chat_template": template.record(),
+        },
         save_more=merged_adapter_writer(
             trainer, tokenizer, peft_config is not None and script_args.merge_adapter
         ),
     )
     if trainer.is_world_process_zero():
         summary = ", ".join(
-            f"{k} {before.metrics[k]:.3f} -> {after.metrics[k]:.3f}"
-            for k in after.metrics
-            if k in before.metrics
+            f"{k} {before.metrics[k]:.3f} -> {v:.3f}" for k, v in after.metrics.items() if k in before.metrics
         )
         print(f"SFT done: eval loss {metrics['eval_loss']:.4f}; {summary}; outputs in {output_dir}")
 

@@ -242,6 +242,26 @@ def _remote_code_section(config: Any) -> str:
     )
 
 
+def _model_loading_section(record: dict[str, Any] | None) -> str:
+    if not record:
+        return ""
+    quantization = record.get("quantization")
+    loaded = ", ".join(
+        f"{key} `{value}`" for key, value in record.items() if key != "quantization" and value is not None
+    )
+    bits = (
+        f"; weights quantised to {quantization['bits']} bits with bitsandbytes"
+        + (
+            f" ({quantization['quant_type']}, nested {quantization['nested']})"
+            if quantization.get("quant_type")
+            else ""
+        )
+        if quantization
+        else "; no quantisation"
+    )
+    return f"## Model loading\n\nThe starting model was loaded with {loaded}{bits}.\n\n"
+
+
 def render_model_card(
     lineage: dict[str, Any],
     *,
@@ -307,7 +327,7 @@ Produced by the `{lineage["recipe"]}` recipe of [hfrecipes](https://github.com/h
 
 {_metrics_table(lineage["metrics"])}
 
-{_efficiency_section(lineage.get("efficiency"))}{_remote_code_section(lineage.get("config"))}## Lineage
+{_efficiency_section(lineage.get("efficiency"))}{_model_loading_section(lineage.get("model_loading"))}{_remote_code_section(lineage.get("config"))}## Lineage
 
 Inputs:
 {inputs}

@@ -85,7 +85,7 @@ def reply_logprobs(
     token: what the chat template writes after that token (ChatML's newline) is never generated, and a policy
     trained only on its own replies drifts there freely (it made the KL estimate negative)."""
     totals = []
-    stops = set(stop_token_ids(tokenizer))
+    stops = set(stop_token_ids(tokenizer, model))
     was_training = model.training
     model.eval()
     for prompt, reply in zip(prompts, replies, strict=True):

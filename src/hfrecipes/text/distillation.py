@@ -45,7 +45,7 @@ from hfrecipes.data import (
     validate_format,
 )
 from hfrecipes.text.evaluation import language_model_loss
-from hfrecipes.text.models import BuiltModel, context_length
+from hfrecipes.text.models import BuiltModel, ModelLoading, context_length
 from hfrecipes.text.posttraining import evaluate_chat_model, get_chat_lm, prompts_of, split_eval
 
 try:  # experimental in TRL (and it may go): a TRL without it refuses chat data only, when it is asked for
@@ -79,8 +79,16 @@ def missing_trl_feature(feature: str) -> RecipeInputError:
 # --- input checks ---------------------------------------------------------------------------------------------
 
 
-def check_arguments(teacher: str | None, script_args: Any, on_policy: bool = False) -> None:
+def check_arguments(
+    teacher: str | None,
+    student: str | None,
+    script_args: Any,
+    on_policy: bool = False,
+    use_peft: bool = False,
+) -> None:
     """What can be refused from the arguments alone, before anything is loaded."""
+    if use_peft:
+        raise RecipeInputError("distill.py trains the whole (small) student: remove use_peft.")
     if not teacher:
         raise RecipeInputError(
             "Set teacher_model_name_or_path: a previous stage's output directory or a Hub id."
@@ -98,7 +106,6 @@ def check_arguments(teacher: str | None, script_args: Any, on_policy: bool = Fal
             f"On-policy distillation (lmbda > 0 or seq_kd) generates from each block's first prompt_tokens; "
             f"set 0 < prompt_tokens < block_size={script_args.block_size}, got {script_args.prompt_tokens}."
         )
-    student = script_args.student_model_name_or_path
     limit = min(
         context_length(teacher, None),
         context_length(student, script_args.student_preset, script_args.student_overrides),
@@ -143,7 +150,7 @@ def build_student(
     script_args: Any,
     tokenizer: PreTrainedTokenizerBase,
     teacher: BuiltModel,
-    trust_remote_code: bool = False,
+    loading: ModelLoading | None = None,
 ) -> BuiltModel:
     """The student: `student_path`, else `script_args.student_preset` (with `student_overrides`) built over the
     teacher's output vocabulary; generating up to the tokenizer's stop tokens, checked against the teacher
@@ -154,7 +161,7 @@ def build_student(
         tokenizer,
         overrides=script_args.student_overrides,
         vocab_size=teacher.model.config.get_text_config().vocab_size,
-        trust_remote_code=trust_remote_code,
+        loading=loading,
     )
     check_pair(teacher.model, built.model)
     logger.warning(

@@ -174,14 +174,32 @@ def _check_conversations(conversations: Sequence[Conversation]) -> None:
             )
 
 
-def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """EOS, plus ChatML's end-of-turn when the vocabulary has it: a chat model ends its reply with `<|im_end|>`
-    and would otherwise go on to write the next user turn itself."""
+def end_of_turn_token_id(tokenizer: PreTrainedTokenizerBase) -> int | None:
+    """The special token the chat template writes right after an assistant reply (`<|im_end|>`, `<|eot_id|>`,
+    `<end_of_turn>`, `<|end|>`, `</s>` ...), found by rendering one short exchange; None when there is none."""
+    reply = "Q7ZX"
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "hi"}, {"role": "assistant", "content": reply}], tokenize=False
+        )
+    except Exception:  # a template that cannot render this exchange (jinja raises many kinds) names no token
+        return None
+    if not isinstance(text, str) or reply not in text:
+        return None
+    after = tokenizer(text[text.rindex(reply) + len(reply) :], add_special_tokens=False)["input_ids"]
+    special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
+    return after[0] if after and after[0] in special else None
+
+
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel | None = None) -> list[int]:
+    """Where a chat reply ends: the tokenizer's EOS, the model's own stop tokens (its generation config, as the
+    family's checkpoints ship them), and the template's end-of-turn token. Without the last, a chat model would
+    go on to write the next user turn itself."""
     stop = [tokenizer.eos_token_id]
-    im_end = tokenizer.get_vocab().get(IM_END)
-    if im_end is not None and im_end not in stop:
-        stop.append(im_end)
-    return stop
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    stop += configured if isinstance(configured, list) else [configured]
+    stop += [end_of_turn_token_id(tokenizer), tokenizer.get_vocab().get(IM_END)]
+    return list(dict.fromkeys(token for token in stop if token is not None))
 
 
 @torch.no_grad()
@@ -230,7 +248,7 @@ def generate_replies(
 
     order = sorted(range(len(prompts)), key=lambda i: len(prompt_ids[i]), reverse=True)
     replies: list[str] = [""] * len(prompts)
-    stop_ids = stop_token_ids(tokenizer)
+    stop_ids = stop_token_ids(tokenizer, model)
     was_training, padding_side = model.training, tokenizer.padding_side
     model.eval()
     tokenizer.padding_side = "left"  # new tokens must follow each prompt directly, with no padding between

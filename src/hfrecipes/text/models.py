@@ -6,16 +6,21 @@ every tool that speaks `AutoModelForCausalLM`. The vocabulary size always comes 
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+from accelerate import PartialState
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
+    BitsAndBytesConfig,
     LlamaConfig,
     PreTrainedModel,
 )
+from trl import ModelConfig, get_quantization_config
 
 from hfrecipes.core.errors import RecipeInputError
 
@@ -110,6 +115,148 @@ def special_token_ids(tokenizer: Any) -> dict[str, int | None]:
     }
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+# The Auto class and extra config of each model head.
+HEADS: dict[str, tuple[Any, dict[str, Any]]] = {
+    "causal-lm": (AutoModelForCausalLM, {}),
+    "reward": (AutoModelForSequenceClassification, {"num_labels": 1}),
+}
+
+
+def _head(head: str) -> tuple[Any, dict[str, Any]]:
+    if head not in HEADS:
+        raise RecipeInputError(f"Unknown model head {head!r}; use {' or '.join(HEADS)}.")
+    return HEADS[head]
+
+
+@dataclass(frozen=True)
+class ModelLoading:
+    """How a checkpoint is loaded: TRL's `ModelConfig` options, passed to `from_pretrained` the way TRL's own
+    scripts pass them (`create_model_from_path`), and recorded in lineage.json and the card."""
+
+    revision: str = "main"
+    dtype: str = "float32"
+    attn_implementation: str | None = None
+    trust_remote_code: bool = False
+    quantization: BitsAndBytesConfig | None = None
+
+    def torch_dtype(self) -> torch.dtype:
+        """The dtype of a model built from a config here ("auto" keeps float32)."""
+        return torch.float32 if self.dtype == "auto" else getattr(torch, self.dtype)
+
+    def model_init_kwargs(self) -> dict[str, Any]:
+        """TRL's `model_init_kwargs`, as TRL's scripts build them from `ModelConfig` (quantization goes to the
+        trainer's own `quantization_config` argument)."""
+        kwargs: dict[str, Any] = {
+            "revision": self.revision,
+            "trust_remote_code": self.trust_remote_code,
+            "dtype": self.dtype,
+        }
+        if self.attn_implementation:
+            kwargs["attn_implementation"] = self.attn_implementation
+        return kwargs
+
+    def float32_kwargs(self) -> dict[str, Any]:
+        """`model_init_kwargs` for a run that computes in float32 (CPU int8 kernels): dtype float32 or auto
+        only, refused otherwise, and no k-bit loading."""
+        if self.dtype not in ("float32", "auto") or self.quantization is not None:
+            raise RecipeInputError(
+                "This recipe computes in float32 from the float model: remove dtype / load_in_4bit / load_in_8bit."
+            )
+        return {**self.model_init_kwargs(), "dtype": torch.float32}
+
+    def set_model_init_kwargs(self, training_args: Any) -> None:
+        """For TRL trainers given a path: they load it with `args.model_init_kwargs` (entries set there win)."""
+        training_args.model_init_kwargs = {
+            **self.model_init_kwargs(),
+            **(training_args.model_init_kwargs or {}),
+        }
+
+    def from_pretrained_kwargs(self) -> dict[str, Any]:
+        """What `from_pretrained` gets here: `model_init_kwargs` plus the k-bit quantization and placement."""
+        kwargs = self.model_init_kwargs()
+        if self.quantization is not None:
+            # k-bit weights are placed on this process's GPU at load time (what TRL's get_kbit_device_map did).
+            kwargs.update(
+                quantization_config=self.quantization, device_map={"": PartialState().local_process_index}
+            )
+        return kwargs
+
+    def record(self) -> dict[str, Any]:
+        """The options as lineage.json and the card show them."""
+        quantization = None
+        if self.quantization is not None:
+            q = self.quantization
+            quantization = (
+                {"bits": 4, "quant_type": q.bnb_4bit_quant_type, "nested": q.bnb_4bit_use_double_quant}
+                if q.load_in_4bit
+                else {"bits": 8}
+            )
+        return {
+            "revision": self.revision,
+            "dtype": self.dtype,
+            "attn_implementation": self.attn_implementation,
+            "trust_remote_code": self.trust_remote_code,
+            "quantization": quantization,
+        }
+
+
+def model_loading(model_args: ModelConfig | None, trust_remote_code: bool = False) -> ModelLoading:
+    """The loading options of TRL's `ModelConfig`, checked before any work: a k-bit request that cannot work
+    here stops with one line naming the option and the reason."""
+    if model_args is None:
+        return ModelLoading(trust_remote_code=trust_remote_code)
+    dtype = model_args.dtype or "float32"
+    if dtype not in DTYPES:
+        raise RecipeInputError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}.")
+    quantization = None
+    if model_args.load_in_4bit or model_args.load_in_8bit:
+        option = "load_in_4bit" if model_args.load_in_4bit else "load_in_8bit"
+        if model_args.load_in_4bit and model_args.load_in_8bit:
+            raise RecipeInputError("load_in_4bit and load_in_8bit are both set; choose one.")
+        if not torch.cuda.is_available():
+            raise RecipeInputError(
+                f"{option} needs a CUDA GPU (bitsandbytes k-bit layers) and this machine has none: remove {option} "
+                "to train in full precision (with use_peft for LoRA), or run on a GPU."
+            )
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise RecipeInputError(
+                f"{option} needs bitsandbytes: pip install bitsandbytes, or remove {option}."
+            )
+        if not model_args.use_peft:
+            raise RecipeInputError(
+                f"{option} freezes the base weights in k-bit form, so only adapters can train: set use_peft: true "
+                "(QLoRA), or remove it."
+            )
+        quantization = get_quantization_config(model_args)
+    return ModelLoading(
+        revision=model_args.model_revision or "main",
+        dtype=dtype,
+        attn_implementation=model_args.attn_implementation,
+        trust_remote_code=trust_remote_code,
+        quantization=quantization,
+    )
+
+
+def load_pretrained(
+    model_name_or_path: str, loading: ModelLoading | None = None, head: str = "causal-lm"
+) -> PreTrainedModel:
+    """A checkpoint (a stage's output or a Hub id) with `loading`'s options; `head="reward"` gives a one-output
+    sequence-classification model on its trunk (a reward model), as TRL's RewardTrainer expects."""
+    auto_class, head_kwargs = _head(head)
+    try:
+        return auto_class.from_pretrained(
+            model_name_or_path,
+            use_safetensors=True,
+            **(loading or ModelLoading()).from_pretrained_kwargs(),
+            **head_kwargs,
+        )
+    except OSError as err:
+        what = "causal LM" if head == "causal-lm" else "reward model"
+        raise RecipeInputError(f"Could not load a {what} from {model_name_or_path!r}: {err}") from err
+
+
 def get_causal_lm(
     *,
     model_name_or_path: str | None,
@@ -117,33 +264,27 @@ def get_causal_lm(
     vocab_size: int,
     overrides: dict[str, Any] | None = None,
     special_ids: dict[str, int | None] | None = None,
-    trust_remote_code: bool = False,
+    loading: ModelLoading | None = None,
     head: str = "causal-lm",
 ) -> BuiltModel:
-    """Load `model_name_or_path` when given, else build `preset` with random weights.
-
-    `head="reward"` gives a sequence-classification model with one output (a reward model): from a causal-LM
-    stage the trunk is reused and the score head starts fresh, as TRL's RewardTrainer expects."""
-    if head not in ("causal-lm", "reward"):
-        raise RecipeInputError(f"Unknown model head {head!r}; use causal-lm or reward.")
-    auto_class = AutoModelForCausalLM if head == "causal-lm" else AutoModelForSequenceClassification
-    head_kwargs = {"num_labels": 1} if head == "reward" else {}
+    """Load `model_name_or_path` when given (with `loading`'s options), else build `preset` with random weights
+    in `loading`'s dtype. `head` as in `load_pretrained`."""
+    loading = loading or ModelLoading()
     if model_name_or_path:
-        try:
-            model = auto_class.from_pretrained(
-                model_name_or_path, trust_remote_code=trust_remote_code, use_safetensors=True, **head_kwargs
-            )
-        except OSError as err:
-            what = "causal LM" if head == "causal-lm" else "reward model"
-            raise RecipeInputError(f"Could not load a {what} from {model_name_or_path!r}: {err}") from err
+        model = load_pretrained(model_name_or_path, loading, head)
         if model.get_input_embeddings().num_embeddings < vocab_size:
             model.resize_token_embeddings(vocab_size)
         if special_ids and special_ids.get("pad_token_id") is not None and model.config.pad_token_id is None:
             model.config.pad_token_id = special_ids["pad_token_id"]  # sequence scores are read before padding
         source = model_name_or_path
     else:
+        auto_class, head_kwargs = _head(head)
         config = preset_config(preset or "", vocab_size, overrides, **(special_ids or {}), **head_kwargs)
-        model = auto_class.from_config(config)
+        model = auto_class.from_config(
+            config,
+            dtype=loading.torch_dtype(),
+            **({"attn_implementation": loading.attn_implementation} if loading.attn_implementation else {}),
+        )
         source = f"preset:{preset}"
     return BuiltModel(model=model, source=source, num_parameters=model.num_parameters())
 

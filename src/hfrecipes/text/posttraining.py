@@ -5,6 +5,7 @@ card."""
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,19 +13,19 @@ from typing import Any
 import datasets
 import torch
 from peft import PeftConfig
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
-from trl import SFTTrainer
+from tokenizers import Tokenizer, models
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast, Trainer
+from trl import SFTTrainer, clone_chat_template
+from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
 from hfrecipes.builtins.instructions import extract_number, is_refusal
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
-from hfrecipes.text.evaluation import evaluate_sft, generate_replies, stop_token_ids
-from hfrecipes.text.models import BuiltModel, get_causal_lm, special_token_ids
-from hfrecipes.text.tokenization import CHATML_TEMPLATE, IM_END
+from hfrecipes.text.evaluation import end_of_turn_token_id, evaluate_sft, generate_replies, stop_token_ids
+from hfrecipes.text.models import BuiltModel, ModelLoading, get_causal_lm, special_token_ids
+from hfrecipes.text.tokenization import CHATML_TEMPLATE, IM_END, IM_START
 
 logger = logging.getLogger(__name__)
-
-GENERATION_MARKER = "{% generation %}"
 
 
 def split_eval(
@@ -45,29 +46,86 @@ def split_eval(
     return parts["train"], parts["test"]
 
 
-def prepare_chat_tokenizer(
-    tokenizer: PreTrainedTokenizerBase, chat_template: str | None, assistant_only_loss: bool
-) -> None:
-    """Set the chat template (`chatml` = ours, or a .jinja file) and check it can mark assistant tokens."""
-    if chat_template == "chatml":
+def chatml_source(directory: Path) -> Path:
+    """A tokenizer holding only hfrecipes' ChatML template and its two turn tokens, written to `directory` so
+    TRL's `clone_chat_template` can take the template from it."""
+    vocab = {token: index for index, token in enumerate([IM_START, IM_END])}
+    source = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel(vocab=vocab, unk_token=IM_END)),
+        eos_token=IM_END,
+        additional_special_tokens=[IM_START],
+    )
+    source.chat_template = CHATML_TEMPLATE
+    source.save_pretrained(directory)
+    return directory
+
+
+@dataclass
+class ChatTemplate:
+    """The chat template a post-training run uses and where it came from (for lineage.json)."""
+
+    source: str  # "model", "chatml", a .jinja path or the tokenizer it was cloned from
+    added_tokens: int = 0
+    training_template: str | None = None  # "trl" when TRL swaps in its generation-marked training template
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "added_tokens": self.added_tokens,
+            "training_template": self.training_template,
+        }
+
+
+def prepare_chat_template(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    chat_template_path: str | None,
+    assistant_only_loss: bool = False,
+) -> ChatTemplate:
+    """Set the chat template as TRL's `chat_template_path` does, and check before any training that TRL can mask
+    assistant tokens with it.
+
+    None keeps the model's own template (saved unchanged with the model); a .jinja file replaces it; `chatml` is
+    hfrecipes' ChatML, whose tokens are added (embeddings resized, through TRL's `clone_chat_template`) when the
+    vocabulary lacks them; anything else is a tokenizer (path or Hub id) whose template is cloned, as in TRL.
+    With `assistant_only_loss`, a template without `{% generation %}` markers is fine when TRL has a training
+    template for it (SFTTrainer swaps it in for training only); otherwise TRL's own error and remedy are given."""
+    record = ChatTemplate(source=chat_template_path or "model")
+    if chat_template_path == "chatml" and {IM_START, IM_END} <= set(tokenizer.get_vocab()):
         tokenizer.chat_template = CHATML_TEMPLATE
-    elif chat_template:
-        path = Path(chat_template)
+    elif chat_template_path and chat_template_path.endswith((".jinja", ".j2")):
+        path = Path(chat_template_path)
         if not path.is_file():
-            raise RecipeInputError(
-                f"chat_template {chat_template!r} is neither 'chatml' nor an existing .jinja file."
-            )
-        tokenizer.chat_template = path.read_text()
+            raise RecipeInputError(f"chat_template_path {chat_template_path!r} does not exist.")
+        tokenizer.chat_template = path.read_text(encoding="utf-8")
+    elif chat_template_path:
+        with tempfile.TemporaryDirectory() as scratch:
+            source = chatml_source(Path(scratch)) if chat_template_path == "chatml" else chat_template_path
+            try:
+                _, _, added = clone_chat_template(model, tokenizer, str(source))
+            except (OSError, ValueError) as err:
+                raise RecipeInputError(
+                    f"chat_template_path {chat_template_path!r} is neither 'chatml', a .jinja file nor a tokenizer "
+                    f"to clone a template from: {err}"
+                ) from err
+        record.added_tokens = len(added)
     if not tokenizer.chat_template:
         raise RecipeInputError(
-            "The tokenizer has no chat template. Set `chat_template: chatml` (built in) or a .jinja file."
+            "The tokenizer has no chat template. Set chat_template_path: chatml (hfrecipes' ChatML), a .jinja "
+            "file, or a tokenizer to clone one from."
         )
-    if assistant_only_loss and GENERATION_MARKER not in tokenizer.chat_template:
-        raise RecipeInputError(
-            "assistant_only_loss needs a chat template that wraps assistant turns in {% generation %} ... "
-            "{% endgeneration %} (that is how the trainer finds assistant tokens), and this tokenizer's has none. "
-            "Set `chat_template: chatml` to use hfrecipes' ChatML template, or turn assistant_only_loss off."
-        )
+    if assistant_only_loss and not has_generation_markers(tokenizer.chat_template):
+        try:
+            get_training_chat_template(tokenizer)
+        except ValueError as err:
+            raise RecipeInputError(
+                f"assistant_only_loss: {err} TRL's remedy: give a template with {{% generation %}} markers "
+                "(chat_template_path: a .jinja file, or chatml), or set assistant_only_loss: false."
+            ) from err
+        record.training_template = "trl"
+    if model.can_generate():  # the template decides where a reply ends
+        model.generation_config.eos_token_id = stop_token_ids(tokenizer, model)
+    return record
 
 
 def conversation_lengths(tokenizer: PreTrainedTokenizerBase, dataset: datasets.Dataset) -> list[int]:
@@ -130,19 +188,19 @@ def get_chat_lm(
     *,
     overrides: dict[str, Any] | None = None,
     vocab_size: int | None = None,
-    trust_remote_code: bool = False,
+    loading: ModelLoading | None = None,
 ) -> BuiltModel:
     """`get_causal_lm` for a chat tokenizer: its vocabulary (or `vocab_size`) and special ids, and generation
-    that stops at the chat stop tokens (EOS and `<|im_end|>`) and pads with the tokenizer's pad token."""
+    that stops at the chat stop tokens (`stop_token_ids`) and pads with the tokenizer's pad token."""
     built = get_causal_lm(
         model_name_or_path=model_name_or_path,
         preset=preset,
         vocab_size=vocab_size or len(tokenizer),
         overrides=overrides,
-        trust_remote_code=trust_remote_code,
+        loading=loading,
         special_ids=special_token_ids(tokenizer),
     )
-    built.model.generation_config.eos_token_id = stop_token_ids(tokenizer)  # a chat reply ends at <|im_end|>
+    built.model.generation_config.eos_token_id = stop_token_ids(tokenizer, built.model)
     built.model.generation_config.pad_token_id = tokenizer.pad_token_id
     return built
 
@@ -227,7 +285,8 @@ def as_prompt_completion(
     conversations: datasets.Dataset, tokenizer: PreTrainedTokenizerBase
 ) -> datasets.Dataset:
     """Chat rows as plain prompt/completion strings: the prompt is the rendered conversation up to the last
-    assistant turn (with the generation prompt), the completion that turn and its end-of-turn token. TRL then
+    assistant turn (with the generation prompt), the completion the rest of the rendered conversation (the turn
+    and the template's end-of-turn tokens). TRL then
     trains on completions only, which is assistant-only loss in a form plain-text rows can share."""
 
     def render(row: dict[str, Any]) -> dict[str, str]:
@@ -235,7 +294,11 @@ def as_prompt_completion(
         prompt = tokenizer.apply_chat_template(
             row["messages"][:last], tokenize=False, add_generation_prompt=True
         )
-        return {"prompt": prompt, "completion": row["messages"][last]["content"] + IM_END + "\n"}
+        full = tokenizer.apply_chat_template(row["messages"][: last + 1], tokenize=False)
+        if full.startswith(prompt):  # the template's own end of turn, whatever the family
+            return {"prompt": prompt, "completion": full[len(prompt) :]}
+        end = tokenizer.convert_ids_to_tokens(end_of_turn_token_id(tokenizer) or tokenizer.eos_token_id)
+        return {"prompt": prompt, "completion": row["messages"][last]["content"] + end}
 
     return conversations.map(render, remove_columns=conversations.column_names, desc="prompt/completion")
 

@@ -35,6 +35,7 @@ from transformers import (
 
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.core.io import atomic_write_json
+from hfrecipes.text.models import ModelLoading
 
 BACKENDS = ("torchao", "torch")
 METHODS = {"torchao": ("int8_dynamic", "int8_weight_only"), "torch": ("int8_dynamic",)}
@@ -131,21 +132,20 @@ def quantized_layers(model: torch.nn.Module) -> int:
     )
 
 
-def quantize_model(model_name_or_path: str, backend: str, method: str) -> PreTrainedModel:
-    """Load a float causal LM and quantise it (CPU, float32 compute)."""
+def quantize_model(
+    model_name_or_path: str, backend: str, method: str, loading: ModelLoading | None = None
+) -> PreTrainedModel:
+    """Load a float causal LM (with `loading`'s revision, attention and remote-code options) and quantise it
+    (CPU, float32 compute)."""
     check_quantizable(model_name_or_path, backend, method)
+    kwargs = (loading or ModelLoading()).float32_kwargs()
     if backend == "torchao":
         model = AutoModelForCausalLM.from_pretrained(
-            model_name_or_path,
-            quantization_config=_torchao_config(method),
-            dtype=torch.float32,
-            use_safetensors=True,
+            model_name_or_path, quantization_config=_torchao_config(method), use_safetensors=True, **kwargs
         )
     else:
         model = _torch_dynamic(
-            AutoModelForCausalLM.from_pretrained(
-                model_name_or_path, dtype=torch.float32, use_safetensors=True
-            )
+            AutoModelForCausalLM.from_pretrained(model_name_or_path, use_safetensors=True, **kwargs)
         )
     if not quantized_layers(model):
         raise RecipeInputError(

@@ -111,10 +111,12 @@ def fertility(tokenizer: PreTrainedTokenizerFast, texts: list[str]) -> dict[str,
     }
 
 
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, revision: str = "main"):
     """A saved or Hub tokenizer (refused clearly when it cannot load), padding with EOS when it has no pad."""
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            name_or_path, trust_remote_code=trust_remote_code, revision=revision
+        )
     except (OSError, ValueError) as err:
         raise RecipeInputError(f"Could not load a tokenizer from {name_or_path!r}: {err}") from err
     if tokenizer.pad_token is None:
@@ -132,6 +134,7 @@ def load_or_train_tokenizer(
     vocab_size: int,
     min_frequency: int = 2,
     trust_remote_code: bool = False,
+    revision: str = "main",
 ) -> tuple[PreTrainedTokenizerFast, str | None]:
     """The tokenizer a recipe runs with, and the path it came from (None when trained here).
 
@@ -140,7 +143,7 @@ def load_or_train_tokenizer(
     """
     if tokenizer_name_or_path or model_name_or_path:
         source = tokenizer_name_or_path or model_name_or_path
-        return load_tokenizer(source, trust_remote_code), source
+        return load_tokenizer(source, trust_remote_code, revision), source
     if (trained_dir / "tokenizer_config.json").is_file():
         return load_tokenizer(str(trained_dir)), None
     tokenizer = train_tokenizer(texts, tokenizer_type, vocab_size, min_frequency)
