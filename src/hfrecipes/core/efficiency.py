@@ -364,6 +364,20 @@ def energy_estimate(measurement: Measurement, world_size: int = 1) -> dict[str, 
 # --- the record --------------------------------------------------------------------------------------------------
 
 
+def peak_memory(device: torch.device) -> dict[str, Any]:
+    """This process's peak memory so far: allocated GPU memory on CUDA (what `hfrecipes plan` estimates),
+    else the peak resident set size (which also counts the interpreter and libraries)."""
+    if device.type == "cuda":
+        return {
+            "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20,
+            "peak_memory_method": "cuda",
+        }
+    if resource is None:
+        return {}
+    kilobytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"peak_memory_mb": kilobytes / 1024, "peak_memory_method": "max RSS"}
+
+
 def efficiency_record(
     measurement: Measurement,
     *,
@@ -410,6 +424,7 @@ def efficiency_record(
     if mfu is not None and mfu > 1:
         record["mfu_unclamped"] = mfu
     record.update(energy_estimate(measurement, world))
+    record.update(peak_memory(device))
     grid = _env_float("HFRECIPES_GRID_KG_PER_KWH", GRID_KG_PER_KWH)
     record.update(
         co2e_kg=record["energy_kwh"] * grid,

@@ -53,6 +53,12 @@ def efficiency_markdown(record: dict[str, Any]) -> str:
         ("peak", f"{_si(record['peak_flops_per_second'], 'FLOP/s')} ({record.get('peak_method')})"),
         ("MFU", f"{record['mfu']:.1%}" if record.get("mfu") is not None else "n/a"),
         (
+            "peak memory",
+            f"{record['peak_memory_mb']:,.0f} MB ({record.get('peak_memory_method')})"
+            if record.get("peak_memory_mb")
+            else "",
+        ),
+        (
             "energy",
             f"{energy_text(record.get('energy_kwh'))} ({record.get('energy_method')}; "
             f"{record.get('wall_seconds', 0):.1f} s wall, {record.get('cpu_seconds', 0):.1f} s CPU)",
