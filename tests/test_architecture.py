@@ -52,6 +52,7 @@ OPTIONAL_EXTRAS = {
 CLI_COMMAND_IMPORTS = {
     ("hfrecipes.cli.commands", "hfrecipes.text.models"),
     ("hfrecipes.cli.commands", "hfrecipes.audio.synthesis"),
+    ("hfrecipes.cli.commands", "hfrecipes.lifecycle.plan"),
 }
 MAX_MODULE_LINES = 700
 MAX_RECIPE_LINES = 220

@@ -48,7 +48,7 @@ def recipe_types(config_name: str) -> tuple:
         config_class = GRPOConfig if config_name.startswith("grpo_") else RLOOConfig
         return (load_recipe("text/grpo.py").GRPOScriptArguments, config_class, ModelConfig)
     if config_name.startswith("ppo_"):
-        return (load_recipe("text/ppo.py").PPOScriptArguments, PPOConfig)
+        return (load_recipe("text/ppo.py").PPOScriptArguments, PPOConfig, ModelConfig)
     if config_name.startswith("evaluate_"):
         return (load_recipe("text/evaluate.py").EvaluateArguments,)
     if config_name.startswith("tts_"):

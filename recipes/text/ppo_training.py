@@ -106,20 +106,21 @@ def rollout(trainer: PPOTrainer, update: int) -> dict[str, torch.Tensor]:
     p = max(map(len, ids))
     prompt = torch.tensor([[tok.pad_token_id] * (p - len(x)) + x for x in ids], device=device)  # left pad
     prompt_mask = torch.tensor([[0] * (p - len(x)) + [1] * len(x) for x in ids], device=device)
-    sequences = trainer.policy.generate(
-        input_ids=prompt,
-        attention_mask=prompt_mask,
-        max_new_tokens=cfg.max_new_tokens,
-        do_sample=True,
-        temperature=cfg.temperature,
-        top_k=0,
-        top_p=1.0,
-        min_p=0.0,
-        typical_p=1.0,
-        repetition_penalty=1.0,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=trainer.stop_ids,
-    )
+    with trainer.accelerator.autocast():  # bf16 mixed precision: the casts of the update's forward passes
+        sequences = trainer.policy.generate(
+            input_ids=prompt,
+            attention_mask=prompt_mask,
+            max_new_tokens=cfg.max_new_tokens,
+            do_sample=True,
+            temperature=cfg.temperature,
+            top_k=0,
+            top_p=1.0,
+            min_p=0.0,
+            typical_p=1.0,
+            repetition_penalty=1.0,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=trainer.stop_ids,  # EOS + the model's own end-of-turn tokens (generation_config)
+        )
     responses = sequences[:, p:]
     mask, ended = response_mask(responses, trainer.stop_ids)
     attention_mask = torch.cat([prompt_mask, mask.long()], dim=1)
@@ -129,10 +130,12 @@ def rollout(trainer: PPOTrainer, update: int) -> dict[str, torch.Tensor]:
     logprobs, ref_logprobs, values = [], [], []
     for s in range(0, len(indices), cfg.mini_batch_size):
         chunk = {k: v[s : s + cfg.mini_batch_size] for k, v in data.items()}
-        logits, value = response_forward(trainer.model, chunk, p, cfg.temperature)
+        with trainer.accelerator.autocast():
+            logits, value = response_forward(trainer.model, chunk, p, cfg.temperature)
+            # With LoRA the reference is the same model with its adapter disabled (hfrecipes.text.ppo).
+            ref_logits = trainer.ref_policy(**chunk, use_cache=False).logits[:, p - 1 : -1] / cfg.temperature
         logprobs.append(logprobs_and_entropy(logits, chunk["input_ids"][:, p:])[0])
-        values.append(value)
-        ref_logits = trainer.ref_policy(**chunk, use_cache=False).logits[:, p - 1 : -1] / cfg.temperature
+        values.append(value.float())
         ref_logprobs.append(logprobs_and_entropy(ref_logits, chunk["input_ids"][:, p:])[0])
     completions = tok.batch_decode(
         [r[: int(m.sum())] for r, m in zip(responses, mask, strict=True)], skip_special_tokens=True

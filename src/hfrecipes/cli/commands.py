@@ -79,6 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         "--vocoder", help="SpeechT5HifiGan dir/id (default: the one recorded at training, else Griffin-Lim)"
     )
     synth.add_argument("--seed", type=int, default=0)
+    plan = sub.add_parser(
+        "plan", help="GPU memory per GPU of a text recipe's config, and whether it fits on 80 GB"
+    )
+    plan.add_argument("config", help="a recipe config, e.g. recipes/text/configs/dpo_zephyr_7b.yaml")
+    plan.add_argument(
+        "--accelerate_config", help="the sharding, e.g. accelerate_configs/zero3.yaml (default: one GPU)"
+    )
+    plan.add_argument("--recipe", help="the recipe, e.g. text/sft.py (default: found from the config's name)")
     args = parser.parse_args(argv)
     try:
         return _dispatch(args)
@@ -144,6 +152,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(
             f"Wrote {result['path']}: {result['seconds']:.2f} s, speaker {result['speaker']}, {result['vocoder']}{note}"
         )
+    elif args.command == "plan":
+        from hfrecipes.lifecycle.plan import plan_config  # see "presets"
+
+        print(plan_config(args.config, args.accelerate_config, args.recipe).render())
     return 0
 
 

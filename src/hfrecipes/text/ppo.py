@@ -13,15 +13,25 @@ Details of RLHF with PPO" (cited below as "N+"):
 - KL coefficient fixed, or adapted towards a target KL (Ziegler et al. 2019, section 2.2);
 - the critic is a linear value head on the policy's last hidden state (shared trunk, as TRL's
   AutoModelForCausalLMWithValueHead): one model in memory, and `vf_coef` balances the two losses on it;
-- dropout stays off throughout (models are kept in eval mode), so the first minibatch's ratio is exactly 1.
+- dropout stays off throughout (models are kept in eval mode, or have their dropout zeroed when gradient
+  checkpointing needs train mode), so the first minibatch's ratio is exactly 1.
+
+At scale (`build_policy`): with LoRA, ONE base model holds a PEFT adapter that is the actor, the value head sits
+on the same adapted trunk (the critic shares the policy's adapter), and the reference is that base with the
+adapter switched off (`DisabledAdapter`): no second copy of the weights. Only the adapter and the value head
+train; the reward model stays separate and frozen. bf16 (Accelerate's autocast, or `dtype: bfloat16` weights),
+gradient checkpointing and k-bit bases (QLoRA, on CUDA) combine with it.
 
 This module is the plumbing and the maths: the models on Accelerate, prompt order, reward calls, the KL
 controllers, logging, checkpoints and resume, plus GAE, whitening and the KL estimators. The part a user changes
 (the rollout, the clipped losses and the update) is the `step_fn` the trainer is given: `ppo_step` in
 `recipes/text/ppo_training.py`, beside the recipe, where `hfrecipes copy text/ppo.py` brings it along.
 
-Everything runs on Accelerate (DDP or one process, CPU or GPU). Sharded set-ups (FSDP, ZeRO-3) are not
-supported: generation runs on the unwrapped model.
+Everything runs on Accelerate (DDP or one process, CPU or GPU). The trainable module (policy + value head) and
+its optimizer go through `accelerator.prepare`, so an `accelerate launch` DeepSpeed config (ZeRO-2/3) shards them;
+frozen parts (the reference, the reward model) never reach the optimizer, weights are gathered with
+`accelerator.get_state_dict` when saved, and generation runs on the unwrapped model (DeepSpeed's hooks gather
+ZeRO-3 shards layer by layer there: slow, but correct).
 """
 
 from __future__ import annotations
@@ -41,19 +51,32 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
+from peft import (
+    PeftConfig,
+    PeftModel,
+    get_peft_model,
+    prepare_model_for_kbit_training,
+    set_peft_model_state_dict,
+)
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.trainer_pt_utils import safe_globals
 
+from hfrecipes.core.efficiency import EfficiencyMeter, lm_efficiency
 from hfrecipes.core.errors import NonFiniteError, RecipeInputError
 from hfrecipes.core.reports import plt, save_figure
 from hfrecipes.core.training import last_complete_checkpoint
 from hfrecipes.text.evaluation import stop_token_ids as default_stop_token_ids
+from hfrecipes.text.models import ModelLoading, load_pretrained
+from hfrecipes.text.posttraining import check_lora_targets
 
 logger = logging.getLogger(__name__)
 
 VALUE_HEAD_FILE = "value_head.safetensors"
+ADAPTER_FILE = "adapter_model.safetensors"  # what PeftModel.save_pretrained writes
+# Under DeepSpeed, a checkpoint's sharded weights and optimizer state (accelerator.save_state) go in this folder.
+DEEPSPEED_STATE = "deepspeed"
 # Written last into a checkpoint: with the right `global_step` in it, it marks the checkpoint complete (the same
 # rule as Trainer's, so hfrecipes.core.training.last_complete_checkpoint finds PPO checkpoints too).
 STATE_FILE = "trainer_state.json"
@@ -198,12 +221,25 @@ class ValueHeadModel(torch.nn.Module):
             output_hidden_states=True,
             use_cache=False,
         )
-        return out.logits, self.value_head(out.hidden_states[-1].float()).squeeze(-1)
+        hidden = out.hidden_states[-1].float()
+        with torch.autocast(hidden.device.type, enabled=False):  # the critic stays in float32 under bf16
+            return out.logits, self.value_head(hidden).squeeze(-1)
 
-    def save_pretrained(self, path: str | Path, **kwargs: Any) -> None:
+    def save_pretrained(
+        self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None, **kwargs: Any
+    ) -> None:
+        """The policy (a full model, or with LoRA its adapter) and `value_head.safetensors`. `state_dict` is the
+        whole module's gathered weights (`accelerator.get_state_dict`, needed under ZeRO-3), else they are read here."""
+        head = self.value_head.state_dict()
+        if state_dict is not None:
+            parts = {"policy.": {}, "value_head.": {}}
+            for key, value in state_dict.items():
+                prefix = key.split(".", 1)[0] + "."
+                parts[prefix][key.removeprefix(prefix)] = value
+            kwargs["state_dict"], head = parts["policy."], parts["value_head."]
         self.policy.save_pretrained(path, **kwargs)
         save_file(
-            {k: v.detach().cpu().contiguous() for k, v in self.value_head.state_dict().items()},
+            {k: v.detach().float().cpu().contiguous() for k, v in head.items()},
             str(Path(path) / VALUE_HEAD_FILE),
         )
 
@@ -217,6 +253,59 @@ class ValueHeadModel(torch.nn.Module):
         if (Path(path) / VALUE_HEAD_FILE).is_file():
             model.load_value_head(path)
         return model
+
+
+class DisabledAdapter:
+    """PPO's reference with LoRA: the policy's base model with its adapter switched off for every call (forward
+    and generate), so the reference costs no second copy of the weights. Other attributes are the model's. Not a
+    module on purpose: freezing or moving it must not touch the adapter the actor trains."""
+
+    def __init__(self, model: PeftModel):
+        self.model = model
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self.model.disable_adapter():
+            return self.model(*args, **kwargs)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        with self.model.disable_adapter():
+            return self.model.generate(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
+def disable_dropout(model: torch.nn.Module) -> torch.nn.Module:
+    """Zero every dropout (nn.Dropout modules, LoRA's included, and attention dropout read from a module
+    attribute), so train mode, which gradient checkpointing needs, computes exactly what eval mode does."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
+    return model
+
+
+def build_policy(
+    path: str,
+    loading: ModelLoading,
+    peft_config: PeftConfig | None = None,
+    gradient_checkpointing: bool = False,
+) -> PreTrainedModel:
+    """The actor to start PPO from: the checkpoint at `path` loaded with `loading`'s options (dtype, attention,
+    k-bit). With `peft_config`, the base is frozen and a LoRA adapter added (k-bit bases prepared as for
+    QLoRA): pass it with `ref_policy=None` and the trainer's reference is the base with the adapter disabled."""
+    policy = load_pretrained(path, loading)
+    if peft_config is None:
+        return policy
+    check_lora_targets(policy, peft_config)
+    if loading.quantization is not None:
+        policy = prepare_model_for_kbit_training(
+            policy,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    return get_peft_model(policy, copy.deepcopy(peft_config))  # PEFT rewrites its config's targets
 
 
 # --- configuration -----------------------------------------------------------------------------------------------
@@ -262,6 +351,13 @@ class PPOConfig:
     logging_steps: int = field(default=1, metadata={"help": "Log every N updates (log_history keeps all)."})
     save_steps: int = field(default=0, metadata={"help": "Checkpoint every N updates; 0 = never."})
     checkpoints_total_limit: int | None = field(default=2, metadata={"help": "Keep at most N checkpoints."})
+    bf16: bool = field(default=False, metadata={"help": "bf16 autocast (dtype: bfloat16 = bf16 weights)."})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "Recompute activations in backward: less memory, ~30% more time."}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run the model repository's own code (Hub models that need it)."}
+    )
 
     def __post_init__(self) -> None:
         at_least_one = (
@@ -301,8 +397,10 @@ class PPOTrainer:
       decoded completions (special tokens skipped, cut at the stop token) and, as keyword lists aligned with
       them, the batch's values of `prompt_columns` (e.g. `answer`), as TRL's reward functions receive them.
     - `ref_policy`: the frozen reference; None = a copy of `policy` as passed (so on resume pass the same
-      initial policy: the checkpoint's weights are loaded into it afterwards).
-    - `stop_token_ids`: default EOS (+ `<|im_end|>` when the vocabulary has it).
+      initial policy: the checkpoint's weights are loaded into it afterwards), or, when `policy` is a PEFT
+      model (`build_policy` with LoRA), its base with the adapter disabled (`DisabledAdapter`).
+    - `stop_token_ids`: default the tokenizer's EOS, the policy's `generation_config.eos_token_id` (the family's
+      end-of-turn tokens) and the template's end-of-turn token.
     - `step_fn(trainer, update)`: one PPO update (rollout, advantages, optimizer steps), e.g. `ppo_step` of
       recipes/text/ppo_training.py; it returns the update's statistics, which `step` averages and logs.
     """
@@ -348,13 +446,28 @@ class PPOTrainer:
                 f"Every prompt column needs one value per prompt ({len(self.prompts)}); got lengths "
                 f"{ {k: len(v) for k, v in self.columns.items()} }."
             )
-        self.stop_ids = list(stop_token_ids or default_stop_token_ids(tokenizer))
+        self.stop_ids = list(stop_token_ids or default_stop_token_ids(tokenizer, policy))
         set_seed(config.seed)
         device = self.accelerator.device
-        self.ref_policy = (ref_policy or copy.deepcopy(policy)).to(device).eval().requires_grad_(False)
-        model = ValueHeadModel(policy.to(device)).eval()  # eval mode for good: dropout off (N+)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, eps=1e-5)  # eps: N+
+        self.lora = isinstance(policy, PeftModel)
+        if not self.lora:
+            self.ref_policy = (ref_policy or copy.deepcopy(policy)).to(device).eval().requires_grad_(False)
+        if config.gradient_checkpointing:
+            policy.activation_checkpointing_enable({"use_reentrant": False})
+        if getattr(policy, "hf_device_map", None) is None:  # k-bit weights were placed at load time
+            policy = policy.to(device)
+        # Eval mode for good: dropout off (N+). Gradient checkpointing only acts in train mode, so there the
+        # dropout is zeroed instead.
+        model = ValueHeadModel(policy)
+        model = disable_dropout(model).train() if config.gradient_checkpointing else model.eval()
+        trainable = [p for p in model.parameters() if p.requires_grad]  # with LoRA: adapter + value head
+        optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, eps=1e-5)  # eps: N+
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        if plugin is not None:  # DeepSpeed cannot infer the micro-batch from a dataloader: PPO has none
+            plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.mini_batch_size
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        if self.lora:  # the same trunk with the adapter off: the reference costs no memory
+            self.ref_policy = ref_policy or DisabledAdapter(self.policy)
         set_seed(config.seed, device_specific=True)  # each process samples its own completions
         self.kl_ctl = (
             FixedKLController(config.init_kl_coef)
@@ -444,9 +557,20 @@ class PPOTrainer:
     def save_model(self, output_dir: str | Path) -> None:
         """Policy (save_pretrained, safetensors) + tokenizer + value_head.safetensors, from the main process."""
         self.accelerator.wait_for_everyone()
+        state_dict = self._gathered_state_dict()
         if self.accelerator.is_main_process:
-            self.unwrapped.save_pretrained(output_dir)
+            self.unwrapped.save_pretrained(output_dir, state_dict=state_dict)
             self.tokenizer.save_pretrained(output_dir)
+
+    @property
+    def deepspeed(self) -> bool:
+        return self.accelerator.distributed_type == DistributedType.DEEPSPEED
+
+    def _gathered_state_dict(self) -> dict[str, torch.Tensor] | None:
+        """Under DeepSpeed the weights are sharded: every process takes part in gathering them (ZeRO-3)."""
+        if not self.deepspeed:
+            return None
+        return self.accelerator.get_state_dict(self.model)
 
     def save_checkpoint(self) -> Path:
         """checkpoint-<update>/: model, optimizer, KL controller, log history, every process's RNG. Written to a
@@ -464,9 +588,13 @@ class PPOTrainer:
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
         torch.save(rng, tmp / f"rng_state_{acc.process_index}.pth")
+        state_dict = self._gathered_state_dict()
         if acc.is_main_process:
-            self.unwrapped.save_pretrained(tmp)
+            self.unwrapped.save_pretrained(tmp, state_dict=state_dict)
             self.tokenizer.save_pretrained(tmp)
+        if self.deepspeed:  # every process writes its shards of the weights and the optimizer state
+            acc.save_state(str(tmp / DEEPSPEED_STATE))
+        elif acc.is_main_process:
             torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
         acc.wait_for_everyone()
         if acc.is_main_process:
@@ -499,12 +627,18 @@ class PPOTrainer:
             raise RecipeInputError(f"{path} is not a complete PPO checkpoint (no {STATE_FILE}).")
         state = json.loads(state_file.read_text())
         policy = self.policy
-        saved = AutoModelForCausalLM.from_pretrained(path, dtype=policy.dtype)
-        policy.load_state_dict(saved.state_dict())
-        self.unwrapped.load_value_head(path)
-        self.optimizer.load_state_dict(
-            torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
-        )
+        if self.deepspeed:  # sharded weights and optimizer state, as save_checkpoint had them
+            self.accelerator.load_state(str(path / DEEPSPEED_STATE))
+        elif self.lora:  # the checkpoint holds the adapter only; the base is the one loaded at the start
+            set_peft_model_state_dict(policy, load_file(str(path / ADAPTER_FILE), device="cpu"))
+        else:
+            saved = AutoModelForCausalLM.from_pretrained(path, dtype=policy.dtype)
+            policy.load_state_dict(saved.state_dict())
+        if not self.deepspeed:
+            self.unwrapped.load_value_head(path)
+            self.optimizer.load_state_dict(
+                torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+            )
         self.kl_ctl.load_state_dict(state["kl_controller"])
         self.update, self.log_history = int(state["global_step"]), list(state["log_history"])
         rng_file = path / f"rng_state_{self.accelerator.process_index}.pth"
@@ -540,3 +674,23 @@ def plot_ppo_curves(log_history: Sequence[dict[str, float]], path: Path) -> Path
         ax.legend()
     axes[1].set_ylabel("nats per response")
     return save_figure(fig, Path(path))
+
+
+def ppo_efficiency(trainer: PPOTrainer, meter: EfficiencyMeter, first_update: int) -> dict:
+    """Efficiency of the updates run now: 6·N·D on the tokens of the PPO optimisation passes (ppo_epochs × each
+    rollout's prompt + response tokens); update time includes the rollout (sampling, reference forward)."""
+    cfg, world, run = trainer.config, trainer.accelerator.num_processes, trainer.log_history[first_update:]
+    prompt_tokens = sum(map(len, trainer.prompt_ids)) / len(trainer.prompt_ids)
+    tokens = sum(
+        cfg.ppo_epochs * cfg.batch_size * world * (prompt_tokens + r["response_length"]) for r in run
+    )
+    return lm_efficiency(
+        meter.stop(),
+        trainer.policy,
+        tokens,
+        train_seconds=sum(r["seconds"] for r in run),
+        steps=len(run),
+        world_size=world,
+        device=trainer.accelerator.device,
+        note="rollouts (sampling, policy, value and reference forwards) not counted",
+    )

@@ -15,13 +15,13 @@ from typing import Any
 import torch
 from transformers import (
     AutoModelForSequenceClassification,
-    AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
 from hfrecipes.builtins.instructions import extract_number, is_refusal
 from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.text.tokenization import load_tokenizer
 
 RewardFunction = Callable[..., list[float | None]]
 REWARD_FUNCTIONS: dict[str, RewardFunction] = {}
@@ -156,7 +156,7 @@ class RewardModelScorer:
             raise RecipeInputError(
                 f"reward_model_path {path} is not a saved model (no config.json); point it at reward.py's output."
             )
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = load_tokenizer(str(path))  # pads with EOS where the family has no pad token
         if policy_tokenizer is not None:
             check_tokenizer_reads(tokenizer, policy_tokenizer, where=str(path))
         model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
