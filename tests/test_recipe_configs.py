@@ -50,7 +50,7 @@ def recipe_types(config_name: str) -> tuple:
     if config_name.startswith("ppo_"):
         return (load_recipe("text/ppo.py").PPOScriptArguments, PPOConfig, ModelConfig)
     if config_name.startswith("evaluate_"):
-        return (load_recipe("text/evaluate.py").EvaluateArguments,)
+        return (load_recipe("text/evaluate.py").EvaluateArguments, ModelConfig)
     if config_name.startswith("tts_"):
         return (load_recipe("audio/train_tts.py").TTSArguments, Seq2SeqTrainingArguments)
     if config_name.startswith("diffusion_"):
@@ -62,9 +62,9 @@ def recipe_types(config_name: str) -> tuple:
     if config_name.startswith("clip_"):
         return (load_recipe("multimodal/train_clip.py").CLIPScriptArguments, TrainingArguments)
     if config_name.startswith("distill_"):
-        return (DataArguments, load_recipe("text/distill.py").DistillArguments, GKDConfig)
+        return (DataArguments, load_recipe("text/distill.py").DistillArguments, GKDConfig, ModelConfig)
     if config_name.startswith("quantize_"):
-        return (load_recipe("text/quantize.py").QuantizeArguments, DataArguments)
+        return (load_recipe("text/quantize.py").QuantizeArguments, ModelConfig, DataArguments)
     if config_name.startswith("embedder_"):
         from sentence_transformers import SentenceTransformerTrainingArguments
 
