@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import datasets
 
+from hfrecipes.builtins.bias import bias_pairs, bias_questions
 from hfrecipes.builtins.images import digits, shapes
 from hfrecipes.builtins.instructions import arithmetic, python_qa, safety
 from hfrecipes.builtins.noisy_web import noisy_web
@@ -22,6 +23,8 @@ from hfrecipes.builtins.videos import moving_shapes
 
 BUILTINS: dict[str, Callable[..., datasets.Dataset]] = {
     "arithmetic": arithmetic,
+    "bias-pairs": bias_pairs,
+    "bias-questions": bias_questions,
     "chat-mix": chat_mix,
     "digits": digits,
     "espeak": espeak,

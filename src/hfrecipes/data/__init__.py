@@ -9,6 +9,7 @@ from hfrecipes.data.converters import (
     prompt_completion_to_messages,
     transcript_to_messages,
 )
+from hfrecipes.data.demographics import count_terms, swap_terms
 from hfrecipes.data.formats import FORMATS, detect_format, validate_format
 from hfrecipes.data.media import load_media_folder
 from hfrecipes.data.mixing import mix_domains, split_by_domain, temperature_shares
@@ -27,6 +28,8 @@ __all__ = [
     "SourceSpec",
     "alpaca_to_messages",
     "convert",
+    "count_terms",
+    "swap_terms",
     "detect_format",
     "hh_to_preference",
     "load_sources",

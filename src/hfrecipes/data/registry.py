@@ -11,6 +11,7 @@ from typing import Any
 
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data.converters import ExtractAnswer, RenameColumns, ToMessages, ToPreference
+from hfrecipes.data.counterfactual import CountDemographics, CounterfactualAugment
 from hfrecipes.data.heuristics import Corrupted, Language, LowInformation, Spam
 from hfrecipes.data.labels import ContradictoryLabels
 from hfrecipes.data.media import AudioFilter, ImageDedup, ImageFilter, VideoFilter
@@ -38,11 +39,13 @@ STEPS: dict[str, type[Step]] = {
         LowInformation,
         Spam,
         Language,
-        # dedup, decontamination, safety, labels, mixing
+        # dedup, decontamination, safety, bias, labels, mixing
         NearDedup,
         Decontaminate,
         Unsafe,
         PIIMask,
+        CounterfactualAugment,
+        CountDemographics,
         ContradictoryLabels,
         MixDomains,
         # conversions to the column conventions (hfrecipes.data.converters)

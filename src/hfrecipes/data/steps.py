@@ -27,6 +27,7 @@ import datasets
 from hfrecipes.core.config import describe_type, value_fits
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.data.demographics import count_dataset_terms
 
 MAX_EXAMPLES = 3
 
@@ -253,7 +254,8 @@ def run_pipeline(
     num_proc: int | None = None,
     on_step: Callable[[Step, datasets.Dataset], None] | None = None,
 ) -> datasets.Dataset:
-    """Apply the steps in order; stop with the step's name if one removes every remaining row."""
+    """Apply the steps in order; stop with the step's name if one removes every remaining row. The report's
+    summary then records the demographic terms per group that the result's text columns hold."""
     if num_proc is not None and (isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 0):
         raise RecipeInputError(f"num_proc must be a whole number >= 0 (or unset), got {num_proc!r}.")
     for step in steps:
@@ -266,6 +268,7 @@ def run_pipeline(
             )
         if on_step:
             on_step(step, dataset)
+    report.summary["demographic_terms"] = count_dataset_terms(dataset)
     return dataset
 
 
