@@ -106,7 +106,14 @@ def test_sft_two_processes_match_one_with_the_doubled_batch(tmp_path):
 def test_reward_model_two_processes_match_one_with_the_doubled_batch(tmp_path):
     # From the tiny preset (a tokenizer trained on the pairs); the Bradley-Terry loss is a mean over pairs.
     args = [
-        *("--config", CONFIGS / "reward_tiny.yaml", "--model_name_or_path", "", "--chat_template_path", "chatml"),
+        *(
+            "--config",
+            CONFIGS / "reward_tiny.yaml",
+            "--model_name_or_path",
+            "",
+            "--chat_template_path",
+            "chatml",
+        ),
         *("--dataset_name", "builtin:preferences?n=160&digits=1&seed=0&ops=add,sub"),
         *("--eval_fraction", "0.2", "--tokenizer_vocab_size", "512"),
         *("--per_device_eval_batch_size", "16", "--bf16", "false"),

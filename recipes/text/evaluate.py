@@ -4,9 +4,12 @@ and the samples show the model grow up (and what each stage cost in forgetting).
     python recipes/text/evaluate.py --config recipes/text/configs/evaluate_tiny.yaml \
         --models runs/sft runs/dpo runs/grpo --reward_model_path runs/reward
 
-Per model: task accuracy (verifiable answers), refusal / over-refusal, reward-model score and win rate against the
-previous model in the list (or the first: `win_rate_against: first`), KL to the first model, nats/char on held-out pretraining-style text; plus each model's
-replies to the same `sample_prompts`.
+Per model, on `builtin:heldout-eval` (phrasings no training generator uses): task accuracy, refusal /
+over-refusal, hallucination / abstain rates on unanswerable prompts (each with its count, for a 95% interval),
+reward-model score and win rate against the previous model in the list (or the first: `win_rate_against: first`),
+KL to the first model, nats/char on held-out pretraining-style text, `bias_probe`'s bias_score with its interval;
+plus each model's replies to the same `sample_prompts`. items.json keeps every per-item outcome per model, so
+the lifecycle report can pair two models item by item.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from trl import ModelConfig
 from hfrecipes.core.config import RecipeParser, run_main
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.core.io import atomic_write_json
 from hfrecipes.core.stages import start_stage
 from hfrecipes.data import load_source
 from hfrecipes.text.alignment import as_conversational_prompts, evaluate_policy
+from hfrecipes.text.bias import bias_probe
 from hfrecipes.text.evaluation import generate_replies, language_model_loss, win_rate
 from hfrecipes.text.models import load_pretrained, model_loading
+from hfrecipes.text.outcomes import outcome_counts, reply_outcomes
 from hfrecipes.text.rewards import RewardModelScorer
 from hfrecipes.text.tokenization import load_tokenizer
 
@@ -40,8 +46,8 @@ class EvaluateArguments:
         default=None, metadata={"help": "Reward model judging the replies."}
     )
     dataset_name: str = field(
-        default="builtin:chat-mix?arithmetic_rows=200&safety_rows=60&digits=1&seed=99",
-        metadata={"help": "Held-out prompts with answer/label columns (a seed no stage trained on)."},
+        default="builtin:heldout-eval",
+        metadata={"help": "Held-out prompts with answer/label columns (templates no stage trained on)."},
     )
     heldout_text: str | None = field(default=None, metadata={"help": "Pretraining-style text for nats/char."})
     heldout_text_rows: int = field(default=100, metadata={"help": "Rows of heldout_text measured."})
@@ -53,7 +59,8 @@ class EvaluateArguments:
         ],
         metadata={"help": "Prompts every model answers, shown side by side in the report."},
     )
-    max_samples: int = field(default=128, metadata={"help": "Held-out prompts generated per model."})
+    max_samples: int = field(default=500, metadata={"help": "Held-out prompts generated per model."})
+    bias: bool = field(default=True, metadata={"help": "Run the bias probe (bias_score) on every model."})
     max_new_tokens: int = field(default=16, metadata={"help": "Tokens generated per prompt."})
     output_dir: str = field(default="runs/evaluate", metadata={"help": "Where the evaluation is written."})
     seed: int = field(default=0, metadata={"help": "Sampling seed for the KL estimate."})
@@ -108,6 +115,8 @@ def main() -> None:
     # --- evaluate every model on the same prompts ---------------------------------------------------------
     reference = load_pretrained(args.models[0], loading)
     table: dict[str, dict[str, float]] = {}
+    items: dict[str, dict[str, list[float]]] = {}  # per-item outcomes per model -> items.json
+    scored_rows = heldout.select(range(min(args.max_samples, len(heldout)))).to_list()
     same_prompts: dict[str, dict[str, str]] = {p: {} for p in args.sample_prompts}
     previous = None
     for path in args.models:
@@ -123,7 +132,13 @@ def main() -> None:
             max_new_tokens=args.max_new_tokens,
             seed=args.seed,
         )
-        metrics = dict(result.metrics)
+        items[name] = reply_outcomes(scored_rows, result.replies, result.rm_scores)
+        metrics = {**result.metrics, **outcome_counts(items[name])}
+        if args.bias:
+            probe = bias_probe(model, tokenizer, max_new_tokens=args.max_new_tokens, seed=args.seed)
+            low, high = probe["bias_score_interval"]
+            metrics |= {"bias_score": probe["bias_score"], "bias_score_low": low, "bias_score_high": high}
+            items[name]["bias_preferences"] = probe["items"]["preferences"]
         if previous is not None and result.rm_scores is not None:
             against = args.win_rate_against
             metrics[f"win_rate_vs_{against}"] = win_rate(result.rm_scores, previous.rm_scores)
@@ -147,7 +162,7 @@ def main() -> None:
         logger.warning("%s: %s", name, {k: round(v, 3) for k, v in metrics.items()})
 
     # --- save (atomically) --------------------------------------------------------------------------------
-    columns = sorted({k for m in table.values() for k in m})
+    columns = sorted({k for m in table.values() for k in m if not k.endswith(("_n", "_successes"))})
     lines = ["| model | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     lines += [
         f"| {n} | " + " | ".join(f"{m[c]:.3f}" if c in m else "" for c in columns) + " |"
@@ -161,6 +176,7 @@ def main() -> None:
     )
     with stage.staging() as staging:
         (staging / "evaluation.md").write_text(card)
+        atomic_write_json(staging / "items.json", items)
         stage.finish(
             staging,
             config={"script": args, "model": model_args},

@@ -1,11 +1,10 @@
 """Supervised fine-tuning with TRL's `SFTTrainer`: full fine-tuning or LoRA adapters, assistant-only loss,
-padding-free packing, task accuracy / refusal / forgetting measured before and after.
+padding-free packing; task accuracy, refusal, forgetting (and bias, with counterfactual_augment) before/after.
 
     accelerate launch --config_file accelerate_configs/cpu.yaml recipes/text/sft.py \
         --config recipes/text/configs/sft_tiny.yaml [--key value ...]
 
-`model_name_or_path` is a previous stage's output directory (e.g. pretrain.py's) or a Hub model; without
-it a `model_preset` is built from scratch with a tokenizer trained on the data. Re-running resumes.
+`model_name_or_path`: a previous stage's output or a Hub model, else a fresh `model_preset`. Re-running resumes.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from hfrecipes.data import load_source, parse_pipeline, row_text, run_pipeline, 
 from hfrecipes.text.models import model_loading
 from hfrecipes.text.posttraining import (
     as_prompt_completion,
+    bias_change,
     check_lora_targets,
     evaluate_chat_model,
     get_chat_lm,
@@ -136,6 +136,7 @@ def main() -> None:
         forgetting_texts=forgetting or None,
         max_samples=script_args.eval_max_samples,
         max_new_tokens=script_args.eval_max_new_tokens,
+        bias=any(step.name == "counterfactual_augment" for step in steps),
     )
     before = evaluate(model)
 
@@ -172,6 +173,7 @@ def main() -> None:
         "eval_loss": eval_metrics.get("eval_loss"),
         **{f"{k}_before": v for k, v in before.metrics.items()},
         **after.metrics,
+        **bias_change(before, after),
     }
     if "heldout_nats_per_char" in after.metrics:
         metrics["forgetting_nats_per_char"] = (

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import datasets
 
 from hfrecipes.builtins.bias import bias_pairs, bias_questions
+from hfrecipes.builtins.heldout import heldout_eval
 from hfrecipes.builtins.images import digits, shapes
 from hfrecipes.builtins.instructions import arithmetic, python_qa, safety
 from hfrecipes.builtins.noisy_web import noisy_web
@@ -28,6 +29,7 @@ BUILTINS: dict[str, Callable[..., datasets.Dataset]] = {
     "chat-mix": chat_mix,
     "digits": digits,
     "espeak": espeak,
+    "heldout-eval": heldout_eval,
     "moving-shapes": moving_shapes,
     "noisy-web": noisy_web,
     "preferences": preferences,

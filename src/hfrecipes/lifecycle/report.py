@@ -1,5 +1,6 @@
-"""report.md for a lifecycle run: one row per stage (wall time, parameters, tokens, the stage's main metrics), each
-training stage's efficiency (throughput, MFU, energy, CO2e), the data-cleaning summary, loss curves per stage and
+"""report.md for a lifecycle run: one row per stage (wall time, parameters, tokens, the stage's main metrics), what
+each stage is for judged from its measurements (expectation, value with its 95% interval, ✓ / ✗, reward-hacking
+flags: `hfrecipes.lifecycle.verdicts`; also written to verdicts.json), each training stage's efficiency (throughput, MFU, energy, CO2e), the data-cleaning summary, loss curves per stage and
 sample generations, built from each stage's own output files."""
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from hfrecipes.core.efficiency_text import co2e_text, energy_text, throughput_text
-from hfrecipes.core.io import COMPLETION_MARKER, atomic_write_text
+from hfrecipes.core.io import COMPLETION_MARKER, atomic_write_json, atomic_write_text
+from hfrecipes.lifecycle.verdicts import stage_verdicts, verdict_table
 
 # Metric columns of the table: (header, metrics.json keys tried in order).
 COLUMNS: list[tuple[str, tuple[str, ...]]] = [
@@ -27,6 +29,8 @@ COLUMNS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("KL to ref", ("kl_to_reference",)),
     ("forgetting", ("forgetting_nats_per_char",)),
+    ("hallucination", ("hallucination_rate",)),
+    ("bias", ("bias_score",)),
 ]
 
 
@@ -160,6 +164,8 @@ def write_report(lifecycle, state: dict[str, Any]) -> Path:
                 shutil.copyfile(source, target)
                 curves.append(f"![{stage.name} {name}](plots/{target.name})")
     total = sum((state.get(s.name) or {}).get("seconds", 0) for s in lifecycle.stages)
+    verdicts = stage_verdicts(lifecycle)
+    atomic_write_json(lifecycle.run_dir / "verdicts.json", verdicts)
     text = "\n\n".join(
         [
             f"# hfrecipes run report: {lifecycle.path.name}",
@@ -167,6 +173,11 @@ def write_report(lifecycle, state: dict[str, Any]) -> Path:
             f"{total:.0f} s. Each stage's directory holds its model card (README.md), lineage.json and metrics.json.",
             "## Stages\n\n`a → b` = the stage's starting point → its result on the same held-out data.\n\n"
             + stage_table(lifecycle, state),
+            "## What each stage is for\n\nEach stage's expectations (`expect:` in the lifecycle file, else its recipe's "
+            "defaults), judged on the measured value and its 95% interval (Wilson for rates, bootstrap for means; "
+            "`up`/`down` need the paired difference, or the intervals, to clear zero; `not_down`/`not_up` fail only "
+            "on a real change the wrong way). Held-out measurements come from the final evaluation's items.\n\n"
+            + verdict_table(verdicts),
             "## Efficiency\n\nThroughput and MFU over the training steps (MFU against the measured matmul peak); "
             "energy over each training run, CO₂e at the grid intensity recorded (see each model card).\n\n"
             + efficiency_table(lifecycle),

@@ -11,10 +11,13 @@ A lifecycle file:
         config: recipes/text/configs/pretrain_tiny.yaml
         overrides: {max_steps: 100}            # any config field, as on the command line
         inputs: {dataset_name: data}           # field <- the output directory of an earlier stage
+        expect: [eval_nats_per_char down]      # what the stage is for, judged in report.md (optional)
 
 A stage is up to date when its output has a lineage.json whose `pipeline.hash` (`LINEAGE_KEY`) equals the hash of
 what it would run now: recipe source, config file content, overrides, accelerate config and the hashes of its input
-stages. So changing one stage re-runs it and every stage after it that reads it, and nothing else.
+stages. So changing one stage re-runs it and every stage after it that reads it, and nothing else. `expect:`
+(`hfrecipes.lifecycle.verdicts`: `<metric> <direction> [threshold] [strict]` lines; the recipe's defaults when
+absent) only changes the report, never the hash.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from hfrecipes.core.catalogue import recipes_dir, shipped_file, shipped_lifecycl
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.core.io import COMPLETION_MARKER, atomic_write_json
 from hfrecipes.lifecycle.report import write_report
+from hfrecipes.lifecycle.verdicts import parse_expectation
 
 # The recipes tree (the checkout's, or the copy inside an installed wheel) and the folder that holds it, which
 # also holds accelerate_configs/: what `recipes/...` and `accelerate_configs/...` in a lifecycle file mean when
@@ -58,6 +62,7 @@ class Stage:
     overrides: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, str | list[str]] = field(default_factory=dict)
     accelerate_config: Path | None = None
+    expect: list[str] | None = None  # None: the recipe's DEFAULT_EXPECTATIONS
 
     def sources(self) -> list[str]:
         """The names of the earlier stages this one reads from."""
@@ -132,7 +137,15 @@ def load_lifecycle(path: str | Path, run_dir: str | Path | None = None) -> Lifec
             problems.append(f"stage {position}: needs `name` and `recipe`")
             continue
         name = str(item["name"])
-        unknown = set(item) - {"name", "recipe", "config", "overrides", "inputs", "accelerate_config"}
+        unknown = set(item) - {
+            "name",
+            "recipe",
+            "config",
+            "overrides",
+            "inputs",
+            "accelerate_config",
+            "expect",
+        }
         if unknown:
             problems.append(f"stage {name!r}: unknown keys {sorted(unknown)}")
         if {"hub_token", "token", "hf_token", "use_auth_token"} & set(map(str, item.get("overrides") or {})):
@@ -156,8 +169,22 @@ def load_lifecycle(path: str | Path, run_dir: str | Path | None = None) -> Lifec
         accelerate = _resolve(item.get("accelerate_config"), PROJECT_ROOT) or default_accelerate
         if accelerate is not None and not accelerate.is_file():
             problems.append(f"stage {name!r}: accelerate config {accelerate} does not exist")
+        expect = item.get("expect")
+        if expect is not None and not isinstance(expect, list):
+            problems.append(
+                f"stage {name!r}: `expect` must be a list of `<metric> <direction> [threshold]` lines"
+            )
+            expect = None
+        for line in expect or []:
+            try:
+                parse_expectation(line)
+            except RecipeInputError as err:
+                problems.append(f"stage {name!r}: {err}")
         seen.add(name)
-        stages.append(Stage(name, recipe, config, dict(item.get("overrides") or {}), inputs, accelerate))
+        overrides = dict(item.get("overrides") or {})
+        stages.append(
+            Stage(name, recipe, config, overrides, inputs, accelerate, expect and [str(e) for e in expect])
+        )
     if problems:
         raise RecipeInputError(f"Lifecycle file {path} has problems: " + "; ".join(problems) + ".")
     run_dir = Path(run_dir or raw.get("run_dir") or f"runs/{path.stem}")

@@ -21,6 +21,7 @@ from trl.chat_template_utils import get_training_chat_template, has_generation_m
 from hfrecipes.builtins.instructions import extract_number, is_refusal
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
+from hfrecipes.text.bias import bias_probe, compare_bias
 from hfrecipes.text.evaluation import end_of_turn_token_id, evaluate_sft, generate_replies, stop_token_ids
 from hfrecipes.text.models import BuiltModel, ModelLoading, get_causal_lm, special_token_ids
 from hfrecipes.text.tokenization import CHATML_TEMPLATE, IM_END, IM_START
@@ -225,6 +226,7 @@ class ChatEvaluation:
 
     metrics: dict[str, float]
     samples: list[dict[str, Any]] = field(default_factory=list)
+    bias: dict[str, Any] | None = None  # the `bias_probe` result, when asked for
 
 
 def prompts_of(rows: datasets.Dataset) -> list[list[dict[str, str]]]:
@@ -243,9 +245,13 @@ def evaluate_chat_model(
     forgetting_texts: list[str] | None,
     max_samples: int,
     max_new_tokens: int,
+    bias: bool = False,
 ) -> ChatEvaluation:
     """Task accuracy (rows with an `answer`), refusal / over-refusal (rows labelled harmful / benign) and
-    nats/char on held-out pretraining text, whichever the data allows."""
+    nats/char on held-out pretraining text, whichever the data allows; each rate with its count (`<rate>_n`,
+    for its 95% interval). With `bias`, also `bias_probe`'s bias_score (pairs only) and its interval."""
+    probe = bias_probe(model, tokenizer, questions=False) if bias else None
+    bias_metrics = {"bias_score": probe["bias_score"]} if probe else {}
     rows = heldout.select(range(min(max_samples, len(heldout))))
     kwargs: dict[str, Any] = {"heldout_texts": forgetting_texts, "max_new_tokens": max_new_tokens}
     # Mixed data (e.g. builtin:chat-mix) leaves `answer` / `label` empty where they do not apply.
@@ -271,14 +277,23 @@ def evaluate_chat_model(
         prompts = prompts_of(rows.select(range(min(3, len(rows)))))
         replies = generate_replies(model, tokenizer, prompts, max_new_tokens=max_new_tokens)
         return ChatEvaluation(
-            metrics={},
+            metrics=bias_metrics,
             samples=[{"prompt": p[-1]["content"], "reply": r} for p, r in zip(prompts, replies, strict=True)],
+            bias=probe,
         )
     result = evaluate_sft(model, tokenizer, **kwargs)
     samples = result.pop("samples", [])
-    return ChatEvaluation(
-        metrics={k: float(v) for k, v in result.items() if isinstance(v, int | float)}, samples=samples
-    )
+    metrics = {k: float(v) for k, v in result.items() if isinstance(v, int | float)}
+    counts = {"task_accuracy": "task_conversations", "refusal_rate": "harmful_conversations"}
+    counts["over_refusal_rate"] = "benign_conversations"
+    metrics |= {f"{k}_n": len(kwargs[v]) for k, v in counts.items() if k in metrics and v in kwargs}
+    return ChatEvaluation(metrics={**metrics, **bias_metrics}, samples=samples, bias=probe)
+
+
+def bias_change(before: ChatEvaluation, after: ChatEvaluation) -> dict[str, Any]:
+    """`compare_bias` of the two evaluations' bias probes (bias_score_before, bias_score with intervals, the
+    paired difference interval and whether it is real), or {} when they were not probed."""
+    return compare_bias(before.bias, after.bias) if before.bias and after.bias else {}
 
 
 def as_prompt_completion(
