@@ -22,17 +22,13 @@ from typing import Any
 import datasets
 import torch
 from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
     BertConfig,
     BertModel,
     BertTokenizerFast,
-    GenerationConfig,
 )
 
 from hfrecipes.builtins import BUILTINS
-from hfrecipes.text.families import FAMILIES, TINY_SHAPE, Family, family_tokenizer
+from hfrecipes.text.families import FAMILIES, Family, build_family
 
 # Each fixture has its Hub model's context (max_position_embeddings, the tokenizer's model_max_length); RoPE has
 # no weights, so it costs nothing, and the byte-level vocabulary makes prompts ~4x longer in tokens than the real
@@ -89,45 +85,6 @@ ZEPHYR = Family(
 LARGER = dict(hidden_size=96, intermediate_size=192, num_hidden_layers=3)
 
 
-def write_family(
-    family: Family,
-    directory: Path,
-    context: int,
-    seed: int = 0,
-    head: str = "causal-lm",
-    **shape: Any,
-) -> Path:
-    """A tiny random checkpoint of `family` (as families.build_family) with a `context`-token context; `head`
-    "sequence-classification" writes a one-label reward model instead of a causal LM."""
-    tokenizer = family_tokenizer(family)
-    tokenizer.model_max_length = context
-    if not family.template:
-        tokenizer.chat_template = None
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in family.specials}
-    config = AutoConfig.for_model(
-        family.model_type,
-        vocab_size=len(tokenizer),
-        bos_token_id=ids.get(family.bos) if family.bos else None,
-        eos_token_id=ids[family.eos],
-        pad_token_id=ids.get(family.pad) if family.pad else None,
-        **{**TINY_SHAPE, "max_position_embeddings": context, **family.config, **shape},
-    )
-    torch.manual_seed(seed)
-    if head == "sequence-classification":
-        config.num_labels = 1
-        model = AutoModelForSequenceClassification.from_config(config)
-    else:
-        model = AutoModelForCausalLM.from_config(config)
-        model.generation_config = GenerationConfig(
-            bos_token_id=config.bos_token_id,
-            eos_token_id=[ids[token] for token in family.stop],
-            pad_token_id=config.pad_token_id,
-        )
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
 def bge_small(directory: Path) -> Path:
     """BAAI/bge-small-en-v1.5's class: a BertModel with BERT's uncased WordPiece vocabulary (30,522 tokens, the
     packaged all-MiniLM-L6-v2's vocab.txt, which is the same), CLS pooling and normalized embeddings."""
@@ -158,7 +115,7 @@ def bge_small(directory: Path) -> Path:
 
 def _model(family: Family | str, context: int, **shape: Any) -> Callable[[Path], Path]:
     chosen = FAMILIES[family] if isinstance(family, str) else family
-    return lambda directory: write_family(chosen, directory, context, **shape)
+    return lambda directory: build_family(chosen, directory, max_position_embeddings=context, **shape)
 
 
 # ---- datasets --------------------------------------------------------------------------------------------
@@ -348,7 +305,9 @@ DATASET_FIXTURES: dict[str, Callable[[Path], Path]] = {
 STAGE_FIXTURES: dict[str, tuple[str, Callable[[Path], Path]]] = {
     "runs/reward_zephyr_7b": (
         "a tiny Zephyr-class (Mistral) reward model, AutoModelForSequenceClassification with one label",
-        lambda directory: write_family(ZEPHYR, directory, ZEPHYR_CONTEXT, head="sequence-classification"),
+        lambda directory: build_family(
+            ZEPHYR, directory, head="reward", max_position_embeddings=ZEPHYR_CONTEXT
+        ),
     ),
     "runs/embedder_bge_small": (
         "a tiny BGE-class sentence-transformers embedder (BertModel, CLS pooling)",

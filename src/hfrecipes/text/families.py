@@ -19,6 +19,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
     GenerationConfig,
     PreTrainedTokenizerFast,
 )
@@ -51,10 +52,11 @@ class Family:
     added: tuple[str, ...] = ()  # added tokens that are not special (Qwen3's think tags)
     config: dict[str, Any] = field(default_factory=dict)
 
-    def chat_template(self) -> str:
+    def chat_template(self) -> str | None:
+        """The template's text (None for a base model that ships none)."""
         if self.template.endswith(".jinja"):
             return (TRL_TEMPLATES / self.template).read_text(encoding="utf-8")
-        return self.template
+        return self.template or None
 
 
 FAMILIES: dict[str, Family] = {
@@ -162,11 +164,18 @@ def family_tokenizer(family: Family) -> PreTrainedTokenizerFast:
     return tokenizer
 
 
-def build_family(name: str, directory: str | Path, seed: int = 0, **shape: Any) -> Path:
-    """Write a tiny random checkpoint of family `name` (model, tokenizer, generation config) to `directory`."""
-    if name not in FAMILIES:
-        raise RecipeInputError(f"Unknown model family {name!r}. Known: {', '.join(FAMILIES)}.")
-    family = FAMILIES[name]
+def build_family(
+    family: str | Family, directory: str | Path, seed: int = 0, head: str = "causal-lm", **shape: Any
+) -> Path:
+    """Write a tiny random checkpoint of `family` (a FAMILIES name or a Family) to `directory`: the model
+    (`head` "causal-lm" with the family's generation config, or "reward": one-label sequence classification),
+    its tokenizer and template. `shape` overrides TINY_SHAPE (max_position_embeddings sets the context)."""
+    if isinstance(family, str):
+        if family not in FAMILIES:
+            raise RecipeInputError(f"Unknown model family {family!r}. Known: {', '.join(FAMILIES)}.")
+        family = FAMILIES[family]
+    if head not in ("causal-lm", "reward"):
+        raise RecipeInputError(f"Unknown model head {head!r}; use causal-lm or reward.")
     tokenizer = family_tokenizer(family)
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in family.specials}
     config = AutoConfig.for_model(
@@ -177,13 +186,18 @@ def build_family(name: str, directory: str | Path, seed: int = 0, **shape: Any) 
         pad_token_id=ids.get(family.pad) if family.pad else None,
         **{**TINY_SHAPE, **family.config, **shape},
     )
+    tokenizer.model_max_length = config.max_position_embeddings
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config)
-    model.generation_config = GenerationConfig(
-        bos_token_id=config.bos_token_id,
-        eos_token_id=[ids[token] for token in family.stop],
-        pad_token_id=config.pad_token_id,
-    )
+    if head == "reward":
+        config.num_labels = 1
+        model = AutoModelForSequenceClassification.from_config(config)
+    else:
+        model = AutoModelForCausalLM.from_config(config)
+        model.generation_config = GenerationConfig(
+            bos_token_id=config.bos_token_id,
+            eos_token_id=[ids[token] for token in family.stop],
+            pad_token_id=config.pad_token_id,
+        )
     directory = Path(directory)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
