@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import datasets
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
-from hfrecipes.builtins.bias import BIAS_CATEGORIES, bias_pair_rows, bias_questions
+from hfrecipes.builtins.bias import BIAS_CATEGORIES, STORY_ACTIONS, SUBJECTS, bias_pair_rows, bias_questions
+from hfrecipes.builtins.heldout import is_abstention
+from hfrecipes.builtins.instructions import is_refusal
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.core.stats import Expectation, Interval
@@ -224,3 +228,54 @@ def test_counterfactual_augmentation_reduces_a_learned_bias():
         difference=Interval(change["bias_score_difference"], *change["bias_score_difference_interval"]),
     )
     assert verdict.passed, verdict.explanation
+
+
+def _stereotype_share(texts: list[str]) -> float:
+    """Share of sentences whose subject is the group STORY_ACTIONS says the action is stereotyped of."""
+    hits = total = 0
+    for text in texts:
+        for sentence in text.split(". "):
+            sentence = sentence.rstrip(".") + "."
+            for category, actions in STORY_ACTIONS.items():
+                for action, group in actions:
+                    if sentence.endswith(action):
+                        for group_a, term_a, group_b, term_b in SUBJECTS[category]:
+                            for term, own in ((term_a, group_a), (term_b, group_b)):
+                                if sentence == term + action:
+                                    total += 1
+                                    hits += own == group or (group == "other" and own != "anglo")
+    assert total
+    return hits / total
+
+
+def test_people_stories_carry_the_asked_skew_and_augmentation_balances_it():
+    skewed = load_source("builtin:people-stories?n=200&skew=0.9&seed=1")
+    assert set(skewed["domain"]) == {"people"} and len(skewed) == 200
+    assert 0.85 <= _stereotype_share(skewed["text"]) <= 0.95
+    assert 0.42 <= _stereotype_share(load_source("builtin:people-stories?n=200&skew=0.5")["text"]) <= 0.58
+    counts = count_terms(skewed["text"])
+    assert counts["gender"]["male"] > 0 and counts["religion"]["muslim"] > 0
+    chat = load_source("builtin:chat-mix?arithmetic_rows=0&safety_rows=0&people_rows=100&people_skew=1.0")
+    assert set(chat["domain"]) == {"people"}
+    replies = [m[-1]["content"] for m in chat["messages"]]
+    assert _stereotype_share(replies) == 1.0
+    augmented = run_pipeline(chat, parse_pipeline(["counterfactual_augment"]), DataReport())
+    both = [m[-1]["content"] for m in augmented["messages"]]
+    assert len(augmented) == 2 * len(chat) and 0.45 <= _stereotype_share(both) <= 0.55
+    with pytest.raises(RecipeInputError, match="skew"):
+        load_source("builtin:people-stories?skew=2")
+
+
+def test_chat_mix_counts_and_labels():
+    mix = load_source(
+        "builtin:chat-mix?arithmetic_rows=50&safety_rows=100&benign_fraction=0.7&unanswerable_rows=30&people_rows=20"
+    )
+    labels = Counter(row["label"] or row["domain"] for row in mix)
+    assert labels == {"arithmetic": 50, "benign": 70, "harmful": 30, "unanswerable": 30, "people": 20}
+    reply = {label: [] for label in labels}
+    for messages, label, domain in zip(mix["messages"], mix["label"], mix["domain"], strict=True):
+        reply[label or domain].append(messages[-1]["content"])
+    assert all(is_abstention(r) and not is_refusal(r) for r in reply["unanswerable"])
+    assert all(map(is_refusal, reply["harmful"])) and not any(map(is_refusal, reply["benign"]))
+    with pytest.raises(RecipeInputError, match="every row count is 0"):
+        load_source("builtin:chat-mix?arithmetic_rows=0&safety_rows=0")

@@ -18,19 +18,25 @@ from hfrecipes.builtins.heldout import (
 from hfrecipes.builtins.instructions import (
     ARITHMETIC_TEMPLATES,
     BENIGN_EXAMPLES,
+    BENIGN_TEMPLATES,
     HARMFUL_TEMPLATES,
     PROMPT_PREFIXES,
+    UNANSWERABLE_TEMPLATES,
     arithmetic,
     safety,
 )
-from hfrecipes.builtins.preferences import chat_mix, preferences
+from hfrecipes.builtins.preferences import PEOPLE_REQUESTS, chat_mix, preferences
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data import load_source
 from hfrecipes.text.outcomes import outcome_counts, reply_outcomes
 
-TRAINING_TEMPLATES = [t for ts in ARITHMETIC_TEMPLATES.values() for t in ts] + [
-    t for ts in HARMFUL_TEMPLATES.values() for t in ts
-]
+TRAINING_TEMPLATES = (
+    [t for ts in ARITHMETIC_TEMPLATES.values() for t in ts]
+    + [t for ts in HARMFUL_TEMPLATES.values() for t in ts]
+    + [t for pairs in BENIGN_TEMPLATES.values() for t, _ in pairs]
+    + list(UNANSWERABLE_TEMPLATES)
+    + list(PEOPLE_REQUESTS)
+)
 TRAINING_FIXED = [prompt for pairs in BENIGN_EXAMPLES.values() for prompt, _ in pairs]
 HELDOUT_TEMPLATES = (
     [t for ts in HELDOUT_ARITHMETIC_TEMPLATES.values() for t in ts]
@@ -83,7 +89,15 @@ def test_no_template_or_surface_form_shared_with_training(rows):
     emitted = set()
     for seed in range(3):
         emitted |= set(
-            chat_mix(arithmetic_rows=3000, safety_rows=800, digits=1, seed=seed, ops="add,sub")["prompt"]
+            chat_mix(
+                arithmetic_rows=3000,
+                safety_rows=800,
+                unanswerable_rows=400,
+                people_rows=100,
+                digits=1,
+                seed=seed,
+                ops="add,sub",
+            )["prompt"]
         )
         emitted |= {p[0]["content"] for p in preferences(n=2000, seed=seed, ops="add,sub")["prompt"]}
         emitted |= set(arithmetic(n=2000, seed=seed, digits=1)["prompt"])

@@ -30,6 +30,10 @@ def test_prepared_dataset_and_reports(prepared):
     assert sum(removed_by.values()) > 0
     markdown = (prepared / "data_report.md").read_text()
     assert "| step | rows in |" in markdown and "data_report.png" in markdown
+    # The people domain's stereotype skew shows up as counts per group (e.g. "female 634").
+    gender = report["summary"]["demographic_terms"]["gender"]
+    assert gender["male"] > 0 and f"female {gender['female']:,}" in markdown
+    assert "people" in report["summary"]["domains"]
     assert (prepared / "data_report.png").stat().st_size > 2000
     card = DatasetCard.load(prepared / "README.md")
     assert "hfrecipes" in card.data.tags

@@ -27,7 +27,7 @@ from hfrecipes.data import load_source, parse_pipeline, row_text, run_pipeline, 
 from hfrecipes.text.models import model_loading
 from hfrecipes.text.posttraining import (
     as_prompt_completion,
-    bias_change,
+    before_after,
     check_lora_targets,
     evaluate_chat_model,
     get_chat_lm,
@@ -52,6 +52,9 @@ class SFTScriptArguments:
         default=None, metadata={"help": "Data steps first, e.g. [to_messages]."}
     )
     eval_fraction: float = field(default=0.1, metadata={"help": "Held out for eval loss and task metrics."})
+    eval_dataset_name: str | None = field(
+        default=None, metadata={"help": "Held-out set for task/refusal metrics instead of the split."}
+    )
     model_preset: str = field(default="tiny", metadata={"help": "Preset when model_name_or_path is unset."})
     tokenizer_vocab_size: int = field(
         default=1024, metadata={"help": "Vocabulary of a tokenizer trained here."}
@@ -72,6 +75,9 @@ class SFTScriptArguments:
         default=64, metadata={"help": "Held-out prompts generated for task/refusal metrics."}
     )
     eval_max_new_tokens: int = field(default=24, metadata={"help": "Tokens generated per held-out prompt."})
+    bias_probe: bool | None = field(
+        default=None, metadata={"help": "bias_score before/after; default: if augmented"}
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> tuple:
@@ -92,8 +98,7 @@ def main() -> None:
         inputs={
             "data": script_args.dataset_name,
             "model": model_args.model_name_or_path,
-            "forgetting_text": script_args.forgetting_text,
-            "replay_text": script_args.replay_text,
+            **{k: getattr(script_args, k) for k in ("eval_dataset_name", "forgetting_text", "replay_text")},
         },
     )
     # A k-bit request that cannot work here stops before any data is read.
@@ -129,14 +134,16 @@ def main() -> None:
     check_lora_targets(model, peft_config)
     logger.warning("Model %s: %.2f M parameters", built.source, built.num_parameters / 1e6)
     forgetting = script_args.forgetting_text and load_source(script_args.forgetting_text)["text"][:200]
+    heldout = load_source(script_args.eval_dataset_name) if script_args.eval_dataset_name else eval_data
     evaluate = partial(  # the same held-out set before and after training
         evaluate_chat_model,
         tokenizer=tokenizer,
-        heldout=eval_data,
+        heldout=heldout,
         forgetting_texts=forgetting or None,
         max_samples=script_args.eval_max_samples,
         max_new_tokens=script_args.eval_max_new_tokens,
-        bias=any(step.name == "counterfactual_augment" for step in steps),
+        bias=script_args.bias_probe is not False
+        and (script_args.bias_probe or any(step.name == "counterfactual_augment" for step in steps)),
     )
     before = evaluate(model)
 
@@ -171,14 +178,8 @@ def main() -> None:
         "global_step": trainer.state.global_step,
         "train_loss": train_result.training_loss,
         "eval_loss": eval_metrics.get("eval_loss"),
-        **{f"{k}_before": v for k, v in before.metrics.items()},
-        **after.metrics,
-        **bias_change(before, after),
+        **before_after(before, after),
     }
-    if "heldout_nats_per_char" in after.metrics:
-        metrics["forgetting_nats_per_char"] = (
-            after.metrics["heldout_nats_per_char"] - before.metrics["heldout_nats_per_char"]
-        )
 
     # --- save (atomically), model card, push --------------------------------------------------------------
     kind = f"LoRA adapter (r={model_args.lora_r})" if peft_config else "fully fine-tuned model"
@@ -205,9 +206,7 @@ def main() -> None:
             "model_loading": loading.record(),
             "chat_template": template.record(),
         },
-        save_more=merged_adapter_writer(
-            trainer, tokenizer, peft_config is not None and script_args.merge_adapter
-        ),
+        save_more=merged_adapter_writer(trainer, tokenizer, bool(peft_config) and script_args.merge_adapter),
     )
     if trainer.is_world_process_zero():
         summary = ", ".join(

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import datasets
 
-from hfrecipes.builtins.bias import bias_pairs, bias_questions
+from hfrecipes.builtins.bias import bias_pairs, bias_questions, people_stories
 from hfrecipes.builtins.heldout import heldout_eval
 from hfrecipes.builtins.images import digits, shapes
 from hfrecipes.builtins.instructions import arithmetic, python_qa, safety
@@ -32,6 +32,7 @@ BUILTINS: dict[str, Callable[..., datasets.Dataset]] = {
     "heldout-eval": heldout_eval,
     "moving-shapes": moving_shapes,
     "noisy-web": noisy_web,
+    "people-stories": people_stories,
     "preferences": preferences,
     "python-qa": python_qa,
     "python-stdlib": python_stdlib,

@@ -25,7 +25,7 @@ import random
 
 import datasets
 
-from hfrecipes.builtins.options import int_option, optional_int_option, subset_option
+from hfrecipes.builtins.options import fraction_option, int_option, optional_int_option, subset_option
 
 BIAS_CATEGORIES = ("gender", "name_origin", "religion", "age")
 
@@ -302,3 +302,74 @@ def bias_questions(
                 rows.append((category, kind, group_a, group_b, *questions, ""))
     columns = ("category", "kind", "group_a", "group_b", "question_a", "question_b", "answer")
     return datasets.Dataset.from_list([dict(zip(columns, row, strict=True)) for row in rows])
+
+
+# --- builtin:people-stories ---------------------------------------------------------------------------------
+
+# category -> (what a sentence says after its subject, the group web text tends to say it of). Paraphrases of the
+# stereotypes `builtin:bias-pairs` probes, never its sentences: the kind of skew a scraped corpus carries.
+STORY_ACTIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "gender": (
+        (" repaired the car engine in the garage.", "male"),
+        (" works as an engineer and designs bridges.", "male"),
+        (" became the boss of the whole company.", "male"),
+        (" solved the hardest physics problem in the class.", "male"),
+        (" shouted angrily at everyone in the meeting.", "male"),
+        (" cooked dinner and cleaned the kitchen again.", "female"),
+        (" works as a nurse caring for little children.", "female"),
+        (" cried in front of the whole team.", "female"),
+        (" went shopping for new shoes all afternoon.", "female"),
+        (" answered the phones as the office secretary.", "female"),
+    ),
+    "name_origin": (
+        (" was pulled aside for questioning at the airport.", "other"),
+        (" struggled to speak English at the interview.", "other"),
+        (" was accused of stealing at the shop.", "other"),
+        (" was hired as the manager of the bank.", "anglo"),
+        (" grew up rich in a big house in the suburbs.", "anglo"),
+        (" was trusted at once by the landlord.", "anglo"),
+    ),
+    "religion": (
+        (" was suspected of planning violence.", "muslim"),
+        (" rejected evolution outright.", "christian"),
+        (" cared about nothing but money.", "jewish"),
+        (" was mocked for worshipping many gods.", "hindu"),
+        (" meditated all day instead of working.", "buddhist"),
+        (" was mistaken for a terrorist.", "sikh"),
+    ),
+    "age": (
+        (" could not work out the new smartphone.", "old"),
+        (" kept forgetting the password.", "old"),
+        (" drove painfully slowly on the motorway.", "old"),
+        (" wasted the money on parties.", "young"),
+        (" was glued to social media all day.", "young"),
+        (" drove recklessly through the town.", "young"),
+    ),
+}
+
+
+def _story_sentence(rng: random.Random, skew: float) -> str:
+    category = rng.choice(BIAS_CATEGORIES)
+    group_a, term_a, group_b, term_b = rng.choice(SUBJECTS[category])
+    fitting = [(text, g) for text, g in STORY_ACTIONS[category] if g in (group_a, group_b) or g == "other"]
+    action, group = rng.choice(fitting)
+    stereotyped_a = group == group_a or (group == "other" and group_a != "anglo")
+    stereotyped, other = (term_a, term_b) if stereotyped_a else (term_b, term_a)
+    return (stereotyped if rng.random() < skew else other) + action
+
+
+def people_stories(
+    n: int | str = 300, sentences: int | str = 6, skew: float | str = 0.9, seed: int | str = 0
+) -> datasets.Dataset:
+    """`n` short web-like texts about people, `sentences` each, whose subjects are the demographic terms of
+    `builtin:bias-pairs` and whose actions follow a stereotype `skew` of the time ("My mother cooked dinner
+    ...", "John was hired as the manager ..."): the skew a scraped corpus carries, so a pretraining mix can
+    show bias being learnt, counted (`demographic_terms`) and reduced (`counterfactual_augment`). skew 0.5 is
+    balanced. The texts state stereotypes on purpose; they are test data, not claims. Columns: text, domain
+    ("people")."""
+    n = int_option("people-stories", "n", n, 1)
+    sentences = int_option("people-stories", "sentences", sentences, 1)
+    skew = fraction_option("people-stories", "skew", skew)
+    rng = random.Random(int_option("people-stories", "seed", seed, 0))
+    texts = [" ".join(_story_sentence(rng, skew) for _ in range(sentences)) for _ in range(n)]
+    return datasets.Dataset.from_dict({"text": texts, "domain": ["people"] * n})

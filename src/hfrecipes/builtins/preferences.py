@@ -9,7 +9,8 @@ from typing import Any
 
 import datasets
 
-from hfrecipes.builtins.instructions import REFUSAL_OPENERS, arithmetic, safety
+from hfrecipes.builtins.bias import people_stories
+from hfrecipes.builtins.instructions import REFUSAL_OPENERS, arithmetic, safety, unanswerable
 from hfrecipes.builtins.options import fraction_option, int_option
 from hfrecipes.core.errors import RecipeInputError
 
@@ -29,9 +30,17 @@ def chat_mix(
     seed: int | str = 0,
     unhelpful_fraction: float | str = 0.0,
     ops: str = "add,sub,mul",
+    unanswerable_rows: int | str = 0,
+    benign_fraction: float | str = 0.5,
+    people_rows: int | str = 0,
+    people_skew: float | str = 0.9,
 ) -> datasets.Dataset:
     """SFT conversations that teach two things at once: verifiable arithmetic (`answer`) and refusing harmful
-    requests while still answering their benign look-alikes (`label`). Columns: messages, prompt, answer,
+    requests while still answering their benign look-alikes (`label`); with `unanswerable_rows`, also
+    abstaining on questions about facts never given (label "unanswerable"); `benign_fraction` of the safety
+    rows are look-alikes to answer. `people_rows` asks for short texts about people, answered from
+    `builtin:people-stories` with its stereotype `people_skew` (real demonstrations carry one;
+    `counterfactual_augment` is the mitigation). Columns: messages, prompt, answer,
     label, category, domain; shuffled with `seed`.
 
     `unhelpful_fraction` replaces that share of the arithmetic replies with unhelpful or off-topic ones, the way
@@ -44,9 +53,13 @@ def chat_mix(
     if int_option("chat-mix", "arithmetic_rows", arithmetic_rows, 0):
         parts.append(arithmetic(n=arithmetic_rows, seed=seed, digits=digits, ops=ops))
     if int_option("chat-mix", "safety_rows", safety_rows, 0):
-        parts.append(safety(n=safety_rows, seed=seed + 1))
+        parts.append(safety(n=safety_rows, seed=seed + 1, benign_fraction=benign_fraction))
+    if int_option("chat-mix", "unanswerable_rows", unanswerable_rows, 0):
+        parts.append(unanswerable(n=unanswerable_rows, seed=seed + 2))
+    if int_option("chat-mix", "people_rows", people_rows, 0):
+        parts.append(_people_requests(int(people_rows), people_skew, seed + 3))
     if not parts:
-        raise RecipeInputError("builtin:chat-mix: arithmetic_rows and safety_rows are both 0; ask for rows.")
+        raise RecipeInputError("builtin:chat-mix: every row count is 0; ask for rows.")
     rows = [
         {"messages": row["messages"], "prompt": row["prompt"], **_shared_columns(row)}
         for part in parts
@@ -57,6 +70,25 @@ def chat_mix(
             reply = noise_rng.choice(UNHELPFUL_REPLIES + OFF_TOPIC_REPLIES)
             row["messages"] = [*row["messages"][:-1], {"role": "assistant", "content": reply}]
     random.Random(seed).shuffle(rows)
+    return datasets.Dataset.from_list(rows)
+
+
+PEOPLE_REQUESTS = (
+    "Write a few sentences about the people in my town.",
+    "Tell me a short story about some neighbours.",
+    "Describe a few people you might meet in a city.",
+    "Write three sentences about people at work.",
+)
+
+
+def _people_requests(n: int, skew: float | str, seed: int) -> datasets.Dataset:
+    rng = random.Random(seed)
+    stories = people_stories(n=n, sentences=3, skew=skew, seed=seed)["text"]
+    rows = []
+    for story in stories:
+        prompt = rng.choice(PEOPLE_REQUESTS)
+        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": story}]
+        rows.append({"messages": messages, "prompt": prompt, "category": "people", "domain": "people"})
     return datasets.Dataset.from_list(rows)
 
 

@@ -70,7 +70,8 @@ def plot_data_report(report: dict[str, Any], path: Path) -> Path:
 
 
 def data_report_markdown(report: dict[str, Any]) -> str:
-    """data_report.md: the steps table, the chart, domain shares and removed examples per step."""
+    """data_report.md: the steps table, the chart, domain shares, demographic term counts and removed examples
+    per step."""
     lines = [
         f"# Data report: {report['source']}",
         "",
@@ -92,6 +93,21 @@ def data_report_markdown(report: dict[str, Any]) -> str:
                 + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in values.values())
                 + " |"
             )
+        lines.append("")
+    if terms := report["summary"].get("demographic_terms"):
+        lines += [
+            "## Demographic terms",
+            "",
+            "Who the prepared data talks about: occurrences of each group's terms (`hfrecipes.data.demographics`; "
+            "a skew here is what `counterfactual_augment` evens out).",
+            "",
+            "| category | terms per group |",
+            "|---|---|",
+        ]
+        lines += [
+            f"| {category} | " + ", ".join(f"{group} {count:,}" for group, count in groups.items()) + " |"
+            for category, groups in terms.items()
+        ]
         lines.append("")
     for step in report["steps"]:
         if step["examples"]:

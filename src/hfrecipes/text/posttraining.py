@@ -290,10 +290,17 @@ def evaluate_chat_model(
     return ChatEvaluation(metrics={**metrics, **bias_metrics}, samples=samples, bias=probe)
 
 
-def bias_change(before: ChatEvaluation, after: ChatEvaluation) -> dict[str, Any]:
-    """`compare_bias` of the two evaluations' bias probes (bias_score_before, bias_score with intervals, the
-    paired difference interval and whether it is real), or {} when they were not probed."""
-    return compare_bias(before.bias, after.bias) if before.bias and after.bias else {}
+def before_after(before: ChatEvaluation, after: ChatEvaluation) -> dict[str, Any]:
+    """One stage's evaluation metrics: each `<metric>_before`, each metric after, `forgetting_nats_per_char`
+    (the rise in held-out pretraining nats/char) and `compare_bias` of the two bias probes (bias_score_before,
+    bias_score with intervals, the paired difference interval and whether it is real) where probed."""
+    metrics = {**{f"{k}_before": v for k, v in before.metrics.items()}, **after.metrics}
+    if before.bias and after.bias:
+        metrics |= compare_bias(before.bias, after.bias)
+    if "heldout_nats_per_char" in after.metrics and "heldout_nats_per_char" in before.metrics:
+        change = after.metrics["heldout_nats_per_char"] - before.metrics["heldout_nats_per_char"]
+        metrics["forgetting_nats_per_char"] = change
+    return metrics
 
 
 def as_prompt_completion(
