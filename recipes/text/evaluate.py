@@ -62,6 +62,10 @@ class EvaluateArguments:
     max_samples: int = field(default=500, metadata={"help": "Held-out prompts generated per model."})
     bias: bool = field(default=True, metadata={"help": "Run the bias probe (bias_score) on every model."})
     max_new_tokens: int = field(default=16, metadata={"help": "Tokens generated per prompt."})
+    samples_per_prompt: int = field(
+        default=2,
+        metadata={"help": "Sampled replies per prompt (temperature 1) for the KL and sampled metrics."},
+    )
     output_dir: str = field(default="runs/evaluate", metadata={"help": "Where the evaluation is written."})
     seed: int = field(default=0, metadata={"help": "Sampling seed for the KL estimate."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
@@ -131,6 +135,7 @@ def main() -> None:
             max_samples=args.max_samples,
             max_new_tokens=args.max_new_tokens,
             seed=args.seed,
+            samples_per_prompt=args.samples_per_prompt,
         )
         items[name] = reply_outcomes(scored_rows, result.replies, result.rm_scores)
         metrics = {**result.metrics, **outcome_counts(items[name])}
