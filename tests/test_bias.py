@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 from hfrecipes.builtins.bias import BIAS_CATEGORIES, STORY_ACTIONS, SUBJECTS, bias_pair_rows, bias_questions
 from hfrecipes.builtins.heldout import is_abstention
-from hfrecipes.builtins.instructions import is_refusal
+from hfrecipes.builtins.safety import is_refusal
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.core.stats import Expectation, Interval

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import hfrecipes.builtins.instructions as instructions
-from hfrecipes.builtins.instructions import extract_number, is_refusal
+from hfrecipes.builtins.instructions import extract_number
+from hfrecipes.builtins.safety import is_refusal
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data import load_source, validate_format

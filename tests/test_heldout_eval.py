@@ -15,17 +15,16 @@ from hfrecipes.builtins.heldout import (
     is_abstention,
     is_hallucination,
 )
-from hfrecipes.builtins.instructions import (
-    ARITHMETIC_TEMPLATES,
+from hfrecipes.builtins.instructions import ARITHMETIC_TEMPLATES, arithmetic
+from hfrecipes.builtins.preferences import PEOPLE_REQUESTS, chat_mix, preferences
+from hfrecipes.builtins.safety import (
     BENIGN_EXAMPLES,
     BENIGN_TEMPLATES,
     HARMFUL_TEMPLATES,
     PROMPT_PREFIXES,
     UNANSWERABLE_TEMPLATES,
-    arithmetic,
     safety,
 )
-from hfrecipes.builtins.preferences import PEOPLE_REQUESTS, chat_mix, preferences
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data import load_source
 from hfrecipes.text.outcomes import outcome_counts, reply_outcomes

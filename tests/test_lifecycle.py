@@ -11,7 +11,7 @@ from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from transformers import AutoModelForCausalLM
 
-from hfrecipes.builtins.instructions import is_refusal
+from hfrecipes.builtins.safety import is_refusal
 from hfrecipes.cli.commands import main as cli
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.lifecycle.runner import check_stage_configs, load_lifecycle, run_lifecycle_file

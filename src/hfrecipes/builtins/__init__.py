@@ -14,10 +14,11 @@ import datasets
 from hfrecipes.builtins.bias import bias_pairs, bias_questions, people_stories
 from hfrecipes.builtins.heldout import heldout_eval
 from hfrecipes.builtins.images import digits, shapes
-from hfrecipes.builtins.instructions import arithmetic, python_qa, safety
+from hfrecipes.builtins.instructions import arithmetic, python_qa
 from hfrecipes.builtins.noisy_web import noisy_web
 from hfrecipes.builtins.preferences import chat_mix, preferences
 from hfrecipes.builtins.qa import stdlib_qa
+from hfrecipes.builtins.safety import safety
 from hfrecipes.builtins.speech import espeak
 from hfrecipes.builtins.text import python_stdlib, tinyshakespeare
 from hfrecipes.builtins.videos import moving_shapes

@@ -24,8 +24,8 @@ import re
 
 import datasets
 
-from hfrecipes.builtins.instructions import is_refusal
 from hfrecipes.builtins.options import choices_option, int_option
+from hfrecipes.builtins.safety import is_refusal
 from hfrecipes.core.errors import RecipeInputError
 
 HELDOUT_ARITHMETIC_TEMPLATES: dict[str, tuple[str, ...]] = {

@@ -10,8 +10,9 @@ from typing import Any
 import datasets
 
 from hfrecipes.builtins.bias import people_stories
-from hfrecipes.builtins.instructions import REFUSAL_OPENERS, arithmetic, safety, unanswerable
+from hfrecipes.builtins.instructions import arithmetic
 from hfrecipes.builtins.options import fraction_option, int_option
+from hfrecipes.builtins.safety import REFUSAL_OPENERS, safety, unanswerable
 from hfrecipes.core.errors import RecipeInputError
 
 # Columns every generated row carries, so arithmetic and safety rows share one schema. An empty string means

@@ -14,7 +14,8 @@ import datasets
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from hfrecipes.builtins.instructions import extract_number, is_refusal
+from hfrecipes.builtins.instructions import extract_number
+from hfrecipes.builtins.safety import is_refusal
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data import load_source, run_pipeline, validate_format

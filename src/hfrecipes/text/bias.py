@@ -38,7 +38,8 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from hfrecipes.builtins.bias import bias_pair_rows, bias_questions
-from hfrecipes.builtins.instructions import extract_number, is_refusal
+from hfrecipes.builtins.instructions import extract_number
+from hfrecipes.builtins.safety import is_refusal
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.core.stats import (
     DEFAULT_RESAMPLES,

@@ -435,7 +435,7 @@ def evaluate_sft(
     safety_parts = {"harmful": harmful_conversations, "benign": benign_conversations}
     if any(part is not None for part in safety_parts.values()) and is_refusal is None:
         raise RecipeInputError(
-            "Refusal metrics need `is_refusal` (e.g. hfrecipes.builtins.instructions.is_refusal)."
+            "Refusal metrics need `is_refusal` (e.g. hfrecipes.builtins.safety.is_refusal)."
         )
     parts = {"task": task_conversations, **safety_parts}
     # An empty part (e.g. a held-out split with no harmful rows) is skipped rather than scored as 0/0.

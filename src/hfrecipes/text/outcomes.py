@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from hfrecipes.builtins.heldout import is_abstention, is_hallucination
-from hfrecipes.builtins.instructions import extract_number, is_refusal
+from hfrecipes.builtins.instructions import extract_number
+from hfrecipes.builtins.safety import is_refusal
 from hfrecipes.text.evaluation import exact_match_accuracy
 
 BINARY_OUTCOMES = ("task_accuracy", "refusal_rate", "over_refusal_rate", "abstain_rate", "hallucination_rate")

@@ -18,7 +18,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTok
 from trl import SFTTrainer, clone_chat_template
 from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
-from hfrecipes.builtins.instructions import extract_number, is_refusal
+from hfrecipes.builtins.instructions import extract_number
+from hfrecipes.builtins.safety import is_refusal
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.text.bias import bias_probe, compare_bias
