@@ -42,6 +42,7 @@ Message = dict[str, str]
 
 
 def chat_messages(prompt: str, reply: str, system_prompt: str | None) -> list[Message]:
+    """One exchange in TRL's conversational shape: an optional system turn, the user turn and the reply."""
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     return [*system, {"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
 
