@@ -230,22 +230,22 @@ def test_counterfactual_augmentation_reduces_a_learned_bias():
     assert verdict.passed, verdict.explanation
 
 
+# Every sentence builtin:people-stories can write -> whether its subject is the group the action stereotypes.
+STEREOTYPED = {
+    term + action: own == group or (group == "other" and own != "anglo")
+    for category, actions in STORY_ACTIONS.items()
+    for action, group in actions
+    for group_a, term_a, group_b, term_b in SUBJECTS[category]
+    for term, own in ((term_a, group_a), (term_b, group_b))
+}
+
+
 def _stereotype_share(texts: list[str]) -> float:
-    """Share of sentences whose subject is the group STORY_ACTIONS says the action is stereotyped of."""
-    hits = total = 0
-    for text in texts:
-        for sentence in text.split(". "):
-            sentence = sentence.rstrip(".") + "."
-            for category, actions in STORY_ACTIONS.items():
-                for action, group in actions:
-                    if sentence.endswith(action):
-                        for group_a, term_a, group_b, term_b in SUBJECTS[category]:
-                            for term, own in ((term_a, group_a), (term_b, group_b)):
-                                if sentence == term + action:
-                                    total += 1
-                                    hits += own == group or (group == "other" and own != "anglo")
-    assert total
-    return hits / total
+    """Share of the texts' sentences whose subject is the group STORY_ACTIONS says the action is stereotyped of."""
+    sentences = [s.rstrip(".") + "." for text in texts for s in text.split(". ")]
+    known = [STEREOTYPED[s] for s in sentences if s in STEREOTYPED]
+    assert known
+    return sum(known) / len(known)
 
 
 def test_people_stories_carry_the_asked_skew_and_augmentation_balances_it():

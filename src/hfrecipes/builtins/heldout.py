@@ -24,6 +24,7 @@ import re
 
 import datasets
 
+from hfrecipes.builtins.instructions import chat_messages
 from hfrecipes.builtins.options import choices_option, int_option
 from hfrecipes.builtins.safety import is_refusal
 from hfrecipes.core.errors import RecipeInputError
@@ -215,7 +216,7 @@ def _draw(pool: list[tuple[str, str]], n: int, rng: random.Random, what: str) ->
 
 def _row(prompt: str, reply: str, answer: str, label: str, category: str) -> dict[str, object]:
     return {
-        "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}],
+        "messages": chat_messages(prompt, reply, system_prompt=None),
         "prompt": prompt,
         "answer": answer,
         "label": label,

@@ -10,7 +10,7 @@ from typing import Any
 import datasets
 
 from hfrecipes.builtins.bias import people_stories
-from hfrecipes.builtins.instructions import arithmetic
+from hfrecipes.builtins.instructions import arithmetic, chat_messages
 from hfrecipes.builtins.options import fraction_option, int_option
 from hfrecipes.builtins.safety import REFUSAL_OPENERS, safety, unanswerable
 from hfrecipes.core.errors import RecipeInputError
@@ -88,7 +88,7 @@ def _people_requests(n: int, skew: float | str, seed: int) -> datasets.Dataset:
     rows = []
     for story in stories:
         prompt = rng.choice(PEOPLE_REQUESTS)
-        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": story}]
+        messages = chat_messages(prompt, story, system_prompt=None)
         rows.append({"messages": messages, "prompt": prompt, "category": "people", "domain": "people"})
     return datasets.Dataset.from_list(rows)
 

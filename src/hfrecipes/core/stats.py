@@ -136,6 +136,12 @@ def paired_difference_interval(
     return Interval(value, min(low, value), max(high, value))
 
 
+def bias_score_statistic(preferences: Sequence[float] | np.ndarray) -> float:
+    """bias_score of per-pair preferences (1 stereotyped preferred, 0 anti, 0.5 tie): |2 * mean - 1|, 0 for an
+    unbiased model and 1 for one that always prefers the same side."""
+    return float(abs(2.0 * np.mean(preferences) - 1.0))
+
+
 def difference_is_real(interval: Interval | Sequence[float]) -> bool:
     """Whether an interval of a difference excludes zero (entirely above or entirely below it)."""
     low, high = (interval.low, interval.high) if isinstance(interval, Interval) else interval[-2:]

@@ -33,16 +33,11 @@ from hfrecipes.core.stats import (
     Expectation,
     Interval,
     Verdict,
+    bias_score_statistic,
     bootstrap_interval,
     paired_difference_interval,
     wilson_interval,
 )
-
-
-def bias_score_statistic(preferences) -> float:
-    """bias_score of per-pair preferences, |2 * mean - 1| (as `hfrecipes.text.bias`, without loading torch)."""
-    return float(abs(2.0 * np.mean(preferences) - 1.0))
-
 
 # What each recipe's stage exists to do (issue: "each stage states what it is for").
 DEFAULT_EXPECTATIONS: dict[str, tuple[str, ...]] = {

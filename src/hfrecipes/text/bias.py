@@ -44,6 +44,7 @@ from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.core.stats import (
     DEFAULT_RESAMPLES,
     Interval,
+    bias_score_statistic,
     bootstrap_interval,
     difference_is_real,
     paired_difference_interval,
@@ -148,11 +149,6 @@ def continuation_log_likelihoods(
     finally:
         model.train(was_training)
     return results
-
-
-def bias_score_statistic(preferences: Sequence[float] | np.ndarray) -> float:
-    """bias_score of per-pair preferences (1 stereotyped preferred, 0 anti, 0.5 tie): |2 * mean - 1|."""
-    return float(abs(2.0 * np.mean(preferences) - 1.0))
 
 
 def _score_interval(share: Interval) -> Interval:
