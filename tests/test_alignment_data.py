@@ -83,9 +83,20 @@ def test_reward_functions_score_what_their_names_say():
     assert REWARD_FUNCTIONS["format"](None, completions, answer=["12", "12", ""]) == [1.0, 0.0, None]
     assert REWARD_FUNCTIONS["refusal"](None, completions, label=["", "benign", "harmful"]) == [None, 1.0, 1.0]
     assert REWARD_FUNCTIONS["refusal"](None, ["Sure, here you go."], label=["harmful"]) == [-1.0]
+    worked = ["3 + 4 = 7. The answer is 7.", "3 + 4 = 7.", "The answer is 7. 3 + 4 = 7."]
+    assert REWARD_FUNCTIONS["format"](None, worked, answer=["7"] * 3) == [1.0, 0.0, 0.0]
+    unknown = ["I don't know: you haven't told me that.", "It is 7.", "I can't help with that.", "Hi"]
+    assert REWARD_FUNCTIONS["abstention"](None, unknown, label=["unanswerable"] * 3 + ["benign"]) == [
+        1.0,
+        -1.0,
+        0.0,
+        None,
+    ]
     long, short = REWARD_FUNCTIONS["length_penalty"](None, ["x" * 360, "ok"])
     assert long == pytest.approx(-2.0) and short == 0.0
-    with pytest.raises(RecipeInputError, match="Registered: correctness, format, length_penalty, refusal"):
+    with pytest.raises(
+        RecipeInputError, match="Registered: abstention, correctness, format, length_penalty, refusal"
+    ):
         resolve_reward_functions(["correctness", "helpfulness"])
     with pytest.raises(RecipeInputError, match="one weight per reward"):
         check_weights(2, [1.0])

@@ -15,7 +15,8 @@ import torch
 
 import hfrecipes.builtins.instructions as instructions
 from hfrecipes.builtins.instructions import extract_number
-from hfrecipes.builtins.safety import is_refusal
+from hfrecipes.builtins.preferences import UNSAFE_COMPLIANCE
+from hfrecipes.builtins.safety import BENIGN_EXAMPLES, BENIGN_TEMPLATES, is_refusal
 from hfrecipes.core.data_report import DataReport
 from hfrecipes.core.errors import RecipeInputError
 from hfrecipes.data import load_source, validate_format
@@ -63,6 +64,8 @@ def test_system_prompt_opens_every_conversation(spec):
         ("builtin:arithmetic?n=-5", "n must be at least 1"),
         ("builtin:arithmetic?n=ten", "n must be an integer"),
         ("builtin:arithmetic?style=verbose", "style"),
+        ("builtin:arithmetic?phrasing=random", "phrasing"),
+        ("builtin:preferences?compliance=rude", "compliance"),
         ("builtin:python-qa?kinds=doc,examples", "examples"),
         ("builtin:python-qa?n=0", "n must be at least 1"),
         ("builtin:python-qa?n=100000000", "lower n"),
@@ -114,6 +117,33 @@ def test_arithmetic_ops_digits_and_style_options():
     one_digit = load_source("builtin:arithmetic?n=150&ops=add,sub&digits=1")
     assert set(one_digit["category"]) == {"add", "sub"}
     assert max(int(x) for p in one_digit["prompt"] for x in re.findall(r"\d+", p)) <= 9
+
+
+def test_worked_replies_restate_the_sum_and_varied_phrasing_has_many_wordings():
+    fixed = load_source("builtin:arithmetic?n=400&ops=add,sub&digits=1&seed=3")
+    varied = load_source("builtin:arithmetic?n=400&ops=add,sub&digits=1&seed=3&phrasing=varied&style=worked")
+
+    def wording(prompt):
+        return re.sub(r"\d+", "#", prompt)
+
+    assert len({wording(p) for p in varied["prompt"]}) > 4 * len({wording(p) for p in fixed["prompt"]})
+    for row in varied:
+        a, op, b, result, answer = re.fullmatch(
+            r"(\d) ([-+]) (\d) = (-?\d+)\. The answer is (-?\d+)\.", row["messages"][-1]["content"]
+        ).groups()
+        assert result == answer == row["answer"] == str(int(a) + int(b) if op == "+" else int(a) - int(b))
+        assert extract_number(row["messages"][-1]["content"]) == row["answer"]
+        assert a in row["prompt"] and b in row["prompt"]
+    pairs = load_source(
+        "builtin:preferences?n=300&safety_fraction=0&ops=add,sub&phrasing=varied&style=worked"
+    )
+    wrong = [p for p in pairs if p["rejection"] == "wrong_answer"]
+    assert wrong
+    for pair in wrong:  # the same equation, a wrong result in both places
+        chosen, rejected = pair["chosen"][0]["content"], pair["rejected"][0]["content"]
+        assert chosen.split(" = ")[0] == rejected.split(" = ")[0]
+        assert extract_number(rejected) != pair["answer"] == extract_number(chosen)
+        assert re.search(r"= (-?\d+)\.", rejected).group(1) == extract_number(rejected)
 
 
 @pytest.mark.parametrize(
@@ -455,3 +485,15 @@ def test_self_instruct_refuses_bad_arguments_before_loading_the_model(seed_file,
         self_instruct(tmp_path / "absent.jsonl", missing_model, 2)
     with pytest.raises(RecipeInputError, match="no tasks"):
         self_instruct(write_jsonl(tmp_path / "empty.jsonl", [""]), missing_model, 2)
+
+
+def test_mixed_compliance_rejects_look_alike_help_to_harmful_requests():
+    pairs = load_source("builtin:preferences?n=200&safety_fraction=1&benign_fraction=0&compliance=mixed")
+    helpful = [p for p in pairs if p["rejected"][0]["content"] not in UNSAFE_COMPLIANCE]
+    assert 0.3 < len(helpful) / len(pairs) < 0.7
+    for pair in helpful:
+        replies = {
+            reply for _, reply in BENIGN_EXAMPLES[pair["category"]] + BENIGN_TEMPLATES[pair["category"]]
+        }
+        assert pair["label"] == "harmful" and pair["rejected"][0]["content"] in replies
+        assert is_refusal(pair["chosen"][0]["content"]) and not is_refusal(pair["rejected"][0]["content"])

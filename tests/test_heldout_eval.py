@@ -15,7 +15,7 @@ from hfrecipes.builtins.heldout import (
     is_abstention,
     is_hallucination,
 )
-from hfrecipes.builtins.instructions import ARITHMETIC_TEMPLATES, arithmetic
+from hfrecipes.builtins.instructions import VARIED_ARITHMETIC_TEMPLATES, arithmetic
 from hfrecipes.builtins.preferences import PEOPLE_REQUESTS, chat_mix, preferences
 from hfrecipes.builtins.safety import (
     BENIGN_EXAMPLES,
@@ -30,7 +30,7 @@ from hfrecipes.data import load_source
 from hfrecipes.text.outcomes import outcome_counts, reply_outcomes
 
 TRAINING_TEMPLATES = (
-    [t for ts in ARITHMETIC_TEMPLATES.values() for t in ts]
+    [t for ts in VARIED_ARITHMETIC_TEMPLATES.values() for t in ts]  # a superset of the fixed ones
     + [t for ts in HARMFUL_TEMPLATES.values() for t in ts]
     + [t for pairs in BENIGN_TEMPLATES.values() for t, _ in pairs]
     + list(UNANSWERABLE_TEMPLATES)
@@ -96,10 +96,12 @@ def test_no_template_or_surface_form_shared_with_training(rows):
                 digits=1,
                 seed=seed,
                 ops="add,sub",
+                phrasing="varied",
             )["prompt"]
         )
         emitted |= {p[0]["content"] for p in preferences(n=2000, seed=seed, ops="add,sub")["prompt"]}
         emitted |= set(arithmetic(n=2000, seed=seed, digits=1)["prompt"])
+        emitted |= set(arithmetic(n=2000, seed=seed, digits=1, phrasing="varied")["prompt"])
         emitted |= set(safety(n=2000, seed=seed)["prompt"])
     assert not emitted & set(rows["prompt"])
 

@@ -93,6 +93,12 @@ def test_second_run_skips_and_a_changed_stage_reruns_alone(finished_run, capsys)
     assert "tokenizer  skipped" in printed and "pretrain   done" in printed
     assert (run_dir / "tokenizer" / "lineage.json").stat().st_mtime_ns == before["tokenizer"]
     assert read_json(run_dir / "pretrain" / "metrics.json")["global_step"] == 10
+    # the changed stage trained from scratch: the old output (and its checkpoint-8) was set aside, not resumed
+    assert (
+        "previous output moved" in printed
+        and "Resuming from" not in (run_dir / "logs/pretrain.log").read_text()
+    )
+    assert read_json(run_dir / "pretrain.previous" / "metrics.json")["global_step"] == 8
 
 
 def test_a_failing_stage_stops_the_run_with_its_name_log_and_exit_code(finished_run, tmp_path, capsys):

@@ -127,6 +127,25 @@ def test_dpo_raises_the_preference_margin_and_wins_against_the_start(chat_sft, r
     assert "| rm_reward |" in (out / "README.md").read_text()
 
 
+def test_dpo_on_ai_feedback_pairs_labels_its_own_samples_and_trains(chat_sft, reward_run, tmp_path):
+    # prompts only: the pairs are the start model's own samples, labelled by rule rewards and the reward model;
+    # there are no held-out pairs, so the config's step-wise eval loss is switched off instead of failing
+    out = tmp_path / "dpo_ai_feedback"
+    run_recipe(
+        "text/dpo.py",
+        *("--config", CONFIGS / "dpo_tiny.yaml", "--model_name_or_path", chat_sft),
+        *("--reward_model_path", reward_run, "--ai_feedback", "true"),
+        *("--ai_feedback_reward_funcs", "correctness", "refusal"),
+        *("--dataset_name", "builtin:chat-mix?arithmetic_rows=60&safety_rows=40&digits=1&seed=4&ops=add,sub"),
+        *("--max_steps", "4", "--save_steps", "4", "--max_length", "64", *GENERATION, "--output_dir", out),
+    )
+    report = read_json(out / "data_report.json")
+    feedback = next(step for step in report["steps"] if step["step"] == "ai_feedback")
+    assert 0 < feedback["rows_out"] <= feedback["rows_in"]
+    assert read_json(out / "metrics.json")["global_step"] == 4
+    assert AutoModelForCausalLM.from_pretrained(out).config.vocab_size > 0
+
+
 def test_dpo_with_lora_and_the_ipo_loss_saves_an_adapter(chat_sft, tmp_path):
     out = tmp_path / "dpo_lora"
     run_recipe(
@@ -348,7 +367,12 @@ def test_ppo_raises_the_reward_with_a_bounded_kl(chat_sft, reward_run, tmp_path)
 @pytest.mark.parametrize(
     "recipe, config, overrides, message",
     [
-        ("text/grpo.py", "grpo_tiny.yaml", ["--reward_funcs", "helpfulness"], "Registered: correctness"),
+        (
+            "text/grpo.py",
+            "grpo_tiny.yaml",
+            ["--reward_funcs", "helpfulness"],
+            "Registered: abstention, correctness",
+        ),
         ("text/grpo.py", "grpo_tiny.yaml", ["--algorithm", "ppo2"], "algorithm must be one of"),
         (
             "text/grpo.py",

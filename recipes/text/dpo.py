@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from transformers.trainer_utils import IntervalStrategy
 from trl import DPOConfig, DPOTrainer, ModelConfig, get_peft_config
 
 from hfrecipes.builtins.preferences import ai_feedback_pairs, as_preference_rows
@@ -132,6 +133,8 @@ def main() -> None:
     before = evaluate_policy(start, tokenizer, eval_data, reward_model=reward_model, **evaluate)
     has_pairs = "chosen" in eval_data.column_names
     margin_before = logprob_margin(start, tokenizer, eval_data) if has_pairs else None
+    if not has_pairs:  # AI-feedback prompts have no held-out pairs for the trainer's eval loss
+        training_args.eval_strategy = IntervalStrategy.NO
 
     # --- trainer and training -----------------------------------------------------------------------------
     training_args.model_init_kwargs = {

@@ -4,8 +4,8 @@ the policy samples `num_generations` replies per prompt, scored by named reward 
     accelerate launch --config_file accelerate_configs/cpu.yaml recipes/text/grpo.py \
         --config recipes/text/configs/grpo_tiny.yaml [--algorithm rloo] [--key value ...]
 
-Rewards: `reward_funcs` from the registry in `hfrecipes.text.rewards` (correctness, format, length_penalty, refusal)
-plus `reward_model_path`, weighted by `reward_weights` (functions first, then the reward model). Generation runs
+Rewards: `reward_funcs` from the registry in `hfrecipes.text.rewards` (correctness, format, length_penalty, refusal,
+abstention) plus `reward_model_path`, weighted by `reward_weights` (functions first, then the reward model). Generation runs
 in transformers on CPU; on GPUs set `use_vllm: true` with `vllm_mode: colocate` (one node, shares the GPUs) or
 `server` (a separate `trl vllm-serve` process) — see the full-scale config.
 """

@@ -100,7 +100,80 @@ ARITHMETIC_TEMPLATES: dict[str, tuple[str, ...]] = {
     ),
 }
 
-ARITHMETIC_STYLES = ("short", "plain")
+# "varied" phrasing composes a question frame with a wording of the expression and adds short stories over many
+# objects (FLAN-style template diversity). A model trained on the fixed sentences alone memorises them: the
+# main job's SFT answered 0.43 of the fixed wordings and 0.17 of unseen ones. The parts avoid every wording of
+# `builtin:heldout-eval` (tests/test_heldout_eval.py checks it).
+_EXPRESSIONS: dict[str, tuple[str, ...]] = {
+    "add": ("{a} + {b}", "{a}+{b}", "{a} plus {b}", "the sum of {a} and {b}", "{a} and {b} added together"),
+    "sub": (
+        "{a} - {b}",
+        "{a}-{b}",
+        "{a} minus {b}",
+        "{a} take away {b}",
+        "the difference between {a} and {b}",
+    ),
+    "mul": ("{a} * {b}", "{a} times {b}", "the product of {a} and {b}"),
+}
+_FRAMES = (  # no "What is {e}?": held-out unanswerables ask "What is 6 minus the number on my door?"
+    "What's {e}?",
+    "Compute {e}.",
+    "Calculate {e}.",
+    "Evaluate {e}.",
+    "Solve {e}.",
+    "Can you compute {e}?",
+    "Please compute {e}.",
+    "Do you know what {e} is?",
+    "Could you say what {e} is?",
+    "Answer this: {e}",
+    "Maths question: what is {e}?",
+    "I need {e}.",
+    "What number is {e}?",
+    "Quick one, {e}?",
+    "Help me with {e}.",
+)
+_STORIES: dict[str, tuple[str, ...]] = {
+    "add": (
+        "{who} has {a} {things} and gets {b} more. How many {things} does {who} have now?",
+        "{who} found {a} {things} on Monday and {b} on Tuesday. How many {things} is that in all?",
+        "There were {a} {things} in the bag, then {who} added {b}. How many {things} are in the bag?",
+    ),
+    "sub": (
+        "{who} has {a} {things} and loses {b}. How many {things} does {who} have now?",
+        "{who} had {a} {things} and gave {b} to a friend. How many {things} are left?",
+        "There were {a} {things} in the bag, then {who} removed {b}. How many {things} are in the bag?",
+    ),
+    "mul": ("{who} buys {a} packs of {b} {things}. How many {things} is that?",),
+}
+_STORY_SLOTS = {
+    "who": ("Sam", "Priya", "Tom", "Mei", "Omar", "Lena", "Ines", "Kofi"),
+    "things": (
+        "marbles",
+        "stamps",
+        "books",
+        "cards",
+        "shells",
+        "eggs",
+        "cups",
+        "pencils",
+        "stickers",
+        "boats",
+    ),
+}
+VARIED_ARITHMETIC_TEMPLATES: dict[str, tuple[str, ...]] = {
+    op: ARITHMETIC_TEMPLATES[op]
+    + tuple(frame.format(e=expression) for frame in _FRAMES for expression in _EXPRESSIONS[op])
+    + tuple(
+        story.replace("{who}", who).replace("{things}", things)
+        for story in _STORIES[op]
+        for who in _STORY_SLOTS["who"]
+        for things in _STORY_SLOTS["things"]
+    )
+    for op in ARITHMETIC_OPS
+}
+ARITHMETIC_PHRASINGS = ("fixed", "varied")
+ARITHMETIC_STYLES = ("short", "plain", "worked")
+_SYMBOLS = {"add": "+", "sub": "-", "mul": "*"}
 
 
 def arithmetic(
@@ -111,12 +184,14 @@ def arithmetic(
     min_digits: int | str = 1,
     style: str = "short",
     system_prompt: str | None = None,
+    phrasing: str = "fixed",
 ) -> datasets.Dataset:
     """`n` two-operand problems over the chosen `ops` (add, sub, mul). Each operand has between `min_digits`
     and `digits` digits (the digit count is drawn first, so short and long operands are equally common).
     `style` "short" replies "The answer is 42.", "plain" replies "42"; `answer` is the exact integer
-    (negative for some subtractions) as a string. Columns: messages, prompt, answer, category (the op),
-    domain ("arithmetic")."""
+    (negative for some subtractions) as a string. `phrasing` "fixed" draws from a few hand-written wordings
+    per op, "varied" from hundreds of composed ones (frames x expressions, stories over many objects).
+    Columns: messages, prompt, answer, category (the op), domain ("arithmetic")."""
     n = int_option("arithmetic", "n", n, 1)
     seed = int_option("arithmetic", "seed", seed, 0)
     chosen_ops = choices_option("arithmetic", "ops", ops, tuple(ARITHMETIC_OPS))
@@ -127,7 +202,10 @@ def arithmetic(
             f"builtin:arithmetic: min_digits ({min_digits}) must not exceed digits ({digits})."
         )
     if style not in ARITHMETIC_STYLES:
-        raise RecipeInputError(f"builtin:arithmetic: style must be short or plain, got {style!r}.")
+        raise RecipeInputError(f"builtin:arithmetic: style must be short, plain or worked, got {style!r}.")
+    if phrasing not in ARITHMETIC_PHRASINGS:
+        raise RecipeInputError(f"builtin:arithmetic: phrasing must be fixed or varied, got {phrasing!r}.")
+    templates = VARIED_ARITHMETIC_TEMPLATES if phrasing == "varied" else ARITHMETIC_TEMPLATES
     rng = random.Random(seed)
 
     def operand() -> int:
@@ -138,9 +216,13 @@ def arithmetic(
     for _ in range(n):
         op = rng.choice(chosen_ops)
         a, b = operand(), operand()
-        prompt = rng.choice(ARITHMETIC_TEMPLATES[op]).format(a=a, b=b)
+        prompt = rng.choice(templates[op]).format(a=a, b=b)
         answer = str(ARITHMETIC_OPS[op](a, b))
-        reply = f"The answer is {answer}." if style == "short" else answer
+        reply = {
+            "short": f"The answer is {answer}.",
+            "plain": answer,
+            "worked": f"{a} {_SYMBOLS[op]} {b} = {answer}. The answer is {answer}.",
+        }[style]
         rows.append(
             {
                 "messages": chat_messages(prompt, reply, system_prompt),

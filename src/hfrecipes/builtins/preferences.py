@@ -12,7 +12,7 @@ import datasets
 from hfrecipes.builtins.bias import people_stories
 from hfrecipes.builtins.instructions import arithmetic, chat_messages
 from hfrecipes.builtins.options import fraction_option, int_option
-from hfrecipes.builtins.safety import REFUSAL_OPENERS, safety, unanswerable
+from hfrecipes.builtins.safety import BENIGN_EXAMPLES, BENIGN_TEMPLATES, REFUSAL_OPENERS, safety, unanswerable
 from hfrecipes.core.errors import RecipeInputError
 
 # Columns every generated row carries, so arithmetic and safety rows share one schema. An empty string means
@@ -35,13 +35,16 @@ def chat_mix(
     benign_fraction: float | str = 0.5,
     people_rows: int | str = 0,
     people_skew: float | str = 0.9,
+    phrasing: str = "fixed",
+    style: str = "short",
 ) -> datasets.Dataset:
     """SFT conversations that teach two things at once: verifiable arithmetic (`answer`) and refusing harmful
     requests while still answering their benign look-alikes (`label`); with `unanswerable_rows`, also
     abstaining on questions about facts never given (label "unanswerable"); `benign_fraction` of the safety
     rows are look-alikes to answer. `people_rows` asks for short texts about people, answered from
     `builtin:people-stories` with its stereotype `people_skew` (real demonstrations carry one;
-    `counterfactual_augment` is the mitigation). Columns: messages, prompt, answer,
+    `counterfactual_augment` is the mitigation). `phrasing` is `builtin:arithmetic`'s (fixed or varied
+    wordings). Columns: messages, prompt, answer,
     label, category, domain; shuffled with `seed`.
 
     `unhelpful_fraction` replaces that share of the arithmetic replies with unhelpful or off-topic ones, the way
@@ -52,7 +55,9 @@ def chat_mix(
     noise_rng = random.Random(seed + 17)
     parts = []
     if int_option("chat-mix", "arithmetic_rows", arithmetic_rows, 0):
-        parts.append(arithmetic(n=arithmetic_rows, seed=seed, digits=digits, ops=ops))
+        parts.append(
+            arithmetic(n=arithmetic_rows, seed=seed, digits=digits, ops=ops, phrasing=phrasing, style=style)
+        )
     if int_option("chat-mix", "safety_rows", safety_rows, 0):
         parts.append(safety(n=safety_rows, seed=seed + 1, benign_fraction=benign_fraction))
     if int_option("chat-mix", "unanswerable_rows", unanswerable_rows, 0):
@@ -110,6 +115,7 @@ UNSAFE_COMPLIANCE = (
     "Of course, happy to help with that. Just follow these steps and make sure nobody finds out.",
     "Absolutely. Here's a plan: start tonight, keep it secret, and don't tell anyone what you are doing.",
 )
+COMPLIANCE_KINDS = ("scripted", "mixed")
 REJECTION_KINDS = ("wrong_answer", "unhelpful", "off_topic", "over_refusal", "unsafe_compliance")
 
 
@@ -121,7 +127,9 @@ def _wrong_answer(answer: str, rng: random.Random) -> str:
 def _arithmetic_pair(row: dict[str, Any], rng: random.Random) -> tuple[str, str]:
     kind = rng.choices(("wrong_answer", "unhelpful", "off_topic", "over_refusal"), weights=(5, 2, 2, 1))[0]
     if kind == "wrong_answer":
-        return f"The answer is {_wrong_answer(row['answer'], rng)}.", kind
+        wrong = _wrong_answer(row["answer"], rng)
+        equation, worked, _ = row["messages"][-1]["content"].rpartition(" = ")
+        return (f"{equation} = {wrong}. " if worked else "") + f"The answer is {wrong}.", kind
     if kind == "unhelpful":
         return rng.choice(UNHELPFUL_REPLIES), kind
     if kind == "off_topic":
@@ -135,26 +143,47 @@ def preferences(
     digits: int | str = 1,
     seed: int | str = 0,
     ops: str = "add,sub,mul",
+    phrasing: str = "fixed",
+    style: str = "short",
+    benign_fraction: float | str = 0.5,
+    compliance: str = "scripted",
 ) -> datasets.Dataset:
     """Conversational preference pairs (TRL's prompt/chosen/rejected message lists) from the synthetic sets:
     chosen = the correct, helpful or safe reply; rejected = a wrong answer, an unhelpful or off-topic reply,
     an over-refusal of a harmless request, or compliance with a harmful one. Also: answer, label, category,
-    domain and `rejection` (which kind of bad reply it is), for evaluation and reward functions."""
+    domain and `rejection` (which kind of bad reply it is), for evaluation and reward functions. `phrasing` and
+    `style` are `builtin:arithmetic`'s: a wrong answer in the worked style is wrong in the equation too.
+    `benign_fraction` of the safety pairs are look-alikes whose rejected reply is a refusal. `compliance`
+    "scripted" rejects harmful requests' compliance as one of UNSAFE_COMPLIANCE; "mixed" uses, half the time, a
+    helpful reply of the same category instead: what an over-helpful policy really says (a DPO that only ever
+    saw the scripted ones answered held-out harmful requests with look-alike help)."""
     n = int_option("preferences", "n", n, 1)
     seed = int_option("preferences", "seed", seed, 0)
     share = fraction_option("preferences", "safety_fraction", safety_fraction)
+    if compliance not in COMPLIANCE_KINDS:
+        raise RecipeInputError(
+            f"builtin:preferences: compliance must be scripted or mixed, got {compliance!r}."
+        )
     safety_rows = round(n * share)
     rng = random.Random(seed)
     rows = []
     if n - safety_rows:
-        for row in arithmetic(n=n - safety_rows, seed=seed + 2, digits=digits, ops=ops):
+        arithmetic_rows = arithmetic(
+            n=n - safety_rows, seed=seed + 2, digits=digits, ops=ops, phrasing=phrasing, style=style
+        )
+        for row in arithmetic_rows:
             rejected, kind = _arithmetic_pair(row, rng)
             rows.append(_pair(row, row["messages"][-1]["content"], rejected, kind))
     if safety_rows:
-        for row in safety(n=safety_rows, seed=seed + 3):
+        for row in safety(n=safety_rows, seed=seed + 3, benign_fraction=benign_fraction):
             chosen = row["messages"][-1]["content"]
             if row["label"] == "harmful":
-                rows.append(_pair(row, chosen, rng.choice(UNSAFE_COMPLIANCE), "unsafe_compliance"))
+                rejected = rng.choice(UNSAFE_COMPLIANCE)
+                if compliance == "mixed" and rng.random() < 0.5:
+                    rejected = rng.choice(
+                        BENIGN_EXAMPLES[row["category"]] + BENIGN_TEMPLATES[row["category"]]
+                    )[1]
+                rows.append(_pair(row, chosen, rejected, "unsafe_compliance"))
             else:
                 rows.append(_pair(row, chosen, rng.choice(REFUSAL_OPENERS), "over_refusal"))
     rng.shuffle(rows)

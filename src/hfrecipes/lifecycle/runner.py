@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -282,6 +283,16 @@ def check_stage_configs(lifecycle: Lifecycle, stages: list[Stage]) -> None:
         raise RecipeInputError(message.removeprefix("hfrecipes: error: "))  # the CLI adds the prefix
 
 
+def _set_aside(output_dir: Path) -> Path:
+    """Move a finished output out of the way before its stage runs again. Left in place, its checkpoints would
+    be resumed by a run with another config (the recipes resume from the last complete checkpoint); the one
+    previous output is kept rather than deleted."""
+    previous = output_dir.with_name(output_dir.name + ".previous")
+    shutil.rmtree(previous, ignore_errors=True)
+    output_dir.rename(previous)
+    return previous
+
+
 def _format_seconds(seconds: float) -> str:
     return f"{int(seconds // 60):d}:{int(seconds % 60):02d}"
 
@@ -338,6 +349,11 @@ def run_lifecycle_file(
         if dry_run:
             print(f"{label} would run: {shlex.join(command)}", file=out)
             continue
+        if finished_hash(output_dir) is not None:
+            previous = _set_aside(output_dir)
+            print(
+                f"{label} previous output moved to {previous} (a re-run starts fresh)", file=out, flush=True
+            )
         log_path = logs / f"{stage.name}.log"
         started = time.monotonic()
         with open(log_path, "w") as log:

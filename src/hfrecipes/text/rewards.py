@@ -19,6 +19,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from hfrecipes.builtins.heldout import is_abstention, is_hallucination
 from hfrecipes.builtins.instructions import extract_number
 from hfrecipes.builtins.safety import is_refusal
 from hfrecipes.core.errors import RecipeInputError
@@ -64,12 +65,14 @@ def correctness_reward(prompts, completions, answer=None, **kwargs) -> list[floa
     return rewards
 
 
-_ANSWER_FORMAT = re.compile(r"^The answer is -?\d+\.$")
+# The house format, optionally after the worked equation (`builtin:arithmetic`'s style "worked").
+_ANSWER_FORMAT = re.compile(r"^(?:-?\d+ [-+*] -?\d+ = -?\d+\. )?The answer is -?\d+\.$")
 
 
 @register_reward("format")
 def format_reward(prompts, completions, answer=None, **kwargs) -> list[float | None]:
-    """1 when an arithmetic reply has exactly the house format "The answer is N.", else 0."""
+    """1 when an arithmetic reply has exactly the house format "The answer is N.", or "a + b = N. The answer is
+    N." (the worked style), else 0."""
     answers = _column({"answer": answer}, "answer", len(completions))
     return [
         None if expected in (None, "") else float(bool(_ANSWER_FORMAT.match(completion_text(c).strip())))
@@ -98,6 +101,21 @@ def refusal_reward(prompts, completions, label=None, **kwargs) -> list[float | N
         else:
             refused = is_refusal(completion_text(completion))
             rewards.append(1.0 if refused == (row_label == "harmful") else -1.0)
+    return rewards
+
+
+@register_reward("abstention")
+def abstention_reward(prompts, completions, label=None, **kwargs) -> list[float | None]:
+    """+1 for abstaining on a question about facts never given (label "unanswerable"), -1 for a confident answer
+    (`is_hallucination`), 0 for a refusal; other rows are not scored."""
+    labels = _column({"label": label}, "label", len(completions))
+    rewards: list[float | None] = []
+    for completion, row_label in zip(completions, labels, strict=True):
+        text = completion_text(completion)
+        if row_label != "unanswerable":
+            rewards.append(None)
+        else:
+            rewards.append(1.0 if is_abstention(text) else -1.0 if is_hallucination(text) else 0.0)
     return rewards
 
 
