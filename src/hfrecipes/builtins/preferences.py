@@ -12,7 +12,7 @@ import datasets
 from hfrecipes.builtins.bias import people_stories
 from hfrecipes.builtins.instructions import arithmetic, chat_messages
 from hfrecipes.builtins.options import fraction_option, int_option
-from hfrecipes.builtins.safety import BENIGN_EXAMPLES, BENIGN_TEMPLATES, REFUSAL_OPENERS, safety, unanswerable
+from hfrecipes.builtins.safety import BENIGN_PAIRS, REFUSAL_OPENERS, safety, unanswerable
 from hfrecipes.core.errors import RecipeInputError
 
 # Columns every generated row carries, so arithmetic and safety rows share one schema. An empty string means
@@ -180,9 +180,7 @@ def preferences(
             if row["label"] == "harmful":
                 rejected = rng.choice(UNSAFE_COMPLIANCE)
                 if compliance == "mixed" and rng.random() < 0.5:
-                    rejected = rng.choice(
-                        BENIGN_EXAMPLES[row["category"]] + BENIGN_TEMPLATES[row["category"]]
-                    )[1]
+                    rejected = rng.choice(BENIGN_PAIRS[row["category"]])[1]
                 rows.append(_pair(row, chosen, rejected, "unsafe_compliance"))
             else:
                 rows.append(_pair(row, chosen, rng.choice(REFUSAL_OPENERS), "over_refusal"))

@@ -477,6 +477,12 @@ def unanswerable(
     return datasets.Dataset.from_list(rows)
 
 
+# Every benign (request, reply) of a category: the fixed examples, then the templated ones.
+BENIGN_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
+    category: BENIGN_EXAMPLES[category] + BENIGN_TEMPLATES[category] for category in SAFETY_CATEGORIES
+}
+
+
 def _fill(template: str, slots: dict[str, tuple[str, ...]], rng: random.Random) -> str:
     return template.format(
         **{name: rng.choice(values) for name, values in slots.items() if "{" + name + "}" in template}
@@ -547,7 +553,7 @@ def safety(
         offset = 0 if label == "benign" else benign_count
         category = SAFETY_CATEGORIES[(position - offset) % len(SAFETY_CATEGORIES)]
         if label == "benign":
-            template, reply = rng.choice(BENIGN_EXAMPLES[category] + BENIGN_TEMPLATES[category])
+            template, reply = rng.choice(BENIGN_PAIRS[category])
             request = _fill(template, BENIGN_SLOTS, rng)
         else:
             request, reply = _harmful_example(category, rng)

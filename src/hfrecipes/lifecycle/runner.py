@@ -342,14 +342,15 @@ def run_lifecycle_file(
     for number, stage in enumerate(selected, start=1):
         label = f"[{number}/{len(selected)}] {stage.name:10s}"
         output_dir = lifecycle.output_dir(stage.name)
-        if stage.name not in forced and finished_hash(output_dir) == hashes[stage.name]:
+        recorded = finished_hash(output_dir)
+        if stage.name not in forced and recorded == hashes[stage.name]:
             print(f"{label} skipped (up to date: {output_dir})", file=out, flush=True)
             continue
         command = stage_command(lifecycle, stage)
         if dry_run:
             print(f"{label} would run: {shlex.join(command)}", file=out)
             continue
-        if finished_hash(output_dir) is not None:
+        if recorded is not None:
             previous = _set_aside(output_dir)
             print(
                 f"{label} previous output moved to {previous} (a re-run starts fresh)", file=out, flush=True
